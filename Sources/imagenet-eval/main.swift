@@ -1,0 +1,3 @@
+import Eval
+
+ImagenetEval.main()
