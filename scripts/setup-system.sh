@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need (idempotent; root or sudo).
 set -euo pipefail
-packages=(pkg-config libturbojpeg0-dev libarchive-dev libdnnl-dev python3-venv)
+# chromium renders report.html headless in the report test.
+packages=(pkg-config libturbojpeg0-dev libarchive-dev libdnnl-dev python3-venv chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
