@@ -13,6 +13,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
   ],
   targets: [
     .systemLibrary(
@@ -31,6 +32,7 @@ let package = Package(
       name: "Eval",
       dependencies: [
         "Dataset", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Yams", package: "Yams"),
       ]),
     .executableTarget(name: "imagenet-eval", dependencies: ["Eval"]),
     .target(name: "TestSupport", dependencies: ["CTurboJPEG", "CArchive"], path: "Tests/TestSupport"),
