@@ -179,7 +179,8 @@ class GraphBuilder:
     def constant(self, name: str, array: np.ndarray) -> str:
         """Adds an initializer and returns its (unique) name."""
         unique = self._unique(name)
-        self.initializers[unique] = np.ascontiguousarray(array)
+        # np.array keeps 0-d scalars 0-d (ascontiguousarray would make them shape [1]).
+        self.initializers[unique] = np.array(array, order="C")
         return unique
 
     def op(
