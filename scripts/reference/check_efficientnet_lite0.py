@@ -4,7 +4,8 @@
 Runs ``models/efficientnet-lite0.onnx`` with onnxruntime on the 1300 real ILSVRC2012 images of
 ``../shared/datasets/ilsvrc2012-val-subset-1300.tar`` with Pillow preprocessing exactly as
 torchvision does it (bilinear resize of the shorter side to 256, centre crop 224 with
-torchvision's rounding, (x-127)/128), labels from ``../shared/labels/caffe_val.txt``. Also
+torchvision's rounding, (x-127)/128), labels from ``../shared/labels/caffe_val.txt`` (or, for a WebDataset shard such as
+``datasets/foolbox-imagenet-20.tar``, from its ``.cls`` members). Also
 validates the model with ``onnx.checker`` and counts its parameters. Prints one JSON line and
 exits non-zero when top-1/top-5 differ from --expect-top1/--expect-top5 (when given).
 """
@@ -60,13 +61,34 @@ def preprocess(jpeg: bytes, resize: int = 256, crop: int = 224) -> np.ndarray:
 
 
 def iterate_tar(path: Path):
-    """Yields (base name, bytes) for each regular JPEG member in archive order."""
+    """Yields (base name, JPEG bytes, label from a WebDataset `.cls` member or None).
+
+    Flat ILSVRC tars have no `.cls` members; in a WebDataset shard the `.cls` of a key may come
+    before or after its image, so images wait until their key is complete.
+    """
+    pending: dict[str, dict[str, bytes]] = {}
     with tarfile.open(path) as archive:
         for member in archive:
-            if member.isfile() and member.name.lower().endswith((".jpeg", ".jpg")):
-                file = archive.extractfile(member)
-                if file is not None:
-                    yield Path(member.name).name, file.read()
+            if not member.isfile():
+                continue
+            name = Path(member.name).name
+            stem, _, ext = name.rpartition(".")
+            ext = ext.lower()
+            if ext not in ("jpeg", "jpg", "cls"):
+                continue
+            file = archive.extractfile(member)
+            if file is None:
+                continue
+            entry = pending.setdefault(stem, {})
+            entry[ext] = file.read()
+            if ext != "cls":
+                entry["name"] = name.encode()
+    for stem, entry in pending.items():
+        image = entry.get("jpg", entry.get("jpeg"))
+        if image is None:
+            raise ValueError(f"{path}: key {stem} has a .cls but no image")
+        label = int(entry["cls"].decode().strip()) if "cls" in entry else None
+        yield entry["name"].decode(), image, label
 
 
 def parameter_count(model: onnx.ModelProto) -> int:
@@ -76,31 +98,39 @@ def parameter_count(model: onnx.ModelProto) -> int:
     )
 
 
-def evaluate(model_path: Path, tar_path: Path, labels_path: Path, batch: int) -> dict:
+def evaluate(
+    model_path: Path, tar_path: Path, labels_path: Path | None, batch: int, with_predictions: bool = False
+) -> dict:
     model = onnx.load(str(model_path))
     onnx.checker.check_model(model, full_check=True)
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    labels = load_labels(labels_path)
+    labels = load_labels(labels_path) if labels_path is not None else {}
     top1 = top5 = count = 0
     names: list[str] = []
+    targets: list[int] = []
+    predictions: dict[str, int] = {}
     pending: list[np.ndarray] = []
 
     def flush() -> None:
         nonlocal top1, top5, count
         logits = session.run(["logits"], {"input": np.stack(pending)})[0]
-        for name, row in zip(names, logits):
-            label = labels[name]
+        for name, label, row in zip(names, targets, logits):
             order = np.argsort(-row, kind="stable")
+            predictions[name] = int(order[0])
             top1 += int(order[0] == label)
             top5 += int(label in order[:5])
             count += 1
         names.clear()
+        targets.clear()
         pending.clear()
 
-    for name, data in iterate_tar(tar_path):
-        if name not in labels:
-            raise KeyError(f"{tar_path}: member {name} has no label in {labels_path}")
+    for name, data, label in iterate_tar(tar_path):
+        if label is None:
+            if name not in labels:
+                raise KeyError(f"{tar_path}: member {name} has no label in {labels_path}")
+            label = labels[name]
         names.append(name)
+        targets.append(label)
         pending.append(preprocess(data))
         if len(pending) == batch:
             flush()
@@ -114,6 +144,7 @@ def evaluate(model_path: Path, tar_path: Path, labels_path: Path, batch: int) ->
         "top5": round(100.0 * top5 / count, 2),
         "parameters": parameter_count(model),
         "onnxruntime": ort.__version__,
+        **({"top1_predictions": predictions} if with_predictions else {}),
     }
 
 
@@ -121,12 +152,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models/efficientnet-lite0.onnx")
     parser.add_argument("--tar", type=Path, default=SHARED / "datasets/ilsvrc2012-val-subset-1300.tar")
-    parser.add_argument("--labels", type=Path, default=SHARED / "labels/caffe_val.txt")
+    parser.add_argument(
+        "--labels", type=Path, default=SHARED / "labels/caffe_val.txt",
+        help="flat `name index` labels; ignored for members with a WebDataset .cls",
+    )
+    parser.add_argument("--predictions", action="store_true", help="also print each image's top-1 class")
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--expect-top1", type=float)
     parser.add_argument("--expect-top5", type=float)
     args = parser.parse_args()
-    result = evaluate(args.model, args.tar, args.labels, args.batch)
+    labels = args.labels if args.labels.exists() else None
+    result = evaluate(args.model, args.tar, labels, args.batch, args.predictions)
     print(json.dumps(result))
     ok = (args.expect_top1 is None or result["top1"] == args.expect_top1) and (
         args.expect_top5 is None or result["top5"] == args.expect_top5
