@@ -117,6 +117,8 @@ final class SampleReader {
   private var groundTruth: GroundTruth?
   private let groundTruthProvider: () throws -> GroundTruth
   private(set) var ignored: [IgnoredMember] = []
+  /// Provenance of the ground truth once one is in use.
+  var groundTruthSource: String? { groundTruth?.source }
   private(set) var ignoredCount = 0
   private static let ignoredKept = 1000
 
