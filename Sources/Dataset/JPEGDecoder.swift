@@ -41,7 +41,7 @@ public final class JPEGDecoder {
     }
   }
 
-  private let handle: tjhandle
+  private var handle: tjhandle
   private let options: Options
   private var cmykScratch: [UInt8] = []
   private static let scalingFactors: [tjscalingfactor] = {
@@ -108,6 +108,16 @@ public final class JPEGDecoder {
     return String(cString: text)
   }
 
+  /// TurboJPEG 2.1 can leave a handle in a broken state after a failed header read (the next
+  /// good image then fails too), so any failure gets a fresh handle.
+  private func fail(_ reason: String) -> DecodeFailure {
+    if let fresh = tjInitDecompress() {
+      tjDestroy(handle)
+      handle = fresh
+    }
+    return DecodeFailure(reason: reason)
+  }
+
   /// Decodes `bytes` into `image` (its buffer only grows) and returns a libjpeg warning if the
   /// data was damaged but decodable. `minimumSize` is consulted only with `fastDecode`.
   @discardableResult
@@ -126,7 +136,7 @@ public final class JPEGDecoder {
     var subsampling: Int32 = 0
     var colorspace: Int32 = 0
     if tjDecompressHeader3(handle, base, length, &width, &height, &subsampling, &colorspace) != 0 {
-      throw DecodeFailure(reason: "corrupt JPEG header: \(message())")
+      throw fail("corrupt JPEG header: \(message())")
     }
     guard width > 0, height > 0 else {
       throw DecodeFailure(reason: "corrupt JPEG header: size \(width)x\(height)")
@@ -169,10 +179,10 @@ public final class JPEGDecoder {
     if status != 0 {
       let text = message()
       guard tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) else {
-        throw DecodeFailure(reason: "corrupt JPEG: \(text)")
+        throw fail("corrupt JPEG: \(text)")
       }
       if text.contains("Premature end") {
-        throw DecodeFailure(reason: "truncated JPEG: \(text)")
+        throw fail("truncated JPEG: \(text)")
       }
       warning = text
     }

@@ -41,11 +41,13 @@ final class TarMemberReader: MemberReader {
     archive_read_support_format_tar(handle)
     archive_read_support_format_gnutar(handle)
     // Opening checks the file exists; the format is only recognised at the first header.
+    // Opening reads the first block, so a readable file that fails here is not a tar.
     if archive_read_open_filename(handle, path, 1 << 20) != ARCHIVE_OK {
-      let message = String(cString: archive_error_string(handle))
+      let readable = FileManager.default.isReadableFile(atPath: path)
+      let error = readable ? failure(nil) : DatasetError.unreadable(path: path, message: String(cString: archive_error_string(handle)))
       archive_read_free(handle)
       archive = nil
-      throw DatasetError.unreadable(path: path, message: message)
+      throw error
     }
   }
 

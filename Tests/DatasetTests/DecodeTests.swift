@@ -163,6 +163,15 @@ struct DecodeTests {
     }
     try good.withUnsafeBytes { _ = try decoder.decode($0, into: &image) }
     #expect(image.width == 64 && image.height == 64)
+    // Regression: a small image cut inside its Huffman tables used to poison the TurboJPEG
+    // handle so the next good image failed with "Bogus Huffman table definition".
+    let tiny = Fixtures.jpeg(width: 16, height: 12)
+    let cutTables = Array(tiny[0..<(tiny.count / 2)])
+    #expect(throws: DecodeFailure.self) {
+      try cutTables.withUnsafeBytes { _ = try decoder.decode($0, into: &image) }
+    }
+    try tiny.withUnsafeBytes { _ = try decoder.decode($0, into: &image) }
+    #expect(image.width == 16 && image.height == 12)
   }
 
   @Test("a libjpeg warning keeps the image and reports the warning")
