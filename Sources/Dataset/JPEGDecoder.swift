@@ -136,7 +136,11 @@ public final class JPEGDecoder {
     var subsampling: Int32 = 0
     var colorspace: Int32 = 0
     if tjDecompressHeader3(handle, base, length, &width, &height, &subsampling, &colorspace) != 0 {
-      throw fail("corrupt JPEG header: \(message())")
+      // TurboJPEG also reports warnings (junk before a marker) as failures here; the header
+      // is still valid then, and the decode below reports the warning again.
+      guard tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue), width > 0, height > 0 else {
+        throw fail("corrupt JPEG header: \(message())")
+      }
     }
     guard width > 0, height > 0 else {
       throw DecodeFailure(reason: "corrupt JPEG header: size \(width)x\(height)")

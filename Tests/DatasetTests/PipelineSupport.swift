@@ -81,3 +81,11 @@ func valName(_ number: Int) -> String { GroundTruth.validationKey(number) + ".JP
 let fixtureImages: [[UInt8]] = (0..<5).map {
   Fixtures.jpeg(width: 16 + 8 * $0, height: 12 + 4 * $0, seed: UInt32(10 + $0))
 }
+
+/// Inserts two junk bytes before the start-of-scan marker: libjpeg decodes the image unchanged
+/// but warns "Corrupt JPEG data: 2 extraneous bytes before marker 0xda" (Pillow ignores it).
+func junkBeforeScan(_ jpeg: [UInt8]) -> [UInt8] {
+  guard let sos = (0..<(jpeg.count - 1)).first(where: { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xDA })
+  else { return jpeg }
+  return Array(jpeg[..<sos]) + [0, 0] + Array(jpeg[sos...])
+}
