@@ -37,7 +37,9 @@ public struct DataSource: Sendable, CustomStringConvertible {
   }
 
   public var description: String {
-    let shown = paths.count <= 3 ? paths.joined(separator: ", ") : "\(paths[0]) … \(paths.last!) (\(paths.count) paths)"
+    let shown =
+      paths.count <= 3
+      ? paths.joined(separator: ", ") : "\(paths[0]) … \(paths.last!) (\(paths.count) paths)"
     return "\(shown) [\(layout?.rawValue ?? "auto layout")]"
   }
 
@@ -141,7 +143,8 @@ final class SampleReader {
   private func ignore(_ member: String, _ reason: String) {
     ignoredCount += 1
     if ignored.count < SampleReader.ignoredKept {
-      ignored.append(IgnoredMember(container: reader?.containerPath ?? "", member: member, reason: reason))
+      ignored.append(
+        IgnoredMember(container: reader?.containerPath ?? "", member: member, reason: reason))
     }
   }
 
@@ -160,7 +163,8 @@ final class SampleReader {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
           throw DatasetError.unreadable(path: path, message: "no such file or directory")
         }
-        reader = isDirectory.boolValue
+        reader =
+          isDirectory.boolValue
           ? try DirectoryMemberReader(path: path) : try TarMemberReader(path: path)
       }
       if let header = try reader?.nextMember() { return header }
@@ -230,7 +234,8 @@ final class SampleReader {
     return sample
   }
 
-  private func resolveLabel(_ sample: inout RawSample, imageMember: String, clsText: String?) throws {
+  private func resolveLabel(_ sample: inout RawSample, imageMember: String, clsText: String?) throws
+  {
     let components = imageMember.split(separator: "/")
     let parent = components.count >= 2 ? String(components[components.count - 2]) : nil
     if layout == nil {
@@ -248,7 +253,8 @@ final class SampleReader {
       if let label = groundTruth!.label(forKey: sample.key) {
         sample.label = label
       } else {
-        sample.problem = "label missing: \(GroundTruth.normalizedKey(sample.key)) is not in \(groundTruth!.source)"
+        sample.problem =
+          "label missing: \(GroundTruth.normalizedKey(sample.key)) is not in \(groundTruth!.source)"
       }
     case .classFolder:
       guard let parent, isSynset(parent) else {
@@ -256,7 +262,8 @@ final class SampleReader {
         return
       }
       guard let label = classes.index(ofSynset: parent) else {
-        sample.problem = "label missing: folder \(parent) is not one of the \(classes.count) classes"
+        sample.problem =
+          "label missing: folder \(parent) is not one of the \(classes.count) classes"
         return
       }
       sample.label = label
@@ -267,7 +274,8 @@ final class SampleReader {
       }
       let trimmed = clsText.trimmingCharacters(in: .whitespacesAndNewlines)
       guard let label = Int(trimmed), label >= 0, label < classes.count else {
-        sample.problem = "invalid .cls for \(sample.key): \(trimmed.prefix(40).debugDescription) is not a class index in 0..<\(classes.count)"
+        sample.problem =
+          "invalid .cls for \(sample.key): \(trimmed.prefix(40).debugDescription) is not a class index in 0..<\(classes.count)"
         return
       }
       sample.label = label

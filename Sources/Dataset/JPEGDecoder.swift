@@ -76,7 +76,8 @@ public final class JPEGDecoder {
     for factor in scalingFactors where factor.num <= factor.denom {
       let w = scaled(width, factor)
       let h = scaled(height, factor)
-      if w >= minimum.width, h >= minimum.height, w * h < scaled(width, best) * scaled(height, best) {
+      if w >= minimum.width, h >= minimum.height, w * h < scaled(width, best) * scaled(height, best)
+      {
         best = factor
       }
     }
@@ -99,7 +100,9 @@ public final class JPEGDecoder {
     {
       return "WebP data"
     }
-    let head = bytes.prefix(8).map { String($0, radix: 16).count == 1 ? "0\(String($0, radix: 16))" : String($0, radix: 16) }
+    let head = bytes.prefix(8).map {
+      String($0, radix: 16).count == 1 ? "0\(String($0, radix: 16))" : String($0, radix: 16)
+    }
     return "unknown data starting with bytes \(head.joined(separator: " "))"
   }
 

@@ -56,7 +56,8 @@ public struct ClassIndex: Sendable {
       let synset = String(trimmed.prefix { !$0.isWhitespace })
       guard isSynset(synset) else {
         throw DatasetError.labelFile(
-          path: url.path, line: number, message: "expected a synset like n01440764, found \(synset)")
+          path: url.path, line: number, message: "expected a synset like n01440764, found \(synset)"
+        )
       }
       let name = trimmed.dropFirst(synset.count).trimmingCharacters(in: .whitespaces)
       synsets.append(synset)
@@ -177,7 +178,8 @@ public struct GroundTruth: Sendable {
         guard fields.count == 2 else {
           throw fail(number, "expected `file-name class-index`, found \(fields.count) fields")
         }
-        try add(normalizedKey(String(fields[0])), try classIndex(fields[1], line: number), line: number)
+        try add(
+          normalizedKey(String(fields[0])), try classIndex(fields[1], line: number), line: number)
       case .kaggleCSV:
         if number == allLines.first(where: { !$0.1.allSatisfy(\.isWhitespace) })?.0 {
           guard trimmed.hasPrefix("ImageId,") else {
@@ -191,12 +193,15 @@ public struct GroundTruth: Sendable {
         else {
           throw fail(number, "expected `ImageId,synset [boxes…]`")
         }
-        guard isSynset(String(synset)) else { throw fail(number, "expected a synset, found \(synset)") }
+        guard isSynset(String(synset)) else {
+          throw fail(number, "expected a synset, found \(synset)")
+        }
         try add(normalizedKey(String(parts[0])), try classIndex(synset, line: number), line: number)
       case .perLine:
         let fields = trimmed.split(whereSeparator: \.isWhitespace)
         guard fields.count == 1 else {
-          throw fail(number, "expected one synset or class index per line, found \(fields.count) fields")
+          throw fail(
+            number, "expected one synset or class index per line, found \(fields.count) fields")
         }
         perLineCount += 1
         try add(
@@ -249,7 +254,8 @@ enum ShippedLabels {
     if let override = ProcessInfo.processInfo.environment["IMAGENET_EVAL_LABELS"] {
       candidates.append(URL(fileURLWithPath: override))
     }
-    var executable = URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath()
+    var executable = URL(fileURLWithPath: CommandLine.arguments.first ?? ".")
+      .resolvingSymlinksInPath()
     for _ in 0..<5 {
       executable.deleteLastPathComponent()
       candidates.append(executable.appendingPathComponent("labels"))
@@ -284,7 +290,9 @@ func lines(of text: String) -> [(Int, Substring)] {
   var result: [(Int, Substring)] = []
   var number = 0
   // "\r\n" is one Character in Swift, so it must be matched as a separator of its own.
-  for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+  for line in text.split(
+    omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+  {
     number += 1
     result.append((number, line.hasSuffix("\r") ? line.dropLast() : line))
   }

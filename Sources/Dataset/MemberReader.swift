@@ -44,7 +44,11 @@ final class TarMemberReader: MemberReader {
     // Opening reads the first block, so a readable file that fails here is not a tar.
     if archive_read_open_filename(handle, path, 1 << 20) != ARCHIVE_OK {
       let readable = FileManager.default.isReadableFile(atPath: path)
-      let error = readable ? failure(nil) : DatasetError.unreadable(path: path, message: String(cString: archive_error_string(handle)))
+      let error =
+        readable
+        ? failure(nil)
+        : DatasetError.unreadable(
+          path: path, message: String(cString: archive_error_string(handle)))
       archive_read_free(handle)
       archive = nil
       throw error
@@ -93,7 +97,9 @@ final class TarMemberReader: MemberReader {
     while true {
       // Members in a stream may be longer than their header says only in broken archives;
       // grow rather than trust the header.
-      if total == buffer.count { buffer.append(contentsOf: repeatElement(0, count: max(4096, total))) }
+      if total == buffer.count {
+        buffer.append(contentsOf: repeatElement(0, count: max(4096, total)))
+      }
       let count = buffer.withUnsafeMutableBytes { raw in
         archive_read_data(archive, raw.baseAddress! + total, raw.count - total)
       }
@@ -159,7 +165,9 @@ final class DirectoryMemberReader: MemberReader {
     defer { close(descriptor) }
     var total = 0
     while true {
-      if total == buffer.count { buffer.append(contentsOf: repeatElement(0, count: max(65536, total))) }
+      if total == buffer.count {
+        buffer.append(contentsOf: repeatElement(0, count: max(65536, total)))
+      }
       let count = buffer.withUnsafeMutableBytes { raw in
         read(descriptor, raw.baseAddress! + total, raw.count - total)
       }

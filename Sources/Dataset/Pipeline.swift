@@ -356,7 +356,9 @@ final class PipelineState: @unchecked Sendable {
         sample.label = label
         if let filter = options.classFilter, !filter(label) { continue }
       }
-      if sample.problem == nil && sample.byteCount == 0 { sample.problem = "empty member (0 bytes)" }
+      if sample.problem == nil && sample.byteCount == 0 {
+        sample.problem = "empty member (0 bytes)"
+      }
       condition.lock()
       let sequence = sequenceCount
       let batchIndex = sequence / batchSize

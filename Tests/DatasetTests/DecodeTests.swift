@@ -1,12 +1,14 @@
 import CTurboJPEG
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Dataset
 
 /// Decodes with our decoder and with Pillow (independent reference) and compares every byte.
-private func compareWithPillow(_ jpegs: [[UInt8]]) throws -> [(ours: RGBImage, pillow: [UInt8], mode: String)] {
+private func compareWithPillow(_ jpegs: [[UInt8]]) throws -> [(
+  ours: RGBImage, pillow: [UInt8], mode: String
+)] {
   let directory = try TestEnvironment.makeTemporaryDirectory("decode")
   defer { try? FileManager.default.removeItem(at: directory) }
   var arguments: [String] = []
@@ -15,7 +17,8 @@ private func compareWithPillow(_ jpegs: [[UInt8]]) throws -> [(ours: RGBImage, p
     try Data(bytes).write(to: input)
     arguments += [input.path, directory.appendingPathComponent("\(index).rgb").path]
   }
-  let output = try PythonReference.run(script: "scripts/reference/pillow_decode.py", arguments: arguments)
+  let output = try PythonReference.run(
+    script: "scripts/reference/pillow_decode.py", arguments: arguments)
   let lines = output.split(separator: "\n")
   let decoder = try JPEGDecoder()
   var results: [(RGBImage, [UInt8], String)] = []
@@ -38,7 +41,8 @@ private func maxDifference(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> In
 struct DecodeTests {
   @Test(
     "accurate DCT decode is byte-identical to Pillow for colour, gray, CMYK and extreme sizes",
-    .enabled(if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
   func matchesPillow() throws {
     let cases: [(String, [UInt8])] = [
       ("rgb 4:2:0 odd size", Fixtures.jpeg(width: 227, height: 171)),
@@ -126,7 +130,10 @@ struct DecodeTests {
       (Fixtures.pngBytes, "not a JPEG: PNG data"),
       (Array("GIF89a".utf8) + [0, 0, 0], "not a JPEG: GIF data"),
       ([], "not a JPEG: empty data"),
-      (Array("hello world".utf8), "not a JPEG: unknown data starting with bytes 68 65 6c 6c 6f 20 77 6f"),
+      (
+        Array("hello world".utf8),
+        "not a JPEG: unknown data starting with bytes 68 65 6c 6c 6f 20 77 6f"
+      ),
     ]
     for (bytes, reason) in cases {
       #expect(throws: DecodeFailure(reason: reason)) {

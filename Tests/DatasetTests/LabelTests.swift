@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Dataset
 
@@ -29,7 +29,8 @@ struct LabelTests {
 
   @Test(
     "shipped validation ground truth agrees with Caffe val.txt on all 50,000 images",
-    .enabled(if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
+    .enabled(
+      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
   func shippedGroundTruthMatchesCaffe() throws {
     let classes = try ClassIndex.imageNet1k()
     let shipped = try GroundTruth.imageNetValidation(classes: classes)
@@ -39,13 +40,16 @@ struct LabelTests {
     #expect(caffe.count == 50_000)
     #expect(caffe.source.hasSuffix("(caffe)"))
     let disagreements = shipped.labels.filter { caffe.labels[$0.key] != $0.value }
-    #expect(disagreements.isEmpty, "\(disagreements.count) disagree, e.g. \(disagreements.first.map { "\($0)" } ?? "")")
+    #expect(
+      disagreements.isEmpty,
+      "\(disagreements.count) disagree, e.g. \(disagreements.first.map { "\($0)" } ?? "")")
     #expect(shipped.label(forKey: "ILSVRC2012_val_00000001") == 65)
   }
 
   @Test(
     "shipped names match Caffe synset_words.txt and Kaggle LOC_val_solution.csv agrees",
-    .enabled(if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
+    .enabled(
+      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
   func sharedFiles() throws {
     let classes = try ClassIndex.imageNet1k()
     let words = try ClassIndex.load(synsetsFile: TestEnvironment.shared("labels/synset_words.txt"))
@@ -74,7 +78,8 @@ struct LabelTests {
     let synsetLines = try GroundTruth.load(
       contentsOf: write("n01484850\nn01440764\n\n"), classes: tiny)
     #expect(synsetLines.labels == ["ILSVRC2012_val_00000001": 2, "ILSVRC2012_val_00000002": 0])
-    let indexLines = try GroundTruth.load(contentsOf: write("1\n2\n0\n"), format: .perLine, classes: tiny)
+    let indexLines = try GroundTruth.load(
+      contentsOf: write("1\n2\n0\n"), format: .perLine, classes: tiny)
     #expect(indexLines.labels["ILSVRC2012_val_00000003"] == 0)
     #expect(indexLines.label(forKey: "val/ILSVRC2012_val_00000002.JPEG") == 2)
   }
@@ -95,7 +100,8 @@ struct LabelTests {
         == "FILE:3: duplicate label for a (first on line 1)")
     #expect(message("n01440764\nn09999999\n") == "FILE:2: unknown synset n09999999")
     #expect(message("a.JPEG 1\nb.JPEG 3\n") == "FILE:2: class index 3 outside 0..<3")
-    #expect(message("a.JPEG 1\nb.JPEG\n") == "FILE:2: expected `file-name class-index`, found 1 fields")
+    #expect(
+      message("a.JPEG 1\nb.JPEG\n") == "FILE:2: expected `file-name class-index`, found 1 fields")
     #expect(
       message("ImageId,PredictionString\nx,n01440764\nx,n01443537\n")
         == "FILE:3: duplicate label for x (first on line 2)")
@@ -117,7 +123,10 @@ struct LabelTests {
     } catch {
       #expect("\(error)".hasPrefix("cannot read /nonexistent/val.txt"))
     }
-    #expect(throws: DatasetError.labelFile(path: "<memory>", line: 2, message: "duplicate synset n01440764 (first on line 1)")) {
+    #expect(
+      throws: DatasetError.labelFile(
+        path: "<memory>", line: 2, message: "duplicate synset n01440764 (first on line 1)")
+    ) {
       try ClassIndex(synsets: ["n01440764", "n01440764"])
     }
     let badFile = try write("n01440764 tench\nfish\n")

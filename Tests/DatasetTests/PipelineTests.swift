@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Dataset
 
@@ -18,7 +18,9 @@ private struct Fixture23 {
     try Fixtures.writeTar(at: tar, members: images.enumerated().map { (valName($0 + 1), $1) })
     truth = GroundTruth(
       labels: Dictionary(
-        uniqueKeysWithValues: (1...23).map { (GroundTruth.validationKey($0), fixtureIndices[$0 % 4]) }),
+        uniqueKeysWithValues: (1...23).map {
+          (GroundTruth.validationKey($0), fixtureIndices[$0 % 4])
+        }),
       source: "fixture")
   }
 }
@@ -44,9 +46,11 @@ struct PipelineTests {
     let fixture = try Fixture23()
     defer { try? FileManager.default.removeItem(at: fixture.directory) }
     let source = try DataSource(paths: [fixture.tar.path])
-    let one = try run(source, groundTruth: fixture.truth, options: .init(workers: 1, prefetchBatches: 1))
+    let one = try run(
+      source, groundTruth: fixture.truth, options: .init(workers: 1, prefetchBatches: 1))
     let two = try run(source, groundTruth: fixture.truth, options: .init(workers: 2))
-    let three = try run(source, groundTruth: fixture.truth, options: .init(workers: 3, prefetchBatches: 4))
+    let three = try run(
+      source, groundTruth: fixture.truth, options: .init(workers: 3, prefetchBatches: 4))
     #expect(one.keys == (1...23).map { GroundTruth.validationKey($0) })
     #expect(one.labels == (1...23).map { fixtureIndices[$0 % 4] })
     #expect(one.rows == (try fixture.images.map(ChannelMeans.expectedRow)))
@@ -67,7 +71,8 @@ struct PipelineTests {
     let limited = try run(source, groundTruth: fixture.truth, options: .init(workers: 2, limit: 6))
     #expect(limited.keys == (1...6).map { GroundTruth.validationKey($0) })
     #expect(limited.batchCounts == [4, 2])
-    let shard = try run(source, groundTruth: fixture.truth, options: .init(workers: 2, shard: (1, 5)))
+    let shard = try run(
+      source, groundTruth: fixture.truth, options: .init(workers: 2, shard: (1, 5)))
     // Sample index % 5 == 1: the 2nd, 7th, … images.
     #expect(shard.keys == [2, 7, 12, 17, 22].map { GroundTruth.validationKey($0) })
     let filtered = try run(
@@ -117,7 +122,10 @@ struct PipelineTests {
       at: url,
       members: [(valName(1), fixtureImages[0]), (valName(2), Fixtures.pngBytes), (valName(3), [])])
     let truth = GroundTruth(
-      labels: [GroundTruth.validationKey(1): 0, GroundTruth.validationKey(2): 0, GroundTruth.validationKey(3): 0],
+      labels: [
+        GroundTruth.validationKey(1): 0, GroundTruth.validationKey(2): 0,
+        GroundTruth.validationKey(3): 0,
+      ],
       source: "t")
     #expect(
       throws: DatasetError.sample(key: "\(url.path):\(valName(2))", reason: "not a JPEG: PNG data")
@@ -137,13 +145,15 @@ struct PipelineTests {
     defer { try? FileManager.default.removeItem(at: directory) }
     let damaged = junkBeforeScan(fixtureImages[1])
     let url = directory.appendingPathComponent("val.tar")
-    try Fixtures.writeTar(at: url, members: [(valName(1), fixtureImages[0]), (valName(2), damaged)])
+    try Fixtures.writeTar(
+      at: url, members: [(valName(1), fixtureImages[0]), (valName(2), damaged)])
     let truth = GroundTruth(
       labels: [GroundTruth.validationKey(1): 0, GroundTruth.validationKey(2): 1], source: "t")
     let result = try run(try DataSource(paths: [url.path]), groundTruth: truth)
     #expect(result.keys.count == 2)
     #expect(result.warnings.map(\.key) == [GroundTruth.validationKey(2)])
-    #expect(result.warnings.first?.message == "Corrupt JPEG data: 2 extraneous bytes before marker 0xda")
+    #expect(
+      result.warnings.first?.message == "Corrupt JPEG data: 2 extraneous bytes before marker 0xda")
     #expect(result.summary?.warnings == 1)
   }
 
@@ -169,7 +179,8 @@ struct PipelineTests {
       _ = try pipeline.next()
     }
     #expect(throws: DatasetError.configuration("batch size must be positive")) {
-      try Pipeline(source: source, classes: classes, batchSize: 0, transformFactory: { ChannelMeans() })
+      try Pipeline(
+        source: source, classes: classes, batchSize: 0, transformFactory: { ChannelMeans() })
     }
     #expect(throws: DatasetError.configuration("shard 3 of 3 is not valid")) {
       try Pipeline(
@@ -178,7 +189,9 @@ struct PipelineTests {
     }
     struct FactoryFailure: Error {}
     #expect(throws: FactoryFailure.self) {
-      try Pipeline(source: source, classes: classes, batchSize: 1, transformFactory: { throw FactoryFailure() })
+      try Pipeline(
+        source: source, classes: classes, batchSize: 1, transformFactory: { throw FactoryFailure() }
+      )
     }
   }
 }
@@ -188,12 +201,15 @@ struct PipelineTests {
 struct PipelineRealDataTests {
   @Test(
     "1300 real images: archive order, same labels from shipped, Caffe and Kaggle ground truth, same batches with 1 and 2 workers",
-    .enabled(if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
-    .enabled(if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .enabled(
+      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
   func realSubset() throws {
     let tar = TestEnvironment.shared("datasets/ilsvrc2012-val-subset-1300.tar").path
     let listing = try PythonReference.run(
-      code: "import sys, tarfile\nfor m in tarfile.open(sys.argv[1]):\n    print(m.name) if m.isfile() else None",
+      code:
+        "import sys, tarfile\nfor m in tarfile.open(sys.argv[1]):\n    print(m.name) if m.isfile() else None",
       arguments: [tar])
     let expectedKeys = listing.split(separator: "\n").map { GroundTruth.normalizedKey(String($0)) }
     #expect(expectedKeys.count == 1300)
@@ -203,7 +219,8 @@ struct PipelineRealDataTests {
     let shipped = try run(source, classes: classes, batchSize: 32, options: .init(workers: 2))
     let caffe = try run(
       source,
-      groundTruth: try GroundTruth.load(contentsOf: TestEnvironment.shared("labels/caffe_val.txt"), classes: classes),
+      groundTruth: try GroundTruth.load(
+        contentsOf: TestEnvironment.shared("labels/caffe_val.txt"), classes: classes),
       classes: classes, batchSize: 32, options: .init(workers: 1))
     let kaggle = try run(
       source,
@@ -220,7 +237,9 @@ struct PipelineRealDataTests {
     #expect(caffe.rows == shipped.rows)
     #expect(shipped.batchCounts == Array(repeating: 32, count: 40) + [20])
     #expect(shipped.summary?.layout == .flat)
-    #expect(shipped.summary?.labelSource.hasSuffix("ILSVRC2012_validation_ground_truth.txt (perLine)") == true)
+    #expect(
+      shipped.summary?.labelSource.hasSuffix("ILSVRC2012_validation_ground_truth.txt (perLine)")
+        == true)
     #expect(Set(shipped.labels).count > 100)
   }
 }

@@ -1,12 +1,15 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Dataset
 
 /// Ground truth for `ILSVRC2012_val_0000000{1…5}`: labels 0, 1, 2, 999, 0.
 private let fiveLabels = GroundTruth(
-  labels: Dictionary(uniqueKeysWithValues: (1...5).map { (GroundTruth.validationKey($0), [0, 1, 2, 999, 0][$0 - 1]) }),
+  labels: Dictionary(
+    uniqueKeysWithValues: (1...5).map {
+      (GroundTruth.validationKey($0), [0, 1, 2, 999, 0][$0 - 1])
+    }),
   source: "test")
 
 private func temporary() throws -> URL { try TestEnvironment.makeTemporaryDirectory("reader") }
@@ -31,7 +34,8 @@ struct ReaderTests {
     ]
   }
 
-  @Test("flat tarball in every compression: archive order, ground-truth labels, README ignored",
+  @Test(
+    "flat tarball in every compression: archive order, ground-truth labels, README ignored",
     arguments: Fixtures.Compression.allCases)
   func flatTar(compression: Fixtures.Compression) throws {
     let directory = try temporary()
@@ -41,12 +45,15 @@ struct ReaderTests {
     let result = try run(try DataSource(paths: [url.path]), groundTruth: fiveLabels)
     #expect(result.keys == [3, 1, 2, 5, 4].map { GroundTruth.validationKey($0) })
     #expect(result.labels == [2, 0, 1, 0, 999])
-    #expect(result.rows == (try [2, 0, 1, 4, 3].map { try ChannelMeans.expectedRow(fixtureImages[$0]) }))
+    #expect(
+      result.rows == (try [2, 0, 1, 4, 3].map { try ChannelMeans.expectedRow(fixtureImages[$0]) }))
     #expect(result.skipped.isEmpty)
     #expect(result.summary?.layout == .flat)
-    #expect(result.summary?.ignoredMembers == [
-      IgnoredMember(container: url.path, member: "README.txt", reason: "not an image or .cls member")
-    ])
+    #expect(
+      result.summary?.ignoredMembers == [
+        IgnoredMember(
+          container: url.path, member: "README.txt", reason: "not an image or .cls member")
+      ])
     #expect(result.batchCounts == [4, 1])
   }
 
@@ -78,7 +85,8 @@ struct ReaderTests {
     let tar = directory.appendingPathComponent("folders.tar.gz")
     try Fixtures.writeTar(at: tar, members: members, compression: .gzip)
     let fromTar = try run(try DataSource(paths: [tar.path]))
-    #expect(fromTar.keys == ["val/n15075141/b", "val/n01440764/a", "val/n01443537/z", "val/n01443537/y"])
+    #expect(
+      fromTar.keys == ["val/n15075141/b", "val/n01440764/a", "val/n01443537/z", "val/n01443537/y"])
     #expect(fromTar.labels == [999, 0, 1, 1])
     #expect(fromTar.summary?.layout == .classFolder)
     #expect(fromTar.summary?.labelSource == "class folder names")
@@ -86,7 +94,10 @@ struct ReaderTests {
     let tree = directory.appendingPathComponent("tree")
     try Fixtures.writeDirectory(at: tree, files: members)
     let fromDirectory = try run(try DataSource(paths: [tree.path]))
-    #expect(fromDirectory.keys == ["val/n01440764/a", "val/n01443537/y", "val/n01443537/z", "val/n15075141/b"])
+    #expect(
+      fromDirectory.keys == [
+        "val/n01440764/a", "val/n01443537/y", "val/n01443537/z", "val/n15075141/b",
+      ])
     #expect(fromDirectory.labels == [0, 1, 1, 999])
     #expect(fromDirectory.rows[0] == (try ChannelMeans.expectedRow(fixtureImages[1])))
   }
@@ -117,16 +128,18 @@ struct ReaderTests {
     #expect(result.summary?.layout == .webDataset)
     #expect(result.keys == ["s/000", "s/001", "s/002"])
     #expect(result.labels == [2, 999, 0])
-    #expect(result.skipped.map(\.reason) == [
-      "label missing: no .cls member for s/003",
-      "invalid .cls for s/004: \"one\" is not a class index in 0..<1000",
-    ])
+    #expect(
+      result.skipped.map(\.reason) == [
+        "label missing: no .cls member for s/003",
+        "invalid .cls for s/004: \"one\" is not a class index in 0..<1000",
+      ])
     #expect(result.summary?.ignoredMembers.map(\.member) == ["s/001.json"])
   }
 
   @Test("brace patterns: padded ranges, comma lists, nesting and errors")
   func braces() throws {
-    #expect(try DataSource.expandBraces("val-{0000..0003}.tar") == (0...3).map { "val-000\($0).tar" })
+    #expect(
+      try DataSource.expandBraces("val-{0000..0003}.tar") == (0...3).map { "val-000\($0).tar" })
     #expect(try DataSource.expandBraces("a{8..11}") == ["a8", "a9", "a10", "a11"])
     #expect(try DataSource.expandBraces("{x,y}-{1..2}") == ["x-1", "x-2", "y-1", "y-2"])
     #expect(try DataSource.expandBraces("plain.tar") == ["plain.tar"])
@@ -180,7 +193,9 @@ struct ReaderTests {
     // data are well before 60% of the archive for these sizes).
     let truncated = directory.appendingPathComponent("truncated.tar")
     try bytes.prefix(bytes.count * 6 / 10).write(to: truncated)
-    let text = errorText { _ = try run(try DataSource(paths: [truncated.path]), groundTruth: fiveLabels) }
+    let text = errorText {
+      _ = try run(try DataSource(paths: [truncated.path]), groundTruth: fiveLabels)
+    }
     #expect(text?.hasPrefix("archive \(truncated.path): ") == true, "\(text ?? "no error")")
     #expect(text?.contains("last good member:") == true, "\(text ?? "no error")")
 
@@ -211,7 +226,8 @@ struct ReaderTests {
       Issue.record("no error for a truncated archive")
     } catch {
       #expect(
-        "\(error)".contains("(while reading member \(valName(5))); last good member: \(valName(4))"),
+        "\(error)".contains(
+          "(while reading member \(valName(5))); last good member: \(valName(4))"),
         "\(error)")
     }
     #expect(keys == (1...4).map { GroundTruth.validationKey($0) })
@@ -222,13 +238,17 @@ struct ReaderTests {
     let directory = try temporary()
     defer { try? FileManager.default.removeItem(at: directory) }
     let url = directory.appendingPathComponent("val.tar")
-    try Fixtures.writeTar(at: url, members: [("n01440764/ILSVRC2012_val_00000001.JPEG", fixtureImages[0])])
+    try Fixtures.writeTar(
+      at: url, members: [("n01440764/ILSVRC2012_val_00000001.JPEG", fixtureImages[0])])
     let detected = try run(try DataSource(paths: [url.path]), groundTruth: fiveLabels)
     #expect(detected.summary?.layout == .classFolder)
     let forced = try run(try DataSource(paths: [url.path], layout: .flat), groundTruth: fiveLabels)
     #expect(forced.summary?.layout == .flat)
     #expect(forced.labels == [0])
     let wrong = try run(try DataSource(paths: [url.path], layout: .webDataset))
-    #expect(wrong.skipped.map(\.reason) == ["label missing: no .cls member for n01440764/ILSVRC2012_val_00000001"])
+    #expect(
+      wrong.skipped.map(\.reason) == [
+        "label missing: no .cls member for n01440764/ILSVRC2012_val_00000001"
+      ])
   }
 }

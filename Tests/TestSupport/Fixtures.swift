@@ -71,7 +71,8 @@ public enum Fixtures {
   }
 
   /// A minimal valid PNG signature plus junk: enough for format detection tests.
-  public static let pngBytes: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(repeating: 7, count: 64)
+  public static let pngBytes: [UInt8] =
+    [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(repeating: 7, count: 64)
 
   /// Compression applied to a written tar.
   public enum Compression: String, CaseIterable, Sendable {
@@ -117,7 +118,9 @@ public enum Fixtures {
       archive_entry_set_perm(entry, 0o644)
       try check(archive_write_header(archive, entry), "header \(member.name)")
       if !member.bytes.isEmpty {
-        let written = member.bytes.withUnsafeBytes { archive_write_data(archive, $0.baseAddress, $0.count) }
+        let written = member.bytes.withUnsafeBytes {
+          archive_write_data(archive, $0.baseAddress, $0.count)
+        }
         guard written == member.bytes.count else {
           throw FixtureError(message: "short write for \(member.name)")
         }
@@ -127,7 +130,9 @@ public enum Fixtures {
   }
 
   /// Writes files under `directory`, creating subdirectories.
-  public static func writeDirectory(at directory: URL, files: [(name: String, bytes: [UInt8])]) throws {
+  public static func writeDirectory(at directory: URL, files: [(name: String, bytes: [UInt8])])
+    throws
+  {
     for file in files {
       let url = directory.appendingPathComponent(file.name)
       try FileManager.default.createDirectory(
