@@ -91,8 +91,9 @@ public struct DataSource: Sendable, CustomStringConvertible {
 
 /// A member that holds no sample (README, metadata, a stray `.cls`), reported for transparency.
 public struct IgnoredMember: Sendable, Equatable {
-  /// Container path and member path.
+  /// The archive or directory holding the member.
   public var container: String
+  /// The member's path inside the container.
   public var member: String
   /// Why it was not used.
   public var reason: String
