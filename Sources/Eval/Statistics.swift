@@ -20,7 +20,10 @@ public enum Statistics {
     let denominator = 1 + z2 / n
     let center = (p + z2 / (2 * n)) / denominator
     let half = z / denominator * (p * (1 - p) / n + z2 / (4 * n * n)).squareRoot()
-    return (max(0, center - half), min(1, center + half))
+    // At 0% and 100% the bound is exactly 0 or 1; rounding would leave 0.9999999999999999.
+    let lower = successes == 0 ? 0 : max(0, center - half)
+    let upper = successes == trials ? 1 : min(1, center + half)
+    return (lower, upper)
   }
 
   /// The exact two-sided McNemar test p-value for `b` and `c` discordant pairs.
