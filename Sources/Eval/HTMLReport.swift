@@ -36,7 +36,6 @@ public enum HTMLReport {
     static let lost = "#9467bd"
     static let confusion = "#ff7f0e"
     static let sqnr = "#17becf"
-    static let negative = "#7f7f7f"
   }
 
   /// Renders the page. `layers` is the int8 engine's per-layer SQNR, when it provides one.
@@ -69,15 +68,15 @@ public enum HTMLReport {
       body += "<h2>Per-class top-1 drop (histogram over \(m.perClass.count) classes)</h2>\n"
       body += dropHistogram(m.perClass.compactMap(\.drop))
 
-      body += "<h2>The 20 classes that lost the most</h2>\n"
+      // Only real losses: a class that gained drawn as a bar here would read as a loss.
+      let losers = m.worstClasses(limit: 20).filter { ($0.drop ?? 0) > 0 }
+      body += "<h2>The \(losers.count) classes that lost the most (top-1 points)</h2>\n"
       body += horizontalBars(
-        m.worstClasses(limit: 20).map { c in
-          let drop = c.drop ?? 0
-          return Bar(
-            label: "\(c.classID) \(c.name ?? "")", value: drop,
-            text: String(format: "%+.1f", drop),
-            color: drop > 0 ? Palette.worst : Palette.negative)
-        }, emptyText: "No classes.")
+        losers.map { c in
+          Bar(
+            label: "\(c.classID) \(c.name ?? "")", value: c.drop ?? 0,
+            text: String(format: "−%.1f", c.drop ?? 0), color: Palette.worst)
+        }, emptyText: "No class lost accuracy.")
 
       body += "<h2>Flips</h2>\n"
       body += horizontalBars(
@@ -201,15 +200,19 @@ public enum HTMLReport {
       let x = left + barWidth * Double(i)
       svg += "<rect x=\"\(f(x + 1))\" y=\"\(f(height - bottom - h))\" width=\"\(f(max(1, barWidth - 2)))\" height=\"\(f(h))\" fill=\"\(Palette.histogram)\"><title>\(f(start + binWidth * Double(i))) to \(f(start + binWidth * Double(i + 1))) points: \(count) classes</title></rect>\n"
     }
-    // Axis labels at the ends and at zero, so the sign of a drop is readable.
-    var ticks = [start, start + binWidth * Double(binCount)]
-    if start < 0 && start + binWidth * Double(binCount) > 0 { ticks.append(0) }
-    for t in ticks {
-      let x = left + plotWidth * (t - start) / (binWidth * Double(binCount))
-      svg += "<line x1=\"\(f(x))\" y1=\"\(f(height - bottom))\" x2=\"\(f(x))\" y2=\"\(f(height - bottom + 5))\" stroke=\"#444\"/><text x=\"\(f(x))\" y=\"\(f(height - bottom + 18))\" text-anchor=\"middle\">\(f(t))</text>\n"
+    // Each bar is labelled with its bin's lower edge and its count, and zero is marked, so
+    // the sign of a drop is readable without hovering.
+    for (i, count) in counts.enumerated() where count > 0 {
+      let x = left + barWidth * (Double(i) + 0.5)
+      let h = plotHeight * Double(count) / tallest
+      svg += "<text x=\"\(f(x))\" y=\"\(f(height - bottom + 16))\" text-anchor=\"middle\">\(f(start + binWidth * Double(i)))</text>"
+      svg += "<text x=\"\(f(x))\" y=\"\(f(height - bottom - h - 4))\" text-anchor=\"middle\">\(count)</text>\n"
     }
-    svg += "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 4))\" text-anchor=\"middle\">top-1 drop per class (points; positive = int8 worse)</text>\n"
-    svg += "<text x=\"\(f(left - 8))\" y=\"\(f(height - bottom - plotHeight + 4))\" text-anchor=\"end\">\(Int(tallest))</text>\n"
+    if start <= 0 && start + binWidth * Double(binCount) > 0 {
+      let x = left + plotWidth * (0 - start) / (binWidth * Double(binCount))
+      svg += "<line x1=\"\(f(x))\" y1=\"\(f(height - bottom - plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(height - bottom))\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n"
+    }
+    svg += "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 4))\" text-anchor=\"middle\">classes per top-1 drop bin (points, bin lower edge; positive = candidate worse)</text>\n"
     return svg + "</svg>\n"
   }
 
