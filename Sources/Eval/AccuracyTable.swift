@@ -80,11 +80,13 @@ public enum AccuracyTable {
     for bench in benches where !hashes.contains(bench.modelSHA256) {
       throw EvalError(
         .input,
-        "bench results for \(bench.model) (sha256 \(bench.modelSHA256)) match none of the summaries")
+        "bench results for \(bench.model) (sha256 \(bench.modelSHA256)) match none of the summaries"
+      )
     }
     var columns = [(engine: String, batch: Int)]()
     for bench in benches {
-      for entry in bench.results where !columns.contains(where: { $0 == (entry.engine, entry.batchSize) }) {
+      for entry in bench.results
+      where !columns.contains(where: { $0 == (entry.engine, entry.batchSize) }) {
         columns.append((entry.engine, entry.batchSize))
       }
     }
@@ -103,7 +105,9 @@ public enum AccuracyTable {
       let sha = summary.provenance.run.model.sha256
       let entries = benches.filter { $0.modelSHA256 == sha }.flatMap(\.results)
       for column in columns {
-        if let entry = entries.first(where: { $0.engine == column.engine && $0.batchSize == column.batch }) {
+        if let entry = entries.first(where: {
+          $0.engine == column.engine && $0.batchSize == column.batch
+        }) {
           row += String(format: " %.1f (%.2f) |", entry.imagesPerSecond, entry.latencyMS)
         } else {
           row += " n/a |"

@@ -34,7 +34,9 @@ public enum ClassNames {
 
   /// The names shipped in `labels/synset_words.txt` under `root` (the current directory by
   /// default), or nil when that file is absent.
-  public static func loadDefault(root: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws -> [String]? {
+  public static func loadDefault(
+    root: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+  ) throws -> [String]? {
     let url = root.appendingPathComponent("labels/synset_words.txt")
     guard FileManager.default.fileExists(atPath: url.path) else { return nil }
     return try load(from: url)

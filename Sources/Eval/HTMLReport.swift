@@ -45,9 +45,11 @@ public enum HTMLReport {
     let engines = run.engines
     var body = ""
     body += "<h1>\(escape(run.model.name)) — ImageNet accuracy, float vs int8</h1>\n"
-    body += "<p class=\"muted\">model sha256 <code>\(escape(run.model.sha256))</code> · dataset \(escape(run.dataset)) · labels \(escape(run.labelSource)) · shard \(run.shard)</p>\n"
+    body +=
+      "<p class=\"muted\">model sha256 <code>\(escape(run.model.sha256))</code> · dataset \(escape(run.dataset)) · labels \(escape(run.labelSource)) · shard \(run.shard)</p>\n"
 
-    body += "<h2>Accuracy</h2>\n<table><tr><th>Engine</th><th>Top-1 (%)</th><th>95% CI</th><th>Top-5 (%)</th><th>95% CI</th><th>Images</th></tr>\n"
+    body +=
+      "<h2>Accuracy</h2>\n<table><tr><th>Engine</th><th>Top-1 (%)</th><th>95% CI</th><th>Top-5 (%)</th><th>95% CI</th><th>Images</th></tr>\n"
     for engine in engines {
       guard let e = m.engines[engine] else { continue }
       body +=
@@ -60,7 +62,8 @@ public enum HTMLReport {
       body += "<tr><td>Top-1 drop</td><td>\(opt(p.top1Drop)) points</td></tr>\n"
       body += "<tr><td>Top-5 drop</td><td>\(opt(p.top5Drop)) points</td></tr>\n"
       body += "<tr><td>Top-1 agreement</td><td>\(opt(p.agreement)) %</td></tr>\n"
-      body += "<tr><td>McNemar exact p (two-sided)</td><td>\(String(format: "%.3g", p.mcnemarP))</td></tr>\n"
+      body +=
+        "<tr><td>McNemar exact p (two-sided)</td><td>\(String(format: "%.3g", p.mcnemarP))</td></tr>\n"
       body += "<tr><td>Mean logit cosine</td><td>\(opt(p.cosine, 6))</td></tr>\n"
       body += "<tr><td>Mean KL (nats)</td><td>\(opt(p.kl, 6))</td></tr>\n"
       body += "<tr><td>Skipped samples</td><td>\(m.skipped.total)</td></tr>\n</table>\n"
@@ -96,7 +99,8 @@ public enum HTMLReport {
         body += horizontalBars(
           candidate.topConfusions.prefix(15).map { c in
             Bar(
-              label: "\(c.trueName ?? String(c.trueClass)) → \(c.predictedName ?? String(c.predicted))",
+              label:
+                "\(c.trueName ?? String(c.trueClass)) → \(c.predictedName ?? String(c.predicted))",
               value: Double(c.count), text: "\(c.count)", color: Palette.confusion)
           }, emptyText: "No mistakes.")
       }
@@ -111,7 +115,8 @@ public enum HTMLReport {
             text: String(format: "%.1f dB, cos %.4f", $0.sqnrDB, $0.cosine), color: Palette.sqnr)
         }, emptyText: "")
     } else {
-      body += "<p class=\"muted\">Per-layer SQNR: not available (the int8 engine did not report it).</p>\n"
+      body +=
+        "<p class=\"muted\">Per-layer SQNR: not available (the int8 engine did not report it).</p>\n"
     }
 
     if m.skipped.total > 0 {
@@ -124,14 +129,19 @@ public enum HTMLReport {
 
     let prov = summary.provenance
     body += "<h2>Provenance</h2>\n<ul>\n"
-    body += "<li>model <code>\(escape(run.model.path))</code>, \(run.model.parameterCount.map { String(format: "%.2f M parameters", Double($0) / 1e6) } ?? "parameters n/a"), input \(run.model.inputShape.map(String.init).joined(separator: "×"))</li>\n"
+    body +=
+      "<li>model <code>\(escape(run.model.path))</code>, \(run.model.parameterCount.map { String(format: "%.2f M parameters", Double($0) / 1e6) } ?? "parameters n/a"), input \(run.model.inputShape.map(String.init).joined(separator: "×"))</li>\n"
     body += "<li>preprocessing: \(escape(MarkdownReport.settings(run.preprocessing)))</li>\n"
-    body += "<li>calibration: \(escape(run.calibration.map(MarkdownReport.settings) ?? "none"))</li>\n"
+    body +=
+      "<li>calibration: \(escape(run.calibration.map(MarkdownReport.settings) ?? "none"))</li>\n"
     for engine in engines {
-      body += "<li>engine \(escape(engine)): \(escape(MarkdownReport.settings(run.engineVersions[engine] ?? [:])))</li>\n"
+      body +=
+        "<li>engine \(escape(engine)): \(escape(MarkdownReport.settings(run.engineVersions[engine] ?? [:])))</li>\n"
     }
-    body += "<li>imagenet-eval \(escape(prov.toolVersion)): <code>\(escape(prov.commandLine.joined(separator: " ")))</code></li>\n"
-    body += "<li>wall time \(String(format: "%.1f", prov.wallSeconds)) s, \(prov.imagesPerSecond.map { String(format: "%.1f", $0) } ?? "n/a") images/s</li>\n</ul>\n"
+    body +=
+      "<li>imagenet-eval \(escape(prov.toolVersion)): <code>\(escape(prov.commandLine.joined(separator: " ")))</code></li>\n"
+    body +=
+      "<li>wall time \(String(format: "%.1f", prov.wallSeconds)) s, \(prov.imagesPerSecond.map { String(format: "%.1f", $0) } ?? "n/a") images/s</li>\n</ul>\n"
 
     return """
       <!DOCTYPE html>
@@ -164,13 +174,17 @@ public enum HTMLReport {
     let width = labelWidth + plotWidth + 130
     let height = rowHeight * Double(bars.count) + 10
     let largest = max(bars.map { abs($0.value) }.max() ?? 0, 1e-12)
-    var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\">\n"
+    var svg =
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\">\n"
     for (i, bar) in bars.enumerated() {
       let y = 5 + rowHeight * Double(i)
       let length = max(1, plotWidth * abs(bar.value) / largest)
-      svg += "<text x=\"\(f(labelWidth - 6))\" y=\"\(f(y + 14))\" text-anchor=\"end\">\(escape(truncate(bar.label, 48)))</text>"
-      svg += "<rect x=\"\(f(labelWidth))\" y=\"\(f(y + 2))\" width=\"\(f(length))\" height=\"\(f(rowHeight - 4))\" fill=\"\(bar.color)\"/>"
-      svg += "<text x=\"\(f(labelWidth + length + 6))\" y=\"\(f(y + 14))\">\(escape(bar.text))</text>\n"
+      svg +=
+        "<text x=\"\(f(labelWidth - 6))\" y=\"\(f(y + 14))\" text-anchor=\"end\">\(escape(truncate(bar.label, 48)))</text>"
+      svg +=
+        "<rect x=\"\(f(labelWidth))\" y=\"\(f(y + 2))\" width=\"\(f(length))\" height=\"\(f(rowHeight - 4))\" fill=\"\(bar.color)\"/>"
+      svg +=
+        "<text x=\"\(f(labelWidth + length + 6))\" y=\"\(f(y + 14))\">\(escape(bar.text))</text>\n"
     }
     return svg + "</svg>\n"
   }
@@ -184,7 +198,9 @@ public enum HTMLReport {
     let start = (low / binWidth).rounded(.down) * binWidth
     let binCount = max(1, Int(((high - start) / binWidth).rounded(.down)) + 1)
     var counts = [Int](repeating: 0, count: binCount)
-    for d in drops { counts[min(binCount - 1, max(0, Int(((d - start) / binWidth).rounded(.down))))] += 1 }
+    for d in drops {
+      counts[min(binCount - 1, max(0, Int(((d - start) / binWidth).rounded(.down))))] += 1
+    }
     let width = 900.0
     let height = 260.0
     let left = 50.0
@@ -193,26 +209,33 @@ public enum HTMLReport {
     let plotWidth = width - left - 20
     let barWidth = plotWidth / Double(binCount)
     let tallest = Double(counts.max() ?? 1)
-    var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\">\n"
-    svg += "<line x1=\"\(f(left))\" y1=\"\(f(height - bottom))\" x2=\"\(f(width - 20))\" y2=\"\(f(height - bottom))\" stroke=\"#444\"/>\n"
+    var svg =
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\">\n"
+    svg +=
+      "<line x1=\"\(f(left))\" y1=\"\(f(height - bottom))\" x2=\"\(f(width - 20))\" y2=\"\(f(height - bottom))\" stroke=\"#444\"/>\n"
     for (i, count) in counts.enumerated() where count > 0 {
       let h = plotHeight * Double(count) / tallest
       let x = left + barWidth * Double(i)
-      svg += "<rect x=\"\(f(x + 1))\" y=\"\(f(height - bottom - h))\" width=\"\(f(max(1, barWidth - 2)))\" height=\"\(f(h))\" fill=\"\(Palette.histogram)\"><title>\(f(start + binWidth * Double(i))) to \(f(start + binWidth * Double(i + 1))) points: \(count) classes</title></rect>\n"
+      svg +=
+        "<rect x=\"\(f(x + 1))\" y=\"\(f(height - bottom - h))\" width=\"\(f(max(1, barWidth - 2)))\" height=\"\(f(h))\" fill=\"\(Palette.histogram)\"><title>\(f(start + binWidth * Double(i))) to \(f(start + binWidth * Double(i + 1))) points: \(count) classes</title></rect>\n"
     }
     // Each bar is labelled with its bin's lower edge and its count, and zero is marked, so
     // the sign of a drop is readable without hovering.
     for (i, count) in counts.enumerated() where count > 0 {
       let x = left + barWidth * (Double(i) + 0.5)
       let h = plotHeight * Double(count) / tallest
-      svg += "<text x=\"\(f(x))\" y=\"\(f(height - bottom + 16))\" text-anchor=\"middle\">\(f(start + binWidth * Double(i)))</text>"
-      svg += "<text x=\"\(f(x))\" y=\"\(f(height - bottom - h - 4))\" text-anchor=\"middle\">\(count)</text>\n"
+      svg +=
+        "<text x=\"\(f(x))\" y=\"\(f(height - bottom + 16))\" text-anchor=\"middle\">\(f(start + binWidth * Double(i)))</text>"
+      svg +=
+        "<text x=\"\(f(x))\" y=\"\(f(height - bottom - h - 4))\" text-anchor=\"middle\">\(count)</text>\n"
     }
     if start <= 0 && start + binWidth * Double(binCount) > 0 {
       let x = left + plotWidth * (0 - start) / (binWidth * Double(binCount))
-      svg += "<line x1=\"\(f(x))\" y1=\"\(f(height - bottom - plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(height - bottom))\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n"
+      svg +=
+        "<line x1=\"\(f(x))\" y1=\"\(f(height - bottom - plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(height - bottom))\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n"
     }
-    svg += "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 4))\" text-anchor=\"middle\">classes per top-1 drop bin (points, bin lower edge; positive = candidate worse)</text>\n"
+    svg +=
+      "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 4))\" text-anchor=\"middle\">classes per top-1 drop bin (points, bin lower edge; positive = candidate worse)</text>\n"
     return svg + "</svg>\n"
   }
 

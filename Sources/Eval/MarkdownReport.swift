@@ -43,8 +43,10 @@ public enum MarkdownReport {
     out += zooHeader + "\n" + zooRow(summary) + "\n\n"
 
     out += "## Accuracy\n\n"
-    out += "\(m.images) images evaluated, \(m.skipped.total) skipped, \(m.samples) samples in total.\n\n"
-    out += "| Engine | Top-1 (%) | Top-1 95% CI | Top-5 (%) | Top-5 95% CI |\n| --- | --- | --- | --- | --- |\n"
+    out +=
+      "\(m.images) images evaluated, \(m.skipped.total) skipped, \(m.samples) samples in total.\n\n"
+    out +=
+      "| Engine | Top-1 (%) | Top-1 95% CI | Top-5 (%) | Top-5 95% CI |\n| --- | --- | --- | --- | --- |\n"
     for engine in engines {
       guard let e = m.engines[engine] else { continue }
       out +=
@@ -52,17 +54,21 @@ public enum MarkdownReport {
     }
     out += "\n"
 
-    let pairs = [m.paired].compactMap { $0 } + (m.pairedAdditional ?? [:]).keys.sorted().compactMap {
-      m.pairedAdditional?[$0]
-    }
+    let pairs =
+      [m.paired].compactMap { $0 }
+      + (m.pairedAdditional ?? [:]).keys.sorted().compactMap {
+        m.pairedAdditional?[$0]
+      }
     for p in pairs {
       out += "## \(escape(p.reference)) vs \(escape(p.candidate))\n\n"
       out += "| Statistic | Value |\n| --- | --- |\n"
       out += "| Top-1 drop (points) | \(opt(p.top1Drop)) |\n"
       out += "| Top-5 drop (points) | \(opt(p.top5Drop)) |\n"
       out += "| Top-1 agreement (%) | \(opt(p.agreement)) |\n"
-      out += "| \(escape(p.reference)) right → \(escape(p.candidate)) wrong | \(p.flips.rightToWrong) |\n"
-      out += "| \(escape(p.reference)) wrong → \(escape(p.candidate)) right | \(p.flips.wrongToRight) |\n"
+      out +=
+        "| \(escape(p.reference)) right → \(escape(p.candidate)) wrong | \(p.flips.rightToWrong) |\n"
+      out +=
+        "| \(escape(p.reference)) wrong → \(escape(p.candidate)) right | \(p.flips.wrongToRight) |\n"
       out += "| McNemar exact p (two-sided) | \(String(format: "%.3g", p.mcnemarP)) |\n"
       out += "| Mean logit cosine | \(opt(p.cosine, 6)) |\n"
       out += "| Mean KL (nats) | \(opt(p.kl, 6)) |\n\n"
@@ -82,7 +88,8 @@ public enum MarkdownReport {
 
     for engine in engines {
       guard let e = m.engines[engine], !e.topConfusions.isEmpty else { continue }
-      out += "## Top confusions: \(escape(engine))\n\n| True | Predicted | Images |\n| --- | --- | --- |\n"
+      out +=
+        "## Top confusions: \(escape(engine))\n\n| True | Predicted | Images |\n| --- | --- | --- |\n"
       for c in e.topConfusions.prefix(10) {
         out +=
           "| \(c.trueClass) \(escape(c.trueName ?? "")) | \(c.predicted) \(escape(c.predictedName ?? "")) | \(c.count) |\n"
@@ -117,7 +124,8 @@ public enum MarkdownReport {
   }
 
   static func settings(_ values: [String: String]) -> String {
-    values.isEmpty ? "none" : values.keys.sorted().map { "\($0)=\(values[$0]!)" }.joined(separator: ", ")
+    values.isEmpty
+      ? "none" : values.keys.sorted().map { "\($0)=\(values[$0]!)" }.joined(separator: ", ")
   }
 
   static func format(_ value: Double, _ decimals: Int) -> String {

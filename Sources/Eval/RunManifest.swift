@@ -97,7 +97,8 @@ public struct RunManifest: Codable, Sendable, Equatable {
       let a = mine[field]
       let b = theirs[field]
       if a != b {
-        lines.append("\(field): \(a.map { "'\($0)'" } ?? "absent") vs \(b.map { "'\($0)'" } ?? "absent")")
+        lines.append(
+          "\(field): \(a.map { "'\($0)'" } ?? "absent") vs \(b.map { "'\($0)'" } ?? "absent")")
       }
     }
     return lines
@@ -184,7 +185,8 @@ func writeAtomically(_ data: Data, to url: URL) throws {
     try handle.close()
     if rename(temporary.path, url.path) != 0 {
       throw EvalError(
-        .input, "cannot rename \(temporary.path) to \(url.path): \(String(cString: strerror(errno)))")
+        .input,
+        "cannot rename \(temporary.path) to \(url.path): \(String(cString: strerror(errno)))")
     }
   } catch let error as EvalError {
     throw error
@@ -202,9 +204,12 @@ func describe(_ error: Error) -> String {
     return p.isEmpty ? "" : " at \(p)"
   }
   switch decodingError {
-  case .dataCorrupted(let context): return "corrupted data\(path(context)): \(context.debugDescription)"
-  case .keyNotFound(let key, let context): return "missing field '\(key.stringValue)'\(path(context))"
-  case .typeMismatch(_, let context): return "wrong type\(path(context)): \(context.debugDescription)"
+  case .dataCorrupted(let context):
+    return "corrupted data\(path(context)): \(context.debugDescription)"
+  case .keyNotFound(let key, let context):
+    return "missing field '\(key.stringValue)'\(path(context))"
+  case .typeMismatch(_, let context):
+    return "wrong type\(path(context)): \(context.debugDescription)"
   case .valueNotFound(_, let context): return "missing value\(path(context))"
   @unknown default: return "\(error)"
   }

@@ -1,5 +1,5 @@
-import Foundation
 import ArgumentParser
+import Foundation
 
 /// One deterministic slice of the dataset: the samples whose index `i` satisfies
 /// `i % count == index`, so `count` workers cover every sample exactly once.

@@ -30,7 +30,8 @@ public enum ShardMerge {
       let manifestURL = directory.appendingPathComponent(ResultLog.manifestFileName)
       guard FileManager.default.fileExists(atPath: manifestURL.path) else {
         throw EvalError(
-          .input, "\(directory.path) is not a run output directory: no \(ResultLog.manifestFileName)")
+          .input,
+          "\(directory.path) is not a run output directory: no \(ResultLog.manifestFileName)")
       }
       let manifest = try RunManifest.read(from: manifestURL)
       let completionURL = directory.appendingPathComponent(ResultLog.completionFileName)

@@ -28,7 +28,8 @@ final class FakeEngine: InferenceEngine {
       let sample = Int(input[b * 4])
       let label = Int(input[b * 4 + 1])
       var state = UInt64(truncatingIfNeeded: sample) &* 0x9E37_79B9_7F4A_7C15 &+ 12345
-      var noiseState = state ^ UInt64(truncatingIfNeeded: name.utf8.reduce(0) { $0 &* 31 &+ Int($1) })
+      var noiseState =
+        state ^ UInt64(truncatingIfNeeded: name.utf8.reduce(0) { $0 &* 31 &+ Int($1) })
       for c in 0..<classCount {
         var value = Float(FakeEngine.next(&state)) * 3
         if c == label { value += strength }
@@ -51,14 +52,17 @@ enum Fixture {
   static let classCount = 10
   static let classNames = (0..<10).map { "class-\($0)" }
 
-  static func manifest(shard: Shard = .whole, engines: [String] = ["float", "int8"]) -> RunManifest {
+  static func manifest(shard: Shard = .whole, engines: [String] = ["float", "int8"]) -> RunManifest
+  {
     RunManifest(
       model: .init(
         name: "Fake Net", path: "/models/fake.onnx", sha256: String(repeating: "ab", count: 32),
         parameterCount: 3_900_000, inputShape: [1, 3, 224, 224], classCount: classCount),
-      dataset: "synthetic:600", labelSource: "synthetic", preprocessing: ["preset": "fake", "crop_pct": "0.875"],
+      dataset: "synthetic:600", labelSource: "synthetic",
+      preprocessing: ["preset": "fake", "crop_pct": "0.875"],
       calibration: ["method": "minmax", "images": "32"], engines: engines,
-      engineVersions: Dictionary(uniqueKeysWithValues: engines.map { ($0, ["library": "fake-1.0", "isa": "none"]) }),
+      engineVersions: Dictionary(
+        uniqueKeysWithValues: engines.map { ($0, ["library": "fake-1.0", "isa": "none"]) }),
       shard: shard)
   }
 

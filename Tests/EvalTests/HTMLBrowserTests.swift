@@ -7,8 +7,10 @@ import Testing
 /// Renders `report.html` in a real headless browser and checks the screenshot: the charts
 /// must actually be drawn, in document order, not merely present in the markup.
 @Suite struct HTMLBrowserTests {
-  static let chromium: String? = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-    .first { FileManager.default.isExecutableFile(atPath: $0) }
+  static let chromium: String? = [
+    "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
+  ]
+  .first { FileManager.default.isExecutableFile(atPath: $0) }
 
   static var browserAvailable: Bool { chromium != nil || TestEnvironment.isCI }
 
@@ -20,12 +22,14 @@ import Testing
     let chromium = try #require(Self.chromium, "chromium is required in CI")
     let summary = try ReportTests.fasterNetSummary()
     let layers = (0..<12).map {
-      LayerQuality(node: "stage\($0 / 4).block\($0 % 4).conv", sqnrDB: 18 + 1.5 * Double($0), cosine: 0.995)
+      LayerQuality(
+        node: "stage\($0 / 4).block\($0 % 4).conv", sqnrDB: 18 + 1.5 * Double($0), cosine: 0.995)
     }
     let directory = try TestEnvironment.makeTemporaryDirectory("imagenet-eval-html")
     defer { try? FileManager.default.removeItem(at: directory) }
     let page = directory.appendingPathComponent(HTMLReport.fileName)
-    try HTMLReport.render(summary, layers: layers).write(to: page, atomically: true, encoding: .utf8)
+    try HTMLReport.render(summary, layers: layers).write(
+      to: page, atomically: true, encoding: .utf8)
     let screenshot = directory.appendingPathComponent("screenshot.png")
 
     let process = Process()
@@ -70,7 +74,8 @@ import Testing
       "lost": HTMLReport.Palette.lost, "gained": HTMLReport.Palette.gained,
       "confusion": HTMLReport.Palette.confusion, "sqnr": HTMLReport.Palette.sqnr,
     ]
-    let paletteJSON = String(decoding: try JSONSerialization.data(withJSONObject: palette), as: UTF8.self)
+    let paletteJSON = String(
+      decoding: try JSONSerialization.data(withJSONObject: palette), as: UTF8.self)
     let output = try PythonReference.run(code: code, arguments: [screenshot.path, paletteJSON])
     let result = try #require(
       try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])

@@ -30,7 +30,9 @@ import Testing
 
     #expect(merged.metrics.samples == samples)
     #expect(merged.metrics.paired?.flips.rightToWrong ?? 0 > 0)
-    #expect(try JSONEncoder.canonical.encode(merged.metrics) == JSONEncoder.canonical.encode(reference.metrics))
+    #expect(
+      try JSONEncoder.canonical.encode(merged.metrics)
+        == JSONEncoder.canonical.encode(reference.metrics))
     #expect(
       try Fixture.metricsBytes(out.appendingPathComponent(Summary.fileName))
         == Fixture.metricsBytes(whole.appendingPathComponent(Summary.fileName)))
@@ -98,7 +100,8 @@ import Testing
     let root = try TestEnvironment.makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: root) }
     let shards = try makeShards(root, count: 2)
-    try FileManager.default.removeItem(at: shards[1].appendingPathComponent(ResultLog.completionFileName))
+    try FileManager.default.removeItem(
+      at: shards[1].appendingPathComponent(ResultLog.completionFileName))
     let error = try #require(throws: EvalError.self) { try ShardMerge.union(of: shards) }
     #expect(error.message.contains("did not finish"))
   }

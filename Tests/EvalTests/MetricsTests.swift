@@ -77,7 +77,8 @@ import Testing
       int8.topConfusions.map { [$0.trueClass, $0.predicted, $0.count] } == [
         [0, 1, 1], [1, 2, 1], [2, 0, 1],
       ])
-    #expect(int8.topConfusions[0].trueName == "zero" && int8.topConfusions[0].predictedName == "one")
+    #expect(
+      int8.topConfusions[0].trueName == "zero" && int8.topConfusions[0].predictedName == "one")
 
     #expect(m.skipped.total == 3)
     #expect(m.skipped.byReason == ["decode": 2, "transform": 1])
@@ -107,7 +108,8 @@ import Testing
   }
 
   @Test func aRunWithNothingEvaluatedHasNullAccuracyNotNaN() throws {
-    let m = try Metrics.compute(records: Array(Self.records.suffix(3)), engineNames: ["float", "int8"])
+    let m = try Metrics.compute(
+      records: Array(Self.records.suffix(3)), engineNames: ["float", "int8"])
     #expect(m.images == 0)
     #expect(m.engines["float"]?.top1 == nil)
     #expect(m.engines["float"]?.top1CI95 == [0, 100])

@@ -5,7 +5,9 @@ import Testing
 @testable import Eval
 
 @Suite struct RecordBuilderTests {
-  @Test(.enabled(if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  @Test(
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
   func topFiveSoftmaxCosineAndKLMatchNumpy() throws {
     // Random logits from numpy with a fixed seed; numpy computes the reference with float64
     // softmax, stable argsort (ties to the lower id) and the textbook formulas.
@@ -94,7 +96,9 @@ import Testing
     let builder = try RecordBuilder(engineNames: ["float"], classCount: 4)
     let short: [Float] = [1, 2]
     #expect(throws: EvalError.self) {
-      try short.withUnsafeBufferPointer { try builder.record(index: 0, key: "a", label: 0, logits: [$0]) }
+      try short.withUnsafeBufferPointer {
+        try builder.record(index: 0, key: "a", label: 0, logits: [$0])
+      }
     }
     #expect(throws: EvalError.self) { try RecordBuilder(engineNames: ["a", "a"], classCount: 4) }
   }

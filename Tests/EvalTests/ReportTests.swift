@@ -25,16 +25,20 @@ import Testing
           engines: ["float": prediction(floatRight), "int8": prediction(int8Right)],
           paired: ["int8": LogitSimilarity(cosine: 0.99, kl: 0.01)]))
     }
-    records.append(.skipped(index: 400, key: Fixture.key(400), label: 3, reason: "decode", detail: "bad"))
+    records.append(
+      .skipped(index: 400, key: Fixture.key(400), label: 3, reason: "decode", detail: "bad"))
     var manifest = Fixture.manifest()
     manifest.model.name = "FasterNet T0"
     manifest.model.parameterCount = 3_900_000
     manifest.model.classCount = 1000
     let names = (0..<20).map { "name\($0) | piped" }
-    let metrics = try Metrics.compute(records: records, engineNames: ["float", "int8"], classNames: names)
+    let metrics = try Metrics.compute(
+      records: records, engineNames: ["float", "int8"], classNames: names)
     return Summary(
       metrics: metrics,
-      provenance: Provenance(run: manifest, commandLine: ["imagenet-eval", "run", "--model", "m.onnx"], wallSeconds: 10, samples: 401))
+      provenance: Provenance(
+        run: manifest, commandLine: ["imagenet-eval", "run", "--model", "m.onnx"], wallSeconds: 10,
+        samples: 401))
   }
 
   @Test func markdownHasTheModelZooRowAndTheWorstClasses() throws {
@@ -42,8 +46,10 @@ import Testing
     #expect(summary.metrics.engines["float"]?.top1 == 71.75)
     #expect(summary.metrics.engines["int8"]?.top1 == 68.5)
     let markdown = MarkdownReport.render(summary)
-    #expect(markdown.contains(
-      "| Model | Size | Categories | Parameter (M) | Floating point precision | Quantization accuracy |"))
+    #expect(
+      markdown.contains(
+        "| Model | Size | Categories | Parameter (M) | Floating point precision | Quantization accuracy |"
+      ))
     #expect(markdown.contains("| FasterNet T0 | 224x224 | 1000 | 3.90 | 71.75 | 68.50 |"))
     #expect(markdown.contains("| Top-1 drop (points) | 3.25 |"))
     #expect(markdown.contains("## The 20 classes that lost the most"))
@@ -60,7 +66,10 @@ import Testing
     let decoded = try JSONDecoder.canonical.decode(Summary.self, from: data)
     #expect(decoded == summary)
     let object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
-    #expect(Set(object.keys) == ["images", "samples", "engines", "paired", "per_class", "skipped", "provenance"])
+    #expect(
+      Set(object.keys) == [
+        "images", "samples", "engines", "paired", "per_class", "skipped", "provenance",
+      ])
     let paired = object["paired"] as! [String: Any]
     #expect(paired["mcnemar_p"] != nil && paired["top1_drop"] != nil && paired["agreement"] != nil)
     let float = (object["engines"] as! [String: Any])["float"] as! [String: Any]
@@ -85,7 +94,9 @@ import Testing
     let lines = table.split(separator: "\n").map(String.init)
     #expect(lines.count == 4)
     #expect(lines[0].hasSuffix("| float batch 1 img/s (ms) | int8 batch 1 img/s (ms) |"))
-    #expect(lines[2] == "| FasterNet T0 | 224x224 | 1000 | 3.90 | 71.75 | 68.50 | 301.0 (3.32) | 812.2 (1.23) |")
+    #expect(
+      lines[2]
+        == "| FasterNet T0 | 224x224 | 1000 | 3.90 | 71.75 | 68.50 | 301.0 (3.32) | 812.2 (1.23) |")
     #expect(lines[3] == "| Other Net | 256x256 | 1000 | 3.90 | 71.75 | 68.50 | n/a | n/a |")
 
     let stray = BenchReport(model: "x", modelSHA256: "00", results: [])
@@ -97,7 +108,11 @@ import Testing
     let html = HTMLReport.render(summary, layers: nil)
     #expect(html.contains("not available"))
     #expect(!html.contains("<script"))
-    #expect(!html.contains("http://") || !html.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "").contains("http://"))
+    #expect(
+      !html.contains("http://")
+        || !html.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "").contains(
+          "http://")
+    )
     #expect(!html.contains("https://"))
     #expect(html.contains("name0 | piped"))  // text content, escaped only for markup
     let withLayers = HTMLReport.render(
@@ -106,10 +121,14 @@ import Testing
     #expect(!withLayers.contains("not available"))
   }
 
-  @Test(.enabled(if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  @Test(
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
   func htmlParsesAndHasFiveCharts() throws {
     let summary = try Self.fasterNetSummary()
-    let layers = (0..<12).map { LayerQuality(node: "layer\($0)", sqnrDB: 20 + Double($0), cosine: 0.99) }
+    let layers = (0..<12).map {
+      LayerQuality(node: "layer\($0)", sqnrDB: 20 + Double($0), cosine: 0.99)
+    }
     let directory = try TestEnvironment.makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: directory) }
     let url = directory.appendingPathComponent("report.html")

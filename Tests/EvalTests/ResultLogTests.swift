@@ -23,8 +23,10 @@ import Testing
       log.close()
     }
     let recordsURL = crashed.appendingPathComponent(ResultLog.recordsFileName)
-    let wholeLines = try String(contentsOf: whole.appendingPathComponent(ResultLog.recordsFileName), encoding: .utf8)
-      .split(separator: "\n")
+    let wholeLines = try String(
+      contentsOf: whole.appendingPathComponent(ResultLog.recordsFileName), encoding: .utf8
+    )
+    .split(separator: "\n")
     let torn = Data(wholeLines[56].utf8.prefix(40))
     let handle = try FileHandle(forWritingTo: recordsURL)
     try handle.seekToEnd()
@@ -45,7 +47,9 @@ import Testing
     #expect(resumed.metrics == reference.metrics)
     #expect(resumed.metrics.samples == samples)
     #expect(resumed.metrics.skipped.total == 4)  // samples 5, 102, 199, 296
-    #expect(try Data(contentsOf: recordsURL) == Data(contentsOf: whole.appendingPathComponent(ResultLog.recordsFileName)))
+    #expect(
+      try Data(contentsOf: recordsURL)
+        == Data(contentsOf: whole.appendingPathComponent(ResultLog.recordsFileName)))
     #expect(
       try Fixture.metricsBytes(crashed.appendingPathComponent(Summary.fileName))
         == Fixture.metricsBytes(whole.appendingPathComponent(Summary.fileName)))
@@ -95,14 +99,17 @@ import Testing
     defer { try? FileManager.default.removeItem(at: directory) }
     let log = try ResultLog(directory: directory, manifest: Fixture.manifest(), resume: true)
     #expect(log.records.isEmpty)
-    #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(ResultLog.manifestFileName).path))
+    #expect(
+      FileManager.default.fileExists(
+        atPath: directory.appendingPathComponent(ResultLog.manifestFileName).path))
   }
 
   @Test func appendingTwiceOrOutsideTheShardIsRefused() throws {
     let directory = try TestEnvironment.makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: directory) }
     let shard = try Shard(index: 1, count: 3)
-    let log = try ResultLog(directory: directory, manifest: Fixture.manifest(shard: shard), resume: false)
+    let log = try ResultLog(
+      directory: directory, manifest: Fixture.manifest(shard: shard), resume: false)
     let record = ImageRecord.skipped(index: 4, key: "k4", label: 0, reason: "decode", detail: "x")
     try log.append([record])
     #expect(throws: EvalError.self) { try log.append([record]) }

@@ -39,7 +39,9 @@ import Testing
     #expect(Statistics.mcnemarExactP(b: 0, c: 0) == 1)
   }
 
-  @Test(.enabled(if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  @Test(
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
   func mcnemarMatchesExactRationalArithmetic() throws {
     let cases = [(17, 40), (120, 160), (1000, 1100), (2, 300), (4000, 4210)]
     let code = """

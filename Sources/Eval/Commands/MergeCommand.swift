@@ -18,14 +18,20 @@ struct MergeCommand: ParsableCommand {
   @Option(help: "Directory to write the merged run to (must not already hold a run).")
   var out: String
 
-  @Option(help: "Class names (synset_words.txt format or one per line); default labels/synset_words.txt when present.")
+  @Option(
+    help:
+      "Class names (synset_words.txt format or one per line); default labels/synset_words.txt when present."
+  )
   var classNames: String?
 
-  @Option(help: "Per-layer SQNR of the int8 engine (JSON array of {node, sqnr_db, cosine}) for report.html.")
+  @Option(
+    help:
+      "Per-layer SQNR of the int8 engine (JSON array of {node, sqnr_db, cosine}) for report.html.")
   var layers: String?
 
   func run() throws {
-    let names = try classNames.map { try ClassNames.load(from: URL(fileURLWithPath: $0)) }
+    let names =
+      try classNames.map { try ClassNames.load(from: URL(fileURLWithPath: $0)) }
       ?? ClassNames.loadDefault()
     let layerQuality = try layers.map { path -> [LayerQuality] in
       let url = URL(fileURLWithPath: path)
