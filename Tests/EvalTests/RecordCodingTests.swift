@@ -19,7 +19,7 @@ import Testing
     }
     func scores() -> [Double] {
       (0..<5).map { _ in
-        [0, 1, 1e-300, 5e-324, Double.random(in: 0...1, using: &generator)].randomElement(
+        [0, 1, 1e-300, Double.leastNonzeroMagnitude, Double.random(in: 0...1, using: &generator)].randomElement(
           using: &generator)!
       }
     }
