@@ -38,7 +38,7 @@ let package = Package(
     .target(name: "TestSupport", dependencies: ["CTurboJPEG", "CArchive"], path: "Tests/TestSupport"),
     .testTarget(name: "DatasetTests", dependencies: ["Dataset", "TestSupport"]),
     .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"]),
-    .testTarget(name: "EvalTests", dependencies: ["Eval", "TestSupport"]),
+    .testTarget(name: "EvalTests", dependencies: ["Eval", "Model", "Dataset", "TestSupport"]),
   ],
   swiftLanguageModes: [.v5]
 )
