@@ -9,10 +9,11 @@ enum Kernels {
   }
 
   /// Pillow `ImagingResampleHorizontal_8bpc`: rows `firstRow ..< firstRow + rowCount` of the
-  /// source into packed uint8 rows of `axis.count` pixels.
+  /// source (whose first stored column is `firstColumn`) into rows of `axis.count` pixels.
   static func pillowHorizontal(
     source: UnsafePointer<UInt8>, sourceStride: Int, firstRow: Int, rowCount: Int,
-    axis: ResampleAxis, rows: UnsafeMutablePointer<UInt8>
+    firstColumn: Int, axis: ResampleAxis, output rows: UnsafeMutablePointer<UInt8>,
+    outputStride: Int
   ) {
     let half: Int32 = 1 << (ResampleTables.pillowPrecisionBits - 1)
     let shift = ResampleTables.pillowPrecisionBits
@@ -23,10 +24,10 @@ enum Kernels {
         axis.fixed.withUnsafeBufferPointer { weights in
           for row in 0..<rowCount {
             let input = source + (firstRow + row) * sourceStride
-            var output = rows + row * count * 3
+            var output = rows + row * outputStride
             for column in 0..<count {
               let base = column * taps
-              var pixel = input + Int(indices[base]) * 3
+              var pixel = input + (Int(indices[base]) - firstColumn) * 3
               var red = half
               var green = half
               var blue = half
@@ -51,7 +52,7 @@ enum Kernels {
   /// Pillow `ImagingResampleVertical_8bpc` over the rows the horizontal pass produced, one
   /// output row at a time through an int accumulator row (contiguous, vectorisable).
   static func pillowVertical(
-    rows: UnsafePointer<UInt8>, rowLength: Int, firstRow: Int, axis: ResampleAxis,
+    rows: UnsafePointer<UInt8>, rowLength: Int, rowStride: Int, firstRow: Int, axis: ResampleAxis,
     accumulator: UnsafeMutablePointer<Int32>, output: UnsafeMutablePointer<UInt8>,
     outputStride: Int
   ) {
@@ -66,7 +67,7 @@ enum Kernels {
             accumulator.update(repeating: half, count: rowLength)
             for tap in 0..<Int(lengths[outRow]) {
               let weight = weights[base + tap]
-              let input = rows + (Int(indices[base + tap]) - firstRow) * rowLength
+              let input = rows + (Int(indices[base + tap]) - firstRow) * rowStride
               for element in 0..<rowLength {
                 accumulator[element] &+= Int32(input[element]) &* weight
               }

@@ -27,11 +27,7 @@ public final class Preprocessor: ImageTransform {
   private let sourceChannel: [Int]
   private var plans: [Int: ResizePlan] = [:]
   private var canvas: [UInt8] = []
-  private var rows8: [UInt8] = []
-  private var rows32: [Int32] = []
-  private var rowsFloat: [Float] = []
-  private var accumulator32: [Int32] = []
-  private var accumulatorFloat: [Float] = []
+  private let resampler = Resampler()
   private var lumaPlane: [UInt8] = []
   private var chromaPlane: [UInt8] = []
 
@@ -138,73 +134,16 @@ public final class Preprocessor: ImageTransform {
       canvas.withUnsafeMutableBufferPointer { $0.update(repeating: pad) }
     }
     image.pixels.withUnsafeBufferPointer { source in
-      resample(source: source.baseAddress!, sourceStride: width * 3, plan: plan)
+      canvas.withUnsafeMutableBufferPointer { out in
+        resampler.run(
+          plan, source: source.baseAddress!, sourceStride: width * 3,
+          output: out.baseAddress! + (plan.placeY * side + plan.placeX) * 3,
+          outputStride: side * 3)
+      }
     }
     switch config.chroma {
     case .none: break
     case .nv12Full, .nv12Video: convertThroughNV12()
-    }
-  }
-
-  private func resample(source: UnsafePointer<UInt8>, sourceStride: Int, plan: ResizePlan) {
-    let rowCount = plan.lastSourceRow - plan.firstSourceRow + 1
-    let rowLength = plan.horizontal.count * 3
-    let stride = side * 3
-    let placement = plan.placeY * stride + plan.placeX * 3
-    if accumulator32.count < rowLength {
-      accumulator32 = [Int32](repeating: 0, count: rowLength)
-      accumulatorFloat = [Float](repeating: 0, count: rowLength)
-    }
-    switch plan.kernel {
-    case .pillow:
-      if rows8.count < rowCount * rowLength {
-        rows8 = [UInt8](repeating: 0, count: rowCount * rowLength)
-      }
-      rows8.withUnsafeMutableBufferPointer { rows in
-        canvas.withUnsafeMutableBufferPointer { out in
-          accumulator32.withUnsafeMutableBufferPointer { accumulator in
-            Kernels.pillowHorizontal(
-              source: source, sourceStride: sourceStride, firstRow: plan.firstSourceRow,
-              rowCount: rowCount, axis: plan.horizontal, rows: rows.baseAddress!)
-            Kernels.pillowVertical(
-              rows: rows.baseAddress!, rowLength: rowLength, firstRow: plan.firstSourceRow,
-              axis: plan.vertical, accumulator: accumulator.baseAddress!,
-              output: out.baseAddress! + placement, outputStride: stride)
-          }
-        }
-      }
-    case .openCVLinear:
-      if rows32.count < rowCount * rowLength {
-        rows32 = [Int32](repeating: 0, count: rowCount * rowLength)
-      }
-      rows32.withUnsafeMutableBufferPointer { rows in
-        canvas.withUnsafeMutableBufferPointer { out in
-          Kernels.openCVHorizontal(
-            source: source, sourceStride: sourceStride, firstRow: plan.firstSourceRow,
-            rowCount: rowCount, axis: plan.horizontal, rows: rows.baseAddress!)
-          Kernels.openCVVertical(
-            rows: rows.baseAddress!, rowLength: rowLength, firstRow: plan.firstSourceRow,
-            axis: plan.vertical, output: out.baseAddress! + placement, outputStride: stride)
-        }
-      }
-    case .float(let scale, let roundHalfUp):
-      if rowsFloat.count < rowCount * rowLength {
-        rowsFloat = [Float](repeating: 0, count: rowCount * rowLength)
-      }
-      rowsFloat.withUnsafeMutableBufferPointer { rows in
-        canvas.withUnsafeMutableBufferPointer { out in
-          accumulatorFloat.withUnsafeMutableBufferPointer { accumulator in
-            Kernels.floatHorizontal(
-              source: source, sourceStride: sourceStride, firstRow: plan.firstSourceRow,
-              rowCount: rowCount, axis: plan.horizontal, rows: rows.baseAddress!)
-            Kernels.floatVertical(
-              rows: rows.baseAddress!, rowLength: rowLength, firstRow: plan.firstSourceRow,
-              axis: plan.vertical, scale: scale, roundHalfUp: roundHalfUp,
-              accumulator: accumulator.baseAddress!,
-              output: out.baseAddress! + placement, outputStride: stride)
-          }
-        }
-      }
     }
   }
 
