@@ -331,6 +331,9 @@ extension PreprocessConfig {
         chroma = .none
         channels = order
       } else {
+        guard parts[0] != Channels.yuv444.rawValue else {
+          throw fail("yuv444 needs an NV12 chroma path, e.g. nv12-full->yuv444")
+        }
         chroma = try choice(ChromaPath.self, parts[0])
         guard chroma != .none else { throw fail("'none' is not a chroma path") }
         channels = parts.count == 2 ? try choice(Channels.self, parts[1]) : .rgb

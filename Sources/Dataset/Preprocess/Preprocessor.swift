@@ -60,22 +60,32 @@ public final class Preprocessor: ImageTransform {
   public func minimumDecodeSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)
   {
     guard sourceWidth > 0, sourceHeight > 0 else { return (sourceWidth, sourceHeight) }
-    let width = Double(sourceWidth)
-    let height = Double(sourceHeight)
-    let factor: Double
+    // Integer ceilings where possible, so an exact fit (375 → 256) never rounds up to 257.
+    func scaled(_ side: Int, by numerator: Int, over denominator: Int) -> Int {
+      (side * numerator + denominator - 1) / denominator
+    }
+    let short = min(sourceWidth, sourceHeight)
+    let long = max(sourceWidth, sourceHeight)
+    let size: (width: Int, height: Int)
     switch config.geometry {
     case .resizeCrop:
-      factor = Double(config.effectiveResizeSize) / min(width, height)
-    case .centralFraction:
-      factor = Double(side) / (config.centralFraction * min(width, height))
+      let target = config.effectiveResizeSize
+      size = (
+        scaled(sourceWidth, by: target, over: short), scaled(sourceHeight, by: target, over: short)
+      )
     case .letterbox:
-      factor = min(Double(side) / width, Double(side) / height)
+      size = (scaled(sourceWidth, by: side, over: long), scaled(sourceHeight, by: side, over: long))
+    case .centralFraction:
+      let factor = Double(side) / (config.centralFraction * Double(short))
+      size = (
+        Int((Double(sourceWidth) * factor).rounded(.up)),
+        Int((Double(sourceHeight) * factor).rounded(.up))
+      )
     }
-    guard factor < 1 else { return (sourceWidth, sourceHeight) }
-    return (
-      min(sourceWidth, Int((width * factor).rounded(.up))),
-      min(sourceHeight, Int((height * factor).rounded(.up)))
-    )
+    guard size.width < sourceWidth || size.height < sourceHeight else {
+      return (sourceWidth, sourceHeight)
+    }
+    return (min(size.width, sourceWidth), min(size.height, sourceHeight))
   }
 
   /// Writes the normalised tensor for `image` into `output` (exactly `outputElementCount`).
