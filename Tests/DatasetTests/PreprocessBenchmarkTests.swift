@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Dataset
 
@@ -70,15 +70,18 @@ struct PreprocessBenchmarkTests {
         script: "bench/preprocess/pillow_peer.py", arguments: ["kernel", url.path])
       print(peer.split(separator: "\n").map { "  [\(label)] \($0)" }.joined(separator: "\n"))
       for line in peer.split(separator: "\n") {
-        guard let threadsField = line.split(separator: " ").first(where: { $0.hasPrefix("threads=") }),
-          let rateField = line.split(separator: " ").first(where: { $0.hasPrefix("images_per_s=") }),
+        guard
+          let threadsField = line.split(separator: " ").first(where: { $0.hasPrefix("threads=") }),
+          let rateField = line.split(separator: " ").first(where: { $0.hasPrefix("images_per_s=") }
+          ),
           let threads = Int(threadsField.dropFirst("threads=".count)),
           let pillowRate = Double(rateField.dropFirst("images_per_s=".count)),
           let swiftRate = rates[threads]
         else { continue }
         print(
           String(
-            format: "ratio [%@] threads=%d swift/pillow=%.2f", label, threads, swiftRate / pillowRate))
+            format: "ratio [%@] threads=%d swift/pillow=%.2f", label, threads,
+            swiftRate / pillowRate))
       }
     }
   }

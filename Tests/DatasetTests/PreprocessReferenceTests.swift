@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Dataset
 
@@ -49,7 +49,8 @@ struct PreprocessReferenceTests {
       #expect(expected.shape == [outHeight, outWidth, 3])
       let actual = try Resampler.resize(
         images[index], width: outWidth, height: outHeight, interpolation: method)
-      let agreement = PreprocessFixtures.Agreement(actual.pixels, try expected.values(as: UInt8.self))
+      let agreement = PreprocessFixtures.Agreement(
+        actual.pixels, try expected.values(as: UInt8.self))
       print("resize \(method.rawValue) \(width)×\(height) → \(outWidth)×\(outHeight): \(agreement)")
       #expect(
         agreement.withinOneFraction >= 0.99 && agreement.maxDiff <= 1,
@@ -117,8 +118,10 @@ struct PreprocessReferenceTests {
     let side = config.cropSize
     for (index, (width, height)) in Self.pipelineSizes.enumerated() {
       let label = "\(name) \(width)×\(height)"
-      let expectedPixels = try NumpyFile.read(directory.appendingPathComponent("pixels\(index).npy"))
-      let expectedTensor = try NumpyFile.read(directory.appendingPathComponent("tensor\(index).npy"))
+      let expectedPixels = try NumpyFile.read(
+        directory.appendingPathComponent("pixels\(index).npy"))
+      let expectedTensor = try NumpyFile.read(
+        directory.appendingPathComponent("tensor\(index).npy"))
       #expect(expectedPixels.shape == [side, side, 3], "\(label)")
       let pixels = try preprocessor.pixels(for: images[index])
       let reference = try expectedPixels.values(as: UInt8.self)
@@ -189,12 +192,14 @@ struct PreprocessReferenceTests {
     for (index, entry) in cases.enumerated() {
       // A 224 crop of a 224 image with nearest is the identity, isolating the colour stage.
       let config = PreprocessConfig(
-        resizeSize: 224, interpolation: .nearest, chroma: entry.2, channels: entry.3, mean: [0, 0, 0],
+        resizeSize: 224, interpolation: .nearest, chroma: entry.2, channels: entry.3,
+        mean: [0, 0, 0],
         std: [1, 1, 1])
       let preprocessor = try Preprocessor(config: config)
       let actual = try preprocessor.pixels(for: image)
       let expected = try NumpyFile.read(directory.appendingPathComponent("nv12_\(index).npy"))
-      let agreement = PreprocessFixtures.Agreement(actual.pixels, try expected.values(as: UInt8.self))
+      let agreement = PreprocessFixtures.Agreement(
+        actual.pixels, try expected.values(as: UInt8.self))
       print("nv12 \(entry.0) → \(entry.1): \(agreement)")
       #expect(agreement.maxDiff <= 1, "nv12 \(entry.0) → \(entry.1): \(agreement)")
       #expect(agreement.exactFraction >= 0.99, "nv12 \(entry.0) → \(entry.1): \(agreement)")
