@@ -206,3 +206,58 @@ struct PreprocessReferenceTests {
     }
   }
 }
+
+/// The same comparison on real photographs: the shared ILSVRC2012 subset, decoded by Pillow
+/// so that only preprocessing is compared.
+@Suite(
+  "Preprocess matches the references on real ILSVRC2012 images",
+  .enabled(
+    if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
+  .enabled(
+    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+struct PreprocessRealImageTests {
+  @Test("first 40 images through every preset", arguments: PreprocessPreset.allCases)
+  func realImages(preset: PreprocessPreset) throws {
+    let directory = try TestEnvironment.makeTemporaryDirectory("preprocess-real")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let tar = TestEnvironment.shared("datasets/ilsvrc2012-val-subset-1300.tar")
+    let count = 40
+    try PythonReference.run(
+      code: """
+        import io, os, sys, tarfile, numpy as np
+        from PIL import Image
+        with tarfile.open(sys.argv[1]) as t:
+            members = [m for m in t.getmembers() if m.isfile()][: int(sys.argv[3])]
+            for i, m in enumerate(members):
+                rgb = np.asarray(Image.open(io.BytesIO(t.extractfile(m).read())).convert('RGB'))
+                np.save(os.path.join(sys.argv[2], f'in{i}.npy'), rgb)
+        """, arguments: [tar.path, directory.path, String(count)])
+    let config = preset.config
+    let jobs: [[String: Any]] = try (0..<count).map { index in
+      [
+        "kind": "pipeline", "config": try PreprocessFixtures.json(config),
+        "input": directory.appendingPathComponent("in\(index).npy").path,
+        "output": directory.appendingPathComponent("tensor\(index).npy").path,
+        "pixels": directory.appendingPathComponent("pixels\(index).npy").path,
+      ]
+    }
+    try PreprocessFixtures.runReference(jobs: jobs, in: directory)
+    let preprocessor = try Preprocessor(config: config)
+    var total = PreprocessFixtures.Agreement([], [])
+    for index in 0..<count {
+      let input = try NumpyFile.read(directory.appendingPathComponent("in\(index).npy"))
+      let image = RGBImage(
+        width: input.shape[1], height: input.shape[0], pixels: try input.values(as: UInt8.self))
+      let expected = try NumpyFile.read(directory.appendingPathComponent("pixels\(index).npy"))
+      let agreement = PreprocessFixtures.Agreement(
+        try preprocessor.pixels(for: image).pixels, try expected.values(as: UInt8.self))
+      #expect(agreement.maxDiff <= 1, "\(preset.rawValue) image \(index): \(agreement)")
+      total.count += agreement.count
+      total.exact += agreement.exact
+      total.withinOne += agreement.withinOne
+      total.maxDiff = max(total.maxDiff, agreement.maxDiff)
+    }
+    print("real images \(preset.rawValue): \(total)")
+    #expect(total.withinOneFraction >= 0.99)
+  }
+}
