@@ -73,8 +73,10 @@ public struct NumpyArray: Equatable, Sendable {
         reason: "array holds \(dtype.rawValue), asked for \(T.numpyType.rawValue)")
     }
     return [T](unsafeUninitializedCapacity: count) { buffer, initialised in
-      bytes.withUnsafeBytes { raw in
-        _ = memcpy(buffer.baseAddress!, raw.baseAddress!, raw.count)
+      if let target = buffer.baseAddress, count > 0 {
+        bytes.withUnsafeBytes { raw in
+          if let source = raw.baseAddress { _ = memcpy(target, source, raw.count) }
+        }
       }
       initialised = count
     }

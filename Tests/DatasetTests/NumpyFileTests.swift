@@ -18,6 +18,10 @@ struct NumpyFileTests {
     let back = try NumpyFile.decode(bytes)
     #expect(back == array)
     #expect(try back.values(as: Float.self) == [1, -2, 3.5, 0, 1e-7, 65504])
+    let empty = try NumpyFile.decode(
+      NumpyFile.encode(try NumpyArray(shape: [0, 3], values: [Float]())))
+    #expect(empty.shape == [0, 3])
+    #expect(try empty.values(as: Float.self).isEmpty)
     #expect(throws: NumpyFileError.self) { try back.values(as: Double.self) }
   }
 
