@@ -83,3 +83,48 @@ struct FusionTests {
     #expect(g.nodes[0].inputs.count == 1)
   }
 }
+
+@Suite("Residual sum fusion conditions")
+struct FusionConditionTests {
+  /// x -> s = Relu(x); c = Conv(x); [m = Sigmoid(s) before or after the Conv];
+  /// a = Add(c, s); y = Add(a, m).
+  func graph(sigmoidBeforeConv: Bool) -> Graph {
+    var g = Graph(
+      values: [], nodes: [], constants: [:], inputs: [],
+      declaredInputShapes: [[.fixed(1), .fixed(2), .fixed(3), .fixed(3)]], outputs: [],
+      opsetVersion: 13)
+    let x = g.addValue(Value(name: "x", elementType: .float32))
+    g.inputs = [x]
+    let w = g.addConstant(
+      name: "w", Tensor(shape: [2, 2, 1, 1], floats: [1, -2, 0.5, 3]))
+    let names = ["s", "c", "m", "a", "y"]
+    let v = names.map { g.addValue(Value(name: $0, elementType: .float32)) }
+    let conv = Convolution(kernelShape: [1, 1], strides: [], pads: [], dilations: [], group: 1)
+    let relu = Node(name: "relu", op: .activation(.relu), inputs: [x], outputs: [v[0]])
+    let convNode = Node(name: "conv", op: .conv(conv), inputs: [x, w], outputs: [v[1]])
+    let sigmoid = Node(name: "sigmoid", op: .activation(.sigmoid), inputs: [v[0]], outputs: [v[2]])
+    let add = Node(name: "add", op: .binary(.add), inputs: [v[1], v[0]], outputs: [v[3]])
+    let final = Node(name: "final", op: .binary(.add), inputs: [v[3], v[2]], outputs: [v[4]])
+    g.nodes =
+      sigmoidBeforeConv
+      ? [relu, sigmoid, convNode, add, final] : [relu, convNode, sigmoid, add, final]
+    g.outputs = [v[4]]
+    return g
+  }
+
+  @Test(arguments: [true, false])
+  func sumFusesOnlyWhenNoLaterReader(sigmoidBeforeConv: Bool) throws {
+    let g = try GraphPasses.inferShapes(graph(sigmoidBeforeConv: sigmoidBeforeConv))
+    let fused = try GraphPasses.fuseResidualAdd(g)
+    let sums = fused.nodes.filter { $0.sumOperand != nil }.count
+    #expect(sums == (sigmoidBeforeConv ? 1 : 0))
+    let input = Tensor(shape: [1, 2, 3, 3], floats: (0..<18).map { Float($0 % 7) - 3 })
+    let expected = try ReferenceEvaluator.run(g, inputs: [input])
+    #expect(try ReferenceEvaluator.run(fused, inputs: [input]) == expected)
+    // The plan writes the fused Conv's output over its sum operand.
+    let plan = try MemoryPlan(fused)
+    for node in fused.nodes {
+      if let s = node.sumOperand { #expect(plan.offsets[s] == plan.offsets[node.outputs[0]]) }
+    }
+  }
+}

@@ -395,7 +395,12 @@ private struct GraphBuilder {
         throw invalid("legacy broadcast attribute is not supported")
       }
       nodeInputs = [data, try required(1)]
-      op = .binary(["Add": .add, "Sub": .sub, "Mul": .mul, "Div": .div][proto.opType]!)
+      switch proto.opType {
+      case "Add": op = .binary(.add)
+      case "Sub": op = .binary(.sub)
+      case "Mul": op = .binary(.mul)
+      default: op = .binary(.div)
+      }
     case "Relu": op = .activation(.relu)
     case "LeakyRelu": op = .activation(.leakyRelu(alpha: attributes.float("alpha", 0.01)))
     case "Sigmoid": op = .activation(.sigmoid)
@@ -566,10 +571,9 @@ private struct GraphBuilder {
       case .shape: type = .int64
       case .cast(let t): type = t
       case .quantizeLinear:
+        // The zero point's type decides the output type; without one ONNX quantises to uint8.
         type =
-          graph.values[nodeInputs.count > 2 ? nodeInputs[2] : data].elementType == .uint8
-          ? .uint8 : .int8
-        if nodeInputs.count <= 2 { throw invalid("needs a zero point to know its output type") }
+          nodeInputs.count > 2 && graph.values[nodeInputs[2]].elementType == .int8 ? .int8 : .uint8
       case .dequantizeLinear: type = .float32
       default: type = graph.values[data].elementType
       }

@@ -59,9 +59,9 @@ public enum GraphPasses {
     var kept: [Node] = []
     for original in g.nodes {
       let node = absorbParameters(original, g.constants)
-      let allConstant = node.inputs.allSatisfy { g.constants[$0] != nil }
-      if foldAll, allConstant {
-        let outputs = try ReferenceEvaluator.evaluate(node, node.inputs.map { g.constants[$0]! })
+      let constantInputs = node.inputs.compactMap { g.constants[$0] }
+      if foldAll, constantInputs.count == node.inputs.count {
+        let outputs = try ReferenceEvaluator.evaluate(node, constantInputs)
         for (id, t) in zip(node.outputs, outputs) {
           g.constants[id] = t
           g.values[id].shape = t.shape
