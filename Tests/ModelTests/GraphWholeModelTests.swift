@@ -13,11 +13,17 @@ import Testing
     if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
 struct GraphWholeModelTests {
   // Debug builds run the plain-Swift convolutions ~30x slower; keep them to the small nets.
-  #if DEBUG
-    static let models = ["squeezenet", "shufflenet"]
-  #else
-    static let models = ["squeezenet", "shufflenet", "resnet50", "inception_v2"]
-  #endif
+  // `IMAGENET_EVAL_LIGHT_MODELS=resnet50,squeezenet` picks models by hand.
+  static let models: [String] = {
+    if let list = ProcessInfo.processInfo.environment["IMAGENET_EVAL_LIGHT_MODELS"] {
+      return list.split(separator: ",").map(String.init)
+    }
+    #if DEBUG
+      return ["squeezenet", "shufflenet"]
+    #else
+      return ["squeezenet", "shufflenet", "resnet50", "inception_v2"]
+    #endif
+  }()
 
   @Test func lightModelsMatchOnnxruntime() throws {
     let directory = try TestEnvironment.makeTemporaryDirectory("onnx-light")

@@ -12,7 +12,6 @@ public enum ONNXLoader {
 
   /// Loads the model at `url`. External data files must live inside the model's directory.
   public static func load(contentsOf url: URL) throws -> Graph {
-    let name = url.lastPathComponent
     let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
     guard let size = attributes?[.size] as? Int else {
       throw ModelError(.unreadableFile, "\(url.path): cannot read the model file")
