@@ -103,7 +103,7 @@ public enum GraphPasses {
     var node = node
     func ints(_ i: Int) -> [Int]? {
       guard i < node.inputs.count, let v = constants[node.inputs[i]]?.integers else { return nil }
-      return v.map { Int($0) }
+      return v.map(clampedIndex)
     }
     switch node.op {
     case .reshape(nil, let allowZero):
@@ -124,6 +124,13 @@ public enum GraphPasses {
     default: break
     }
     return node
+  }
+
+  /// Exporters write INT64_MAX/MIN for "to the end" in Slice parameters; no dimension comes
+  /// near 2^40, so clamping keeps the meaning and rules out overflow in index arithmetic.
+  static func clampedIndex(_ v: Int64) -> Int {
+    let limit = Int64(1) << 40
+    return Int(min(max(v, -limit), limit))
   }
 
   /// Removes nodes none of whose outputs reach a graph output, and constants nobody reads.
