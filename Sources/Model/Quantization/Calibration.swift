@@ -144,8 +144,9 @@ public struct TensorObserver: Sendable {
     case .max:
       return maxMagnitude
     case .percentile:
-      return Float(try CalibrationAlgorithms.percentileThreshold(
-        histogram, binWidth: binWidth, percentile: percentile))
+      return Float(
+        try CalibrationAlgorithms.percentileThreshold(
+          histogram, binWidth: binWidth, percentile: percentile))
     case .kl:
       return Float(try CalibrationAlgorithms.klThreshold(histogram, binWidth: binWidth))
     case .mse:

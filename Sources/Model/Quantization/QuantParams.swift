@@ -150,24 +150,29 @@ public struct QuantParams: Equatable, Sendable {
     return try QuantParams(type: type, scale: scale > 0 ? scale : Float.leastNormalMagnitude)
   }
 
-  /// Asymmetric parameters for a range, computed as onnxruntime does in float32: the range
-  /// is widened to contain 0, `scale = (max - min) / (qmax - qmin)`,
-  /// `zp = round_half_even(qmin - min / scale)` clamped to the type. An empty range (both 0)
-  /// gets scale 1 and zero point `round(qmin - 0)` clamped, i.e. a code that is exactly 0.
+  /// Asymmetric parameters for a range, computed as onnxruntime's `compute_scale_zp` does:
+  /// the range is widened to contain 0, `scale = (max - min) / (qmax - qmin)` and
+  /// `zp = round_half_even(qmin - min / scale)` in float64, then the scale is stored as
+  /// float32. An empty range (both 0) gets scale 1 and zero point 0.
   public static func asymmetric(minimum: Float, maximum: Float, type: QuantizedType = .uint8)
     throws -> QuantParams
   {
     guard minimum.isFinite, maximum.isFinite, minimum <= maximum else {
       throw QuantizationError.invalidParameter("range [\(minimum), \(maximum)] is not valid")
     }
-    let low = Swift.min(minimum, 0)
-    let high = Swift.max(maximum, 0)
-    let qmin = Float(type.minimum)
-    let qmax = Float(type.maximum)
-    var scale = (high - low) / (qmax - qmin)
-    if !(scale > 0) { scale = 1 }
+    guard type == .int8 || type == .uint8 || type == .int16 else {
+      throw QuantizationError.invalidParameter("asymmetric \(type.rawValue) is not supported")
+    }
+    let low = Double(Swift.min(minimum, 0))
+    let high = Double(Swift.max(maximum, 0))
+    let qmin = Double(type.minimum)
+    let qmax = Double(type.maximum)
+    let scale = (high - low) / (qmax - qmin)
+    guard scale >= Double(Float.leastNormalMagnitude) else {
+      return try QuantParams(type: type, scale: 1, zeroPoint: 0)
+    }
     let zp = Swift.min(Swift.max((qmin - low / scale).rounded(.toNearestOrEven), qmin), qmax)
-    return try QuantParams(type: type, scale: scale, zeroPoint: Int32(zp))
+    return try QuantParams(type: type, scale: Float(scale), zeroPoint: Int32(zp))
   }
 }
 

@@ -85,7 +85,8 @@ public enum Quantizer {
       try codes.withUnsafeMutableBufferPointer { q in
         for (index, scale) in scales.enumerated() {
           let range =
-            scales.count == 1 ? 0..<weights.count : (index * perChannel)..<((index + 1) * perChannel)
+            scales.count == 1
+            ? 0..<weights.count : (index * perChannel)..<((index + 1) * perChannel)
           try quantize(
             UnsafeBufferPointer(rebasing: w[range]),
             into: UnsafeMutableBufferPointer(rebasing: q[range]), scale: scale, zeroPoint: 0)
@@ -213,8 +214,7 @@ public struct Requantization: Equatable, Sendable {
   /// The output code for one accumulator; `residual` is ignored unless a residual scale is
   /// set. `channel` indexes `multipliers` (any value when there is one multiplier).
   @inline(__always)
-  public func requantize(_ acc: Int32, bias: Int32, channel: Int, residual: Int32 = 0) -> Int32
-  {
+  public func requantize(_ acc: Int32, bias: Int32, channel: Int, residual: Int32 = 0) -> Int32 {
     let m = multipliers.count == 1 ? multipliers[0] : multipliers[channel]
     var y = (Float(acc) + Float(bias)) * m
     if let residualScale {

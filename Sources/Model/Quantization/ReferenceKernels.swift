@@ -64,8 +64,9 @@ public struct Conv2DGeometry: Equatable, Sendable {
       batch, inputHeight, inputWidth, inputChannels, outputChannels, kernelHeight, kernelWidth,
       strides.height, strides.width, dilations.height, dilations.width, groups,
     ]
-    guard positive.allSatisfy({ $0 > 0 }), [pads.top, pads.left, pads.bottom, pads.right]
-      .allSatisfy({ $0 >= 0 })
+    guard positive.allSatisfy({ $0 > 0 }),
+      [pads.top, pads.left, pads.bottom, pads.right]
+        .allSatisfy({ $0 >= 0 })
     else {
       throw QuantizationError.shapeMismatch("conv2d: non-positive dimension in \(self)")
     }
