@@ -25,17 +25,16 @@ public enum Quantizer {
     let high = Swift.min(Float(Code.max), 2_147_483_520)
     let zp = Float(zeroPoint)
     var nanCount = 0
+    // Selects instead of branches keep the loop vectorisable.
     for i in 0..<values.count {
       let x = values[i]
-      if x.isNaN {
-        nanCount += 1
-        codes[i] = Code(clamping: zeroPoint)
-        continue
-      }
+      let isNaN = x.isNaN
+      nanCount &+= isNaN ? 1 : 0
       // Round before adding the zero point, as QuantizeLinear specifies; the clamp is done in
       // float so that huge values and infinities cannot trap the integer conversion.
       let q = (x / scale).rounded(.toNearestOrEven) + zp
-      codes[i] = Code(Swift.min(Swift.max(q, low), high))
+      let clamped = Swift.min(Swift.max(q, low), high)
+      codes[i] = Code(isNaN ? Swift.min(Swift.max(zp, low), high) : clamped)
     }
     return nanCount
   }
