@@ -19,6 +19,7 @@ public struct CalibrationWarning: Equatable, Sendable, CustomStringConvertible {
   /// What happened and what was done about it.
   public let message: String
 
+  /// The warning as one line, prefixed by the tensor name.
   public var description: String { tensor.map { "tensor '\($0)': \(message)" } ?? message }
 }
 
