@@ -1,0 +1,117 @@
+/// Runs a `ResizePlan` with scratch rows that only grow, so steady state allocates nothing.
+final class Resampler {
+  private var rows8: [UInt8] = []
+  private var rows32: [Int32] = []
+  private var rowsFloat: [Float] = []
+  private var accumulator32: [Int32] = []
+  private var accumulatorFloat: [Float] = []
+
+  /// Writes the plan's kept block to `output` (row stride `outputStride` bytes).
+  func run(
+    _ plan: ResizePlan, source: UnsafePointer<UInt8>, sourceStride: Int,
+    output: UnsafeMutablePointer<UInt8>, outputStride: Int
+  ) {
+    let rowCount = plan.lastSourceRow - plan.firstSourceRow + 1
+    let rowLength = plan.horizontal.count * 3
+    if accumulator32.count < rowLength {
+      accumulator32 = [Int32](repeating: 0, count: rowLength)
+      accumulatorFloat = [Float](repeating: 0, count: rowLength)
+    }
+    switch plan.kernel {
+    case .pillow where plan.verticalFirst:
+      // Pillow 13 resamples vertically first when that is cheaper; the uint8 rounding between
+      // passes makes the order visible, so follow it. Only the source columns the kept
+      // outputs read are filtered.
+      let (firstColumn, lastColumn) = plan.horizontal.sourceBounds
+      let columnLength = (lastColumn - firstColumn + 1) * 3
+      let keptRows = plan.vertical.count
+      if rows8.count < keptRows * columnLength {
+        rows8 = [UInt8](repeating: 0, count: keptRows * columnLength)
+      }
+      if accumulator32.count < columnLength {
+        accumulator32 = [Int32](repeating: 0, count: columnLength)
+      }
+      rows8.withUnsafeMutableBufferPointer { rows in
+        accumulator32.withUnsafeMutableBufferPointer { accumulator in
+          Kernels.pillowVertical(
+            rows: source + firstColumn * 3, rowLength: columnLength, rowStride: sourceStride,
+            firstRow: 0, axis: plan.vertical, accumulator: accumulator.baseAddress!,
+            output: rows.baseAddress!, outputStride: columnLength)
+          Kernels.pillowHorizontal(
+            source: rows.baseAddress!, sourceStride: columnLength, firstRow: 0,
+            rowCount: keptRows, firstColumn: firstColumn, axis: plan.horizontal,
+            output: output, outputStride: outputStride)
+        }
+      }
+    case .pillow:
+      if rows8.count < rowCount * rowLength {
+        rows8 = [UInt8](repeating: 0, count: rowCount * rowLength)
+      }
+      rows8.withUnsafeMutableBufferPointer { rows in
+        accumulator32.withUnsafeMutableBufferPointer { accumulator in
+          Kernels.pillowHorizontal(
+            source: source, sourceStride: sourceStride, firstRow: plan.firstSourceRow,
+            rowCount: rowCount, firstColumn: 0, axis: plan.horizontal,
+            output: rows.baseAddress!, outputStride: rowLength)
+          Kernels.pillowVertical(
+            rows: rows.baseAddress!, rowLength: rowLength, rowStride: rowLength,
+            firstRow: plan.firstSourceRow, axis: plan.vertical,
+            accumulator: accumulator.baseAddress!, output: output, outputStride: outputStride)
+        }
+      }
+    case .openCVLinear:
+      if rows32.count < rowCount * rowLength {
+        rows32 = [Int32](repeating: 0, count: rowCount * rowLength)
+      }
+      rows32.withUnsafeMutableBufferPointer { rows in
+        Kernels.openCVHorizontal(
+          source: source, sourceStride: sourceStride, firstRow: plan.firstSourceRow,
+          rowCount: rowCount, axis: plan.horizontal, rows: rows.baseAddress!)
+        Kernels.openCVVertical(
+          rows: rows.baseAddress!, rowLength: rowLength, firstRow: plan.firstSourceRow,
+          axis: plan.vertical, output: output, outputStride: outputStride)
+      }
+    case .float(let scale, let roundHalfUp):
+      if rowsFloat.count < rowCount * rowLength {
+        rowsFloat = [Float](repeating: 0, count: rowCount * rowLength)
+      }
+      rowsFloat.withUnsafeMutableBufferPointer { rows in
+        accumulatorFloat.withUnsafeMutableBufferPointer { accumulator in
+          Kernels.floatHorizontal(
+            source: source, sourceStride: sourceStride, firstRow: plan.firstSourceRow,
+            rowCount: rowCount, axis: plan.horizontal, rows: rows.baseAddress!)
+          Kernels.floatVertical(
+            rows: rows.baseAddress!, rowLength: rowLength, firstRow: plan.firstSourceRow,
+            axis: plan.vertical, scale: scale, roundHalfUp: roundHalfUp,
+            accumulator: accumulator.baseAddress!, output: output, outputStride: outputStride)
+        }
+      }
+    }
+  }
+
+  /// Resizes the whole image to `width` × `height` with one library's arithmetic (no crop);
+  /// the building block the geometry uses, exposed for tests and benchmarks.
+  static func resize(
+    _ image: RGBImage, width: Int, height: Int,
+    interpolation: PreprocessConfig.Interpolation, using resampler: Resampler = Resampler()
+  ) throws -> RGBImage {
+    guard image.width > 0, image.height > 0, image.pixels.count >= image.width * image.height * 3
+    else {
+      throw PreprocessError.emptyImage(width: image.width, height: image.height)
+    }
+    let plan = try ResizePlan(
+      interpolation: interpolation, width: image.width, height: image.height,
+      region: (0, 0, image.width, image.height), resized: (width, height),
+      keep: (0, 0, width, height), place: (0, 0), side: max(width, height))
+    var result = RGBImage(
+      width: width, height: height, pixels: [UInt8](repeating: 0, count: width * height * 3))
+    image.pixels.withUnsafeBufferPointer { source in
+      result.pixels.withUnsafeMutableBufferPointer { out in
+        resampler.run(
+          plan, source: source.baseAddress!, sourceStride: image.width * 3,
+          output: out.baseAddress!, outputStride: width * 3)
+      }
+    }
+    return result
+  }
+}
