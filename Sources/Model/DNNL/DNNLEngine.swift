@@ -1,0 +1,113 @@
+import CDNNL
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A CPU engine and its in-order stream: everything a primitive needs to be created and run.
+///
+/// In strict mode every primitive created through this engine is checked for a reference
+/// ("ref") implementation, which in oneDNN means a scalar fallback hundreds of times slower than
+/// the JIT kernels; creation then throws instead of silently running slowly.
+final class DNNLEngine {
+  let engine: dnnl_engine_t
+  let stream: dnnl_stream_t
+  /// Throw on reference implementations instead of accepting them.
+  var strict: Bool
+  /// OpenMP threads used for runs started from the calling thread; nil keeps the library default.
+  let threads: Int?
+
+  init(threads: Int? = nil, strict: Bool = false) throws {
+    var engine: dnnl_engine_t?
+    try dnnlCheck(dnnl_engine_create(&engine, dnnl_cpu, 0), "creating the CPU engine")
+    guard let engine else {
+      throw DNNLError(operation: "creating the CPU engine", reason: "no engine returned")
+    }
+    var stream: dnnl_stream_t?
+    let status = dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue))
+    guard status == dnnl_success, let stream else {
+      dnnl_engine_destroy(engine)
+      try dnnlCheck(status, "creating the CPU stream")
+      throw DNNLError(operation: "creating the CPU stream", reason: "no stream returned")
+    }
+    self.engine = engine
+    self.stream = stream
+    self.strict = strict
+    if let threads, threads < 1 {
+      throw DNNLError(operation: "configuring threads", reason: "thread count \(threads) < 1")
+    }
+    self.threads = threads
+    applyThreadCount()
+  }
+
+  deinit {
+    dnnl_stream_destroy(stream)
+    dnnl_engine_destroy(engine)
+  }
+
+  /// OpenMP keeps the thread count per calling thread, so engines call this at the start of
+  /// every run; it costs one indirect call.
+  func applyThreadCount() {
+    guard let threads else { return }
+    OpenMP.setThreadCount?(Int32(threads))
+  }
+
+  /// Blocks until all work submitted to the stream has finished.
+  func wait() throws {
+    try dnnlCheck(dnnl_stream_wait(stream), "waiting for the stream")
+  }
+
+  /// Library version, threading runtime and the instruction set the JIT kernels use.
+  static var versionInfo: [String: String] {
+    var info: [String: String] = [:]
+    if let version = dnnl_version()?.pointee {
+      info["onednn"] = "\(version.major).\(version.minor).\(version.patch)"
+      let runtime: String
+      switch version.cpu_runtime {
+      case 2: runtime = "omp"
+      case 4: runtime = "tbb"
+      case 1: runtime = "seq"
+      case 8: runtime = "threadpool"
+      default: runtime = "runtime \(version.cpu_runtime)"
+      }
+      info["onednn.cpu_runtime"] = runtime
+    }
+    info["onednn.isa"] = isaName(dnnl_get_effective_cpu_isa())
+    if let maxThreads = OpenMP.maxThreads?() { info["onednn.max_threads"] = "\(maxThreads)" }
+    return info
+  }
+
+  private static func isaName(_ isa: dnnl_cpu_isa_t) -> String {
+    switch isa {
+    case dnnl_cpu_isa_sse41: return "sse41"
+    case dnnl_cpu_isa_avx: return "avx"
+    case dnnl_cpu_isa_avx2: return "avx2"
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni"
+    case dnnl_cpu_isa_avx512_core: return "avx512_core"
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni"
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16"
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx"
+    default: return "isa 0x\(String(isa.rawValue, radix: 16))"
+    }
+  }
+}
+
+/// The OpenMP entry points, looked up at run time in the already-loaded runtime that oneDNN
+/// links (libgomp on Debian), so the package needs no extra link flag or header.
+private enum OpenMP {
+  typealias SetThreads = @convention(c) (Int32) -> Void
+  typealias GetThreads = @convention(c) () -> Int32
+
+  static let setThreadCount: SetThreads? = symbol("omp_set_num_threads")
+  static let maxThreads: GetThreads? = symbol("omp_get_max_threads")
+
+  private static func symbol<T>(_ name: String) -> T? {
+    // A null handle from dlopen(nil) searches the program and every library it loaded.
+    guard let program = dlopen(nil, RTLD_NOW), let address = dlsym(program, name) else {
+      return nil
+    }
+    return unsafeBitCast(address, to: T.self)
+  }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Model
+
+/// Generates a model with scripts/reference/dnnl_make_test_model.py, runs it in onnxruntime
+/// and in the float engine on the same seeded input, and returns both outputs.
+private func compareWithOnnxRuntime(
+  kind: String, batch: Int, size: Int = 64, classes: Int = 100, width: Int = 40
+) throws -> (
+  engine: [Float], reference: [Float], implementations: [(node: String, implementation: String)]
+) {
+  let directory = try TestEnvironment.makeTemporaryDirectory("float-engine")
+  defer { try? FileManager.default.removeItem(at: directory) }
+  let model = directory.appendingPathComponent("\(kind).onnx")
+  try PythonReference.run(
+    script: "scripts/reference/dnnl_make_test_model.py",
+    arguments: [
+      kind, model.path, "--size", "\(size)", "--classes", "\(classes)", "--width", "\(width)",
+    ])
+  let inputShape = [batch, 3, size, size]
+  let input = randomValues(inputShape.reduce(1, *), seed: 99, in: -2...2)
+  let inputURL = directory.appendingPathComponent("input.f32")
+  let outputURL = directory.appendingPathComponent("output.f32")
+  try input.withUnsafeBufferPointer { try Data(buffer: $0).write(to: inputURL) }
+  let printed = try PythonReference.run(
+    script: "scripts/reference/dnnl_run_onnx.py",
+    arguments: [
+      model.path, inputURL.path, inputShape.map(String.init).joined(separator: ","), outputURL.path,
+    ])
+  #expect(try JSONDecoder().decode([Int].self, from: Data(printed.utf8)) == [batch, classes])
+  let reference = try Data(contentsOf: outputURL).withUnsafeBytes {
+    Array($0.bindMemory(to: Float.self))
+  }
+
+  let graph = try ONNXLoader.load(contentsOf: model)
+  let engine = try FloatEngine(graph: graph, batchSize: batch, threads: 2, strict: true)
+  #expect(engine.inputShape == inputShape)
+  #expect(engine.classCount == classes)
+  var output = [Float](repeating: .nan, count: batch * classes)
+  try input.withUnsafeBufferPointer { inputBuffer in
+    try output.withUnsafeMutableBufferPointer { try engine.run(input: inputBuffer, output: $0) }
+  }
+  // A second run over the same buffers must give the same answer (no state leaks between runs).
+  var again = [Float](repeating: .nan, count: batch * classes)
+  try input.withUnsafeBufferPointer { inputBuffer in
+    try again.withUnsafeMutableBufferPointer { try engine.run(input: inputBuffer, output: $0) }
+  }
+  #expect(again == output)
+  return (output, reference, engine.implementations)
+}
+
+private func topFive(_ logits: ArraySlice<Float>) -> Set<Int> {
+  Set(logits.indices.sorted { logits[$0] > logits[$1] }.prefix(5).map { $0 - logits.startIndex })
+}
+
+private func expectMatchesReference(
+  _ result: (
+    engine: [Float], reference: [Float], implementations: [(node: String, implementation: String)]
+  ),
+  batch: Int, classes: Int, _ label: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
+  #expect(result.engine.count == result.reference.count, sourceLocation: sourceLocation)
+  guard result.engine.count == result.reference.count else { return }
+  let range = (result.reference.max() ?? 0) - (result.reference.min() ?? 0)
+  var worst: Float = 0
+  for (a, b) in zip(result.engine, result.reference) {
+    let d = abs(a - b)
+    worst = d.isNaN ? .infinity : max(worst, d)
+  }
+  print(
+    "\(label): max |diff| \(worst), logit range \(range), \(result.implementations.count) primitives"
+  )
+  #expect(
+    worst <= 1e-4 * range, "\(label): max |diff| \(worst) vs logit range \(range)",
+    sourceLocation: sourceLocation)
+  for image in 0..<batch {
+    let slice = image * classes..<(image + 1) * classes
+    #expect(
+      topFive(result.engine[slice]) == topFive(result.reference[slice]),
+      "\(label): top-5 of image \(image) differs", sourceLocation: sourceLocation)
+  }
+  for (node, implementation) in result.implementations {
+    #expect(!DNNLPrimitive.isReference(implementation), "\(label): \(node) runs \(implementation)")
+  }
+}
+
+@Suite(
+  "float engine against onnxruntime", .serialized,
+  .enabled(
+    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+struct FloatEngineTests {
+  @Test(
+    "FasterNet-like graph (partial conv, fused BN/GELU/residual), batch 1 and 3", arguments: [1, 3])
+  func fasterNetLike(batch: Int) throws {
+    let result = try compareWithOnnxRuntime(kind: "fasternet", batch: batch)
+    expectMatchesReference(result, batch: batch, classes: 100, "fasternet batch \(batch)")
+  }
+
+  @Test("ResNet-like graph (ceil-mode max pool, residual Add+ReLU, 4D reshape, softmax)")
+  func resNetLike() throws {
+    let result = try compareWithOnnxRuntime(kind: "resnetish", batch: 2, size: 61)
+    expectMatchesReference(result, batch: 2, classes: 100, "resnetish")
+  }
+
+  @Test("MobileNet-like graph (depthwise, hardswish, SE broadcast Mul, BN, MatMul+Add)")
+  func mobileNetLike() throws {
+    let result = try compareWithOnnxRuntime(kind: "mobileish", batch: 2)
+    expectMatchesReference(result, batch: 2, classes: 100, "mobileish")
+  }
+
+  @Test("wrong buffer sizes are an error, not a crash")
+  func wrongBufferSizes() throws {
+    let directory = try TestEnvironment.makeTemporaryDirectory("float-engine")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let model = directory.appendingPathComponent("m.onnx")
+    try PythonReference.run(
+      script: "scripts/reference/dnnl_make_test_model.py",
+      arguments: ["mobileish", model.path, "--size", "16"])
+    let engine = try FloatEngine(graph: ONNXLoader.load(contentsOf: model), batchSize: 2)
+    let input = [Float](repeating: 0, count: 5)
+    var output = [Float](repeating: 0, count: 200)
+    #expect(throws: ModelError.self) {
+      try input.withUnsafeBufferPointer { i in
+        try output.withUnsafeMutableBufferPointer { try engine.run(input: i, output: $0) }
+      }
+    }
+    #expect(engine.versionInfo["onednn"] != nil)
+  }
+}
