@@ -1,0 +1,147 @@
+import Foundation
+
+/// `report.md`: the model-zoo documentation row, then the statistics behind it.
+///
+/// Accuracies are rounded to two decimals (`%.2f`) here only; `summary.json` keeps full
+/// precision.
+public enum MarkdownReport {
+  /// The report file name.
+  public static let fileName = "report.md"
+
+  /// The model-zoo table header, as the zoo documentation writes it.
+  public static let zooHeader =
+    "| Model | Size | Categories | Parameter (M) | Floating point precision | Quantization accuracy |\n| --- | --- | --- | --- | --- | --- |"
+
+  /// One model-zoo row: name, input size, classes, parameters in millions, reference and
+  /// primary-candidate top-1.
+  public static func zooRow(_ summary: Summary) -> String {
+    let model = summary.provenance.run.model
+    let engines = summary.provenance.run.engines
+    let reference = engines.first.flatMap { summary.metrics.engines[$0]?.top1 }
+    let candidate = engines.count > 1 ? summary.metrics.engines[engines[1]]?.top1 : nil
+    let parameters = model.parameterCount.map { format(Double($0) / 1e6, 2) } ?? "n/a"
+    let cells = [
+      escape(model.name), inputSize(model.inputShape), String(model.classCount), parameters,
+      reference.map { format($0, 2) } ?? "n/a", candidate.map { format($0, 2) } ?? "n/a",
+    ]
+    return "| " + cells.joined(separator: " | ") + " |"
+  }
+
+  /// `H×W` from an NCHW or NHWC input shape.
+  static func inputSize(_ shape: [Int]) -> String {
+    guard shape.count == 4 else { return shape.map(String.init).joined(separator: "x") }
+    if shape[3] <= 4 && shape[1] > 4 { return "\(shape[1])x\(shape[2])" }
+    return "\(shape[2])x\(shape[3])"
+  }
+
+  /// The whole report.
+  public static func render(_ summary: Summary) -> String {
+    let m = summary.metrics
+    let run = summary.provenance.run
+    let engines = run.engines
+    var out = "# \(run.model.name): ImageNet accuracy, float vs int8\n\n"
+    out += zooHeader + "\n" + zooRow(summary) + "\n\n"
+
+    out += "## Accuracy\n\n"
+    out +=
+      "\(m.images) images evaluated, \(m.skipped.total) skipped, \(m.samples) samples in total.\n\n"
+    out +=
+      "| Engine | Top-1 (%) | Top-1 95% CI | Top-5 (%) | Top-5 95% CI |\n| --- | --- | --- | --- | --- |\n"
+    for engine in engines {
+      guard let e = m.engines[engine] else { continue }
+      out +=
+        "| \(escape(engine)) | \(opt(e.top1)) | \(interval(e.top1CI95)) | \(opt(e.top5)) | \(interval(e.top5CI95)) |\n"
+    }
+    out += "\n"
+
+    let pairs =
+      [m.paired].compactMap { $0 }
+      + (m.pairedAdditional ?? [:]).keys.sorted().compactMap {
+        m.pairedAdditional?[$0]
+      }
+    for p in pairs {
+      out += "## \(escape(p.reference)) vs \(escape(p.candidate))\n\n"
+      out += "| Statistic | Value |\n| --- | --- |\n"
+      out += "| Top-1 drop (points) | \(opt(p.top1Drop)) |\n"
+      out += "| Top-5 drop (points) | \(opt(p.top5Drop)) |\n"
+      out += "| Top-1 agreement (%) | \(opt(p.agreement)) |\n"
+      out +=
+        "| \(escape(p.reference)) right → \(escape(p.candidate)) wrong | \(p.flips.rightToWrong) |\n"
+      out +=
+        "| \(escape(p.reference)) wrong → \(escape(p.candidate)) right | \(p.flips.wrongToRight) |\n"
+      out += "| McNemar exact p (two-sided) | \(String(format: "%.3g", p.mcnemarP)) |\n"
+      out += "| Mean logit cosine | \(opt(p.cosine, 6)) |\n"
+      out += "| Mean KL (nats) | \(opt(p.kl, 6)) |\n\n"
+    }
+
+    if engines.count > 1 {
+      let worst = m.worstClasses(limit: 20)
+      out += "## The 20 classes that lost the most\n\n"
+      out +=
+        "| Class | Name | Images | \(escape(engines[0])) top-1 (%) | \(escape(engines[1])) top-1 (%) | Drop (points) |\n| --- | --- | --- | --- | --- | --- |\n"
+      for c in worst {
+        out +=
+          "| \(c.classID) | \(escape(c.name ?? "")) | \(c.images) | \(opt(c.top1[engines[0]])) | \(opt(c.top1[engines[1]])) | \(opt(c.drop)) |\n"
+      }
+      out += "\n"
+    }
+
+    for engine in engines {
+      guard let e = m.engines[engine], !e.topConfusions.isEmpty else { continue }
+      out +=
+        "## Top confusions: \(escape(engine))\n\n| True | Predicted | Images |\n| --- | --- | --- |\n"
+      for c in e.topConfusions.prefix(10) {
+        out +=
+          "| \(c.trueClass) \(escape(c.trueName ?? "")) | \(c.predicted) \(escape(c.predictedName ?? "")) | \(c.count) |\n"
+      }
+      out += "\n"
+    }
+
+    out += "## Skipped samples\n\n"
+    if m.skipped.total == 0 {
+      out += "None.\n\n"
+    } else {
+      out += "| Reason | Samples |\n| --- | --- |\n"
+      for reason in m.skipped.byReason.keys.sorted() {
+        out += "| \(escape(reason)) | \(m.skipped.byReason[reason]!) |\n"
+      }
+      out += "\n"
+    }
+
+    let p = summary.provenance
+    out += "## Provenance\n\n"
+    out += "- model: `\(run.model.path)` sha256 `\(run.model.sha256)`\n"
+    out += "- dataset: \(run.dataset); labels: \(run.labelSource); shard: \(run.shard)\n"
+    out += "- preprocessing: " + settings(run.preprocessing) + "\n"
+    out += "- calibration: " + (run.calibration.map(settings) ?? "none") + "\n"
+    for engine in engines {
+      out += "- engine \(engine): " + settings(run.engineVersions[engine] ?? [:]) + "\n"
+    }
+    out += "- imagenet-eval \(p.toolVersion): `\(p.commandLine.joined(separator: " "))`\n"
+    out +=
+      "- wall time \(format(p.wallSeconds, 1)) s, \(p.imagesPerSecond.map { format($0, 1) } ?? "n/a") images/s\n"
+    return out
+  }
+
+  static func settings(_ values: [String: String]) -> String {
+    values.isEmpty
+      ? "none" : values.keys.sorted().map { "\($0)=\(values[$0]!)" }.joined(separator: ", ")
+  }
+
+  static func format(_ value: Double, _ decimals: Int) -> String {
+    String(format: "%.\(decimals)f", value)
+  }
+
+  static func opt(_ value: Double?, _ decimals: Int = 2) -> String {
+    value.map { format($0, decimals) } ?? "n/a"
+  }
+
+  static func interval(_ values: [Double]) -> String {
+    values.count == 2 ? "[\(format(values[0], 2)), \(format(values[1], 2))]" : "n/a"
+  }
+
+  /// Keeps a cell's text from breaking the table.
+  static func escape(_ text: String) -> String {
+    text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+  }
+}
