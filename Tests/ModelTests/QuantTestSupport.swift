@@ -1,0 +1,48 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Model
+
+/// A seeded SplitMix64 so every random case is reproducible from its seed.
+struct QuantRandom: RandomNumberGenerator {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+
+  /// A standard normal sample (Box–Muller).
+  mutating func gaussian() -> Double {
+    let u1 = Double.random(in: Double.ulpOfOne..<1, using: &self)
+    let u2 = Double.random(in: 0..<1, using: &self)
+    return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
+  }
+}
+
+/// Runs `scripts/reference/<script>` on a JSON case written to a temporary file and decodes
+/// its JSON output.
+func quantReference(_ script: String, case object: Any) throws -> Any {
+  let directory = try TestEnvironment.makeTemporaryDirectory("quant-ref")
+  defer { try? FileManager.default.removeItem(at: directory) }
+  let file = directory.appendingPathComponent("case.json")
+  try JSONSerialization.data(withJSONObject: object).write(to: file)
+  let output = try PythonReference.run(
+    script: "scripts/reference/\(script)", arguments: [file.path])
+  return try JSONSerialization.jsonObject(with: Data(output.utf8))
+}
+
+/// The reference's list of output codes.
+func quantReferenceCodes(_ object: [String: Any]) throws -> [Int] {
+  guard let codes = try quantReference("quant_kernels.py", case: object) as? [Int] else {
+    throw QuantizationError.invalidParameter("reference did not print a list of integers")
+  }
+  return codes
+}
+
+/// The skip message of tests that need the reference venv.
+let quantPythonMissing = Comment(rawValue: TestEnvironment.pythonMissingMessage)
