@@ -209,8 +209,8 @@ struct MapperConfigParser {
   var config = MapperConfig()
   private var overrides: [String: MapperConfig.NodeOverride] = [:]
   // Raw mean/scale values; resolved once the channel count is known.
-  private var meanNode: (Node, String)?
-  private var scaleNode: (Node, String)?
+  private var meanNode: (Yams.Node, String)?
+  private var scaleNode: (Yams.Node, String)?
 
   init(file: String) { self.file = file }
 
@@ -253,7 +253,7 @@ struct MapperConfigParser {
   ]
 
   mutating func parse(_ yaml: String) throws -> MapperConfig {
-    let root: Node?
+    let root: Yams.Node?
     do {
       root = try Yams.compose(yaml: yaml)
     } catch let error as YamlError {
@@ -298,7 +298,7 @@ struct MapperConfigParser {
     return config
   }
 
-  private mutating func parseEntry(_ path: String, _ value: Node, keyNode: Node) throws {
+  private mutating func parseEntry(_ path: String, _ value: Yams.Node, keyNode: Yams.Node) throws {
     if let reason = Self.unmodelled[path] {
       if path == "input_parameters.input_space_and_range",
         try string(value, path).lowercased() == "regular"
@@ -402,7 +402,7 @@ struct MapperConfigParser {
     }
   }
 
-  private mutating func parseNodeInfo(_ value: Node, _ path: String) throws {
+  private mutating func parseNodeInfo(_ value: Yams.Node, _ path: String) throws {
     guard let nodes = value.mapping else {
       throw error(value, path, "expected a mapping from node names to settings")
     }
@@ -478,21 +478,21 @@ struct MapperConfigParser {
 
   // MARK: Scalars
 
-  private func key(_ node: Node, _ parent: String) throws -> String {
+  private func key(_ node: Yams.Node, _ parent: String) throws -> String {
     guard let text = node.scalar?.string else {
       throw error(node, parent, "expected a plain key")
     }
     return text
   }
 
-  private func string(_ node: Node, _ path: String) throws -> String {
+  private func string(_ node: Yams.Node, _ path: String) throws -> String {
     guard let scalar = node.scalar else {
       throw error(node, path, "expected a single value, got \(describe(node))")
     }
     return scalar.string.trimmingCharacters(in: .whitespaces)
   }
 
-  private func color(_ node: Node, _ path: String) throws -> MapperConfig.ColorFormat {
+  private func color(_ node: Yams.Node, _ path: String) throws -> MapperConfig.ColorFormat {
     let text = try string(node, path)
     guard let color = MapperConfig.ColorFormat(rawValue: text.lowercased()) else {
       throw error(
@@ -502,7 +502,7 @@ struct MapperConfigParser {
     return color
   }
 
-  private func layout(_ node: Node, _ path: String) throws -> MapperConfig.Layout {
+  private func layout(_ node: Yams.Node, _ path: String) throws -> MapperConfig.Layout {
     let text = try string(node, path)
     guard let layout = MapperConfig.Layout(rawValue: text.uppercased()) else {
       throw error(node, path, "expected NCHW or NHWC, got '\(text)'")
@@ -511,7 +511,7 @@ struct MapperConfigParser {
   }
 
   // A ';'-separated string (the toolchain's convention) or a YAML sequence of names.
-  private func list(_ node: Node, _ path: String) throws -> [String] {
+  private func list(_ node: Yams.Node, _ path: String) throws -> [String] {
     if let sequence = node.sequence {
       return try sequence.map { try string($0, path) }.filter { !$0.isEmpty }
     }
@@ -521,7 +521,7 @@ struct MapperConfigParser {
   }
 
   // "123.675 116.28 103.53", a single number, or a YAML sequence of numbers.
-  private func numbers(_ node: Node, _ path: String) throws -> [Float] {
+  private func numbers(_ node: Yams.Node, _ path: String) throws -> [Float] {
     let items: [String]
     if let sequence = node.sequence {
       items = try sequence.map { try string($0, path) }
@@ -536,16 +536,16 @@ struct MapperConfigParser {
     return numbers
   }
 
-  private func describe(_ node: Node) -> String {
+  private func describe(_ node: Yams.Node) -> String {
     if let scalar = node.scalar { return "'\(scalar.string)'" }
     return node.sequence != nil ? "a list" : "a mapping"
   }
 
-  private mutating func warn(_ key: String, _ node: Node, _ reason: String) {
+  private mutating func warn(_ key: String, _ node: Yams.Node, _ reason: String) {
     config.warnings.append(MapperConfigWarning(key: key, line: node.mark?.line, reason: reason))
   }
 
-  private func error(_ node: Node, _ path: String, _ message: String) -> MapperConfigError {
+  private func error(_ node: Yams.Node, _ path: String, _ message: String) -> MapperConfigError {
     MapperConfigError(file: file, path: path, line: node.mark?.line, message: message)
   }
 
