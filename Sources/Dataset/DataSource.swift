@@ -5,6 +5,11 @@ import Foundation
 /// A source is one or more containers read in the given order: tar archives (plain or
 /// gzip/xz/bzip2/zstd-compressed, detected from the bytes) or directories. Archives are read in
 /// member order (the order `tar -t` lists); directories in byte-sorted relative-path order.
+///
+/// Members with an image extension (`jpg`, `jpeg`, `png`, … any case) are samples; the bytes
+/// decide whether they are JPEG. `.cls` members label the adjacent image with the same key.
+/// Anything else (README, JSON, …) is ignored and listed in ``PipelineSummary/ignoredMembers``.
+/// A zero-length image member is a recorded skip.
 public struct DataSource: Sendable, CustomStringConvertible {
   /// How images and labels are arranged.
   public enum Layout: String, Sendable, CaseIterable {
@@ -86,8 +91,9 @@ public struct DataSource: Sendable, CustomStringConvertible {
 
 /// A member that holds no sample (README, metadata, a stray `.cls`), reported for transparency.
 public struct IgnoredMember: Sendable, Equatable {
-  /// Container path and member path.
+  /// The archive or directory holding the member.
   public var container: String
+  /// The member's path inside the container.
   public var member: String
   /// Why it was not used.
   public var reason: String

@@ -80,8 +80,8 @@ public final class Pipeline {
     public var labelOffset: Int
     /// Stop after this many samples (after sharding and filtering).
     public var limit: Int?
-    /// Keep only samples whose index in the source's image order satisfies
-    /// `index % count == index` — deterministic sharding for parallel runs.
+    /// `(i, n)`: keep only samples whose position in the source's image order (before any
+    /// filter or limit) is congruent to `i` modulo `n` — deterministic sharding across runs.
     public var shard: (index: Int, count: Int)?
     /// Keep only samples whose label (offset applied) passes; unlabelled samples are kept so
     /// they are reported as skips.

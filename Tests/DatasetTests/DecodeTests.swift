@@ -65,6 +65,34 @@ struct DecodeTests {
     #expect(results[3].mode == "CMYK")
   }
 
+  @Test(
+    "real ILSVRC2012 JPEGs decode byte-identically to Pillow",
+    .enabled(
+      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  func realImagesMatchPillow() throws {
+    let reader = try TarMemberReader(
+      path: TestEnvironment.shared("datasets/ilsvrc2012-val-subset-1300.tar").path)
+    var jpegs: [[UInt8]] = []
+    var buffer: [UInt8] = []
+    // Every 50th member: 26 real photos from a real encoder, not from our fixture encoder.
+    var index = 0
+    while (try reader.nextMember()) != nil {
+      if index % 50 == 0 {
+        let count = try reader.readMember(into: &buffer)
+        jpegs.append(Array(buffer[0..<count]))
+      }
+      index += 1
+    }
+    #expect(jpegs.count == 26)
+    for (number, result) in try compareWithPillow(jpegs).enumerated() {
+      let count = result.ours.width * result.ours.height * 3
+      #expect(result.pillow.count == count)
+      #expect(result.ours.pixels[0..<count] == result.pillow[...], "image \(number * 50)")
+    }
+  }
+
   @Test("fast DCT decodes but changes pixels")
   func fastDCTChangesPixels() throws {
     let bytes = Fixtures.jpeg(width: 128, height: 96, quality: 95)
