@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""Pillow side of the preprocessing benchmark (torchvision preset: Resize(256) bilinear,
-CenterCrop(224), ToTensor + Normalize, written out in PIL/numpy as in
-scripts/reference/preprocess_reference.py).
+"""Pillow peer for bench/preprocess: the torchvision eval recipe written with PIL and numpy.
 
-  pillow_peer.py stack TAR OUT.npy [LIMIT]   decode the tar's JPEGs with Pillow into one
-                                             (N, H, W, 3) uint8 stack (all must share a size)
-  pillow_peer.py kernel STACK.npy            time resize+crop+normalise only, 1 and 2 processes
-  pillow_peer.py full TAR                    time decode+resize+crop+normalise, 1 and 2 processes
+Usage: pillow_peer.py ARCHIVE.tar [--processes N] [--split]
 
-Prints one line per measurement: `pillow <what> threads=<n> images=<count> seconds=<s>
-images_per_s=<r>`.
+Every process opens the tar itself and handles members i, i+N, i+2N, ... (as
+`imagenet-eval --shard` would), so tar reading is part of the measurement on both sides. Per
+image: PIL decode + convert("RGB"), resize the shorter side to 256 (BILINEAR, long side
+int(256 * long / short) as torchvision), centre crop 224 (torchvision rounding), x / 255,
+(x - mean) / std in float32, HWC -> CHW. The clock runs from before the processes start until
+the last one is done, like `imagenet-eval inspect`'s images/s.
+
+Prints one JSON object: images, seconds, images_per_second, processes; with --split (single
+process only) also the seconds spent in decode, resize+crop and normalise.
 """
+import argparse
 import io
-import subprocess
-import sys
+import json
+import multiprocessing
 import tarfile
 import time
 
@@ -22,89 +25,75 @@ from PIL import Image
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGE_SUFFIXES = (".jpeg", ".jpg")
 
 
-def torchvision(img):
-    w, h = img.size
-    if w <= h:
-        nw, nh = 256, int(256 * h / w)
-    else:
-        nw, nh = int(256 * w / h), 256
-    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
-    top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
-    img = img.crop((left, top, left + 224, top + 224))
-    x = np.asarray(img, dtype=np.float32) / np.float32(255)
-    return np.ascontiguousarray(((x - MEAN) / STD).transpose(2, 0, 1))
+def shorter_side(width, height, size=256):
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
 
 
-def read_jpegs(tar_path):
-    with tarfile.open(tar_path) as tar:
-        return [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
-
-
-def run_range(mode, path, lo, hi):
-    if mode == "kernel":
-        stack = np.load(path, mmap_mode="r")
-        images = [np.array(stack[i]) for i in range(lo, hi)]
-        return lambda: [torchvision(Image.fromarray(a)) for a in images]
-    blobs = read_jpegs(path)[lo:hi]
-    return lambda: [torchvision(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs]
-
-
-def count_images(mode, path):
-    return len(np.load(path, mmap_mode="r")) if mode == "kernel" else len(read_jpegs(path))
-
-
-def measure(mode, path, label):
-    """1 worker in-process, then 2 worker processes (no fork of a threaded parent, which can
-    deadlock) started on a common wall-clock instant; time = last finish - start."""
-    n = count_images(mode, path)
-    work = run_range(mode, path, 0, n)
-    start = time.time()
-    work()
-    seconds = time.time() - start
-    report(label, 1, n, seconds)
-    start_at = time.time() + 3.0
-    children = [
-        subprocess.Popen(
-            [sys.executable, __file__, "part", mode, path, str(lo), str(hi), repr(start_at)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        for lo, hi in ((0, n // 2), (n // 2, n))
-    ]
-    ends = [float(child.communicate()[0].strip()) for child in children]
-    if any(child.returncode for child in children):
-        raise SystemExit("a worker process failed")
-    report(label, 2, n, max(ends) - start_at)
-
-
-def report(label, threads, count, seconds):
-    print(
-        f"pillow {label} threads={threads} images={count} seconds={seconds:.3f} "
-        f"images_per_s={count / seconds:.1f}",
-        flush=True,
-    )
+def work(job):
+    archive, index, count, split = job
+    timings = {"decode": 0.0, "resize_crop": 0.0, "normalise": 0.0}
+    images = 0
+    checksum = 0.0
+    position = -1
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if not member.isfile() or not member.name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            position += 1
+            if position % count != index:
+                continue
+            data = tar.extractfile(member).read()
+            t0 = time.perf_counter()
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            t1 = time.perf_counter()
+            width, height = shorter_side(*image.size)
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+            top, left = int(round((height - 224) / 2.0)), int(round((width - 224) / 2.0))
+            image = image.crop((left, top, left + 224, top + 224))
+            t2 = time.perf_counter()
+            x = np.asarray(image, dtype=np.float32) / np.float32(255)
+            x = np.ascontiguousarray(((x - MEAN) / STD).transpose(2, 0, 1))
+            t3 = time.perf_counter()
+            if split:
+                timings["decode"] += t1 - t0
+                timings["resize_crop"] += t2 - t1
+                timings["normalise"] += t3 - t2
+            checksum += float(x[0, 0, 0])  # keep the result alive
+            images += 1
+    return images, timings, checksum
 
 
 def main():
-    mode = sys.argv[1]
-    if mode == "stack":
-        blobs = read_jpegs(sys.argv[2])
-        limit = int(sys.argv[4]) if len(sys.argv) > 4 else len(blobs)
-        images = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs[:limit]]
-        np.save(sys.argv[3], np.stack(images))
-        print(f"stacked {len(images)} images of {images[0].shape}")
-    elif mode == "kernel":
-        measure("kernel", sys.argv[2], "kernel")
-    elif mode == "full":
-        measure("full", sys.argv[2], "decode+preprocess")
-    elif mode == "part":
-        work = run_range(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
-        time.sleep(max(0.0, float(sys.argv[6]) - time.time()))
-        work()
-        print(time.time())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archive")
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--split", action="store_true")
+    args = parser.parse_args()
+    if args.split and args.processes != 1:
+        parser.error("--split needs --processes 1")
+    jobs = [(args.archive, i, args.processes, args.split) for i in range(args.processes)]
+    start = time.perf_counter()
+    if args.processes == 1:
+        results = [work(jobs[0])]
     else:
-        raise SystemExit(__doc__)
+        with multiprocessing.get_context("fork").Pool(args.processes) as pool:
+            results = pool.map(work, jobs)
+    seconds = time.perf_counter() - start
+    images = sum(r[0] for r in results)
+    report = {
+        "images": images,
+        "seconds": seconds,
+        "images_per_second": images / seconds,
+        "processes": args.processes,
+    }
+    if args.split:
+        report["split_seconds"] = results[0][1]
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
