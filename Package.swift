@@ -37,7 +37,7 @@ let package = Package(
     .executableTarget(name: "imagenet-eval", dependencies: ["Eval"]),
     .target(name: "TestSupport", dependencies: ["CTurboJPEG", "CArchive"], path: "Tests/TestSupport"),
     .testTarget(name: "DatasetTests", dependencies: ["Dataset", "TestSupport"]),
-    .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"]),
+    .testTarget(name: "ModelTests", dependencies: ["Model", "Dataset", "TestSupport"]),
     .testTarget(name: "EvalTests", dependencies: ["Eval", "Model", "Dataset", "TestSupport"]),
   ],
   swiftLanguageModes: [.v5]

@@ -1,4 +1,5 @@
 import Foundation
+import Dataset
 import TestSupport
 import Testing
 
@@ -23,24 +24,25 @@ enum OpCases {
 
   static func inputs(_ directory: URL, _ c: OpCase) throws -> [Tensor] {
     try (0..<c.inputs).map { i in
-      let npy = try Npy(contentsOf: directory.appendingPathComponent("\(c.name)/input_\(i).npy"))
-      if let ints = npy.int64s { return Tensor(shape: npy.shape, int64s: ints) }
-      return Tensor(shape: npy.shape, floats: npy.floats)
+      let npy = try NumpyFile.read(directory.appendingPathComponent("\(c.name)/input_\(i).npy"))
+      if npy.dtype == .int64 { return Tensor(shape: npy.shape, int64s: try npy.values(as: Int64.self)) }
+      return Tensor(shape: npy.shape, floats: npy.floatValues())
     }
   }
 
-  static func expected(_ directory: URL, _ c: OpCase) throws -> [Npy] {
+  static func expected(_ directory: URL, _ c: OpCase) throws -> [NumpyArray] {
     try (0..<c.outputs).map { i in
-      try Npy(contentsOf: directory.appendingPathComponent("\(c.name)/output_\(i).npy"))
+      try NumpyFile.read(directory.appendingPathComponent("\(c.name)/output_\(i).npy"))
     }
   }
 
   /// Maximum absolute difference and the tolerance 1e-4 × range of the expected values.
-  static func compare(_ actual: Tensor, _ expected: Npy) -> (Float, Float) {
+  static func compare(_ actual: Tensor, _ expected: NumpyArray) -> (Float, Float) {
     let values = actual.floatValues
-    let range = (expected.floats.max() ?? 0) - (expected.floats.min() ?? 0)
+    let reference = expected.floatValues()
+    let range = (reference.max() ?? 0) - (reference.min() ?? 0)
     var worst: Float = 0
-    for (a, e) in zip(values, expected.floats) { worst = max(worst, abs(a - e)) }
+    for (a, e) in zip(values, reference) { worst = max(worst, abs(a - e)) }
     if values.contains(where: \.isNaN) { worst = .infinity }
     return (worst, 1e-4 * max(range, 1e-3))
   }
@@ -86,4 +88,9 @@ struct OpConformanceTests {
       }
     }
   }
+}
+
+extension NumpyArray {
+  /// The elements as floats, under the name the model tests use for tensors too.
+  var floats: [Float] { floatValues() }
 }
