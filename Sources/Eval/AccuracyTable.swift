@@ -57,17 +57,7 @@ public struct BenchReport: Codable, Sendable, Equatable {
 
   /// Reads a `bench.json`, naming the file in any error.
   public static func read(from url: URL) throws -> BenchReport {
-    let data: Data
-    do {
-      data = try Data(contentsOf: url)
-    } catch {
-      throw EvalError(.input, "cannot read bench file \(url.path): \(error.localizedDescription)")
-    }
-    do {
-      return try JSONDecoder.canonical.decode(BenchReport.self, from: data)
-    } catch {
-      throw EvalError(.input, "malformed bench file \(url.path): \(describe(error))")
-    }
+    try readJSON(BenchReport.self, from: url, describedAs: "bench file ")
   }
 }
 

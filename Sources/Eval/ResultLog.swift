@@ -287,16 +287,6 @@ public final class ResultLog {
 extension RunCompletion {
   /// Reads `completion.json`, naming the file in any error.
   public static func read(from url: URL) throws -> RunCompletion {
-    let data: Data
-    do {
-      data = try Data(contentsOf: url)
-    } catch {
-      throw EvalError(.input, "cannot read \(url.path): \(error.localizedDescription)")
-    }
-    do {
-      return try JSONDecoder.canonical.decode(RunCompletion.self, from: data)
-    } catch {
-      throw EvalError(.input, "malformed \(url.path): \(describe(error))")
-    }
+    try readJSON(RunCompletion.self, from: url, describedAs: "")
   }
 }

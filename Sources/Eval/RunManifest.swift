@@ -134,17 +134,7 @@ public struct RunManifest: Codable, Sendable, Equatable {
 
   /// Reads `run.json`, naming the file in any error.
   public static func read(from url: URL) throws -> RunManifest {
-    let data: Data
-    do {
-      data = try Data(contentsOf: url)
-    } catch {
-      throw EvalError(.input, "cannot read run manifest \(url.path): \(error.localizedDescription)")
-    }
-    do {
-      return try JSONDecoder.canonical.decode(RunManifest.self, from: data)
-    } catch {
-      throw EvalError(.input, "malformed run manifest \(url.path): \(describe(error))")
-    }
+    try readJSON(RunManifest.self, from: url, describedAs: "run manifest ")
   }
 
   /// Writes `run.json` atomically, so a crash never leaves half a manifest.
@@ -218,5 +208,21 @@ func describe(_ error: Error) -> String {
     return "wrong type\(path(context)): \(context.debugDescription)"
   case .valueNotFound(_, let context): return "missing value\(path(context))"
   @unknown default: return "\(error)"
+  }
+}
+
+/// Reads and decodes one of the tool's JSON files; errors name the file and, for a decoding
+/// error, the field at fault. `what` ("summary ", "run manifest ", …) prefixes the path.
+func readJSON<T: Decodable>(_ type: T.Type, from url: URL, describedAs what: String) throws -> T {
+  let data: Data
+  do {
+    data = try Data(contentsOf: url)
+  } catch {
+    throw EvalError(.input, "cannot read \(what)\(url.path): \(error.localizedDescription)")
+  }
+  do {
+    return try JSONDecoder.canonical.decode(type, from: data)
+  } catch {
+    throw EvalError(.input, "malformed \(what)\(url.path): \(describe(error))")
   }
 }

@@ -87,17 +87,7 @@ public struct Summary: Codable, Sendable, Equatable {
 
   /// Reads a `summary.json`, naming the file in any error.
   public static func read(from url: URL) throws -> Summary {
-    let data: Data
-    do {
-      data = try Data(contentsOf: url)
-    } catch {
-      throw EvalError(.input, "cannot read summary \(url.path): \(error.localizedDescription)")
-    }
-    do {
-      return try JSONDecoder.canonical.decode(Summary.self, from: data)
-    } catch {
-      throw EvalError(.input, "malformed summary \(url.path): \(describe(error))")
-    }
+    try readJSON(Summary.self, from: url, describedAs: "summary ")
   }
 
   /// True when the primary candidate lost more than `maxDrop` top-1 points; the CLI then
