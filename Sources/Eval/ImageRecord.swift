@@ -162,6 +162,30 @@ public final class RecordBuilder {
       paired: paired.isEmpty ? nil : paired)
   }
 
+  /// Scores a batch. `logits[e]` is engine `e`'s output for the batch, image-major
+  /// (`classCount` logits per image, at least `samples.count` images); `samples` are the
+  /// batch's images in order. Slots beyond `samples.count` (a short last batch) are ignored.
+  public func records(
+    for samples: [(index: Int, key: String, label: Int?)], logits: [UnsafeBufferPointer<Float>]
+  ) throws -> [ImageRecord] {
+    for (name, buffer) in zip(engineNames, logits) where buffer.count < samples.count * classCount {
+      throw EvalError(
+        .internal,
+        "engine \(name) output holds \(buffer.count) logits, fewer than \(samples.count) images × \(classCount)"
+      )
+    }
+    var result = [ImageRecord]()
+    result.reserveCapacity(samples.count)
+    for (slot, sample) in samples.enumerated() {
+      let range = slot * classCount..<(slot + 1) * classCount
+      result.append(
+        try record(
+          index: sample.index, key: sample.key, label: sample.label,
+          logits: logits.map { UnsafeBufferPointer(rebasing: $0[range]) }))
+    }
+    return result
+  }
+
   /// The five largest logits (fewer with fewer classes) and their softmax probabilities.
   static func topFive(_ logits: UnsafeBufferPointer<Float>) -> EnginePrediction {
     let k = min(5, logits.count)

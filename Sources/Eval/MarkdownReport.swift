@@ -75,8 +75,10 @@ public enum MarkdownReport {
     }
 
     if engines.count > 1 {
-      let worst = m.worstClasses(limit: 20)
-      out += "## The 20 classes that lost the most\n\n"
+      // Only real losses, as in the HTML chart; gains are visible in summary.json per_class.
+      let worst = m.worstClasses(limit: 20).filter { ($0.drop ?? 0) > 0 }
+      out += "## The \(worst.count) classes that lost the most\n\n"
+      if worst.isEmpty { out += "No class lost top-1 accuracy.\n\n" }
       out +=
         "| Class | Name | Images | \(escape(engines[0])) top-1 (%) | \(escape(engines[1])) top-1 (%) | Drop (points) |\n| --- | --- | --- | --- | --- | --- |\n"
       for c in worst {

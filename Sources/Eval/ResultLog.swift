@@ -55,7 +55,7 @@ public final class ResultLog {
   public let previousWallSeconds: Double
 
   private var descriptor: Int32
-  private let encoder = JSONEncoder.compactCanonical
+  private var lineBuffer = [UInt8]()
   private var lastSync = Date()
   private static let syncInterval: TimeInterval = 5
 
@@ -148,7 +148,7 @@ public final class ResultLog {
     guard !batch.isEmpty else { return }
     guard descriptor >= 0 else { throw EvalError(.internal, "append after the log was closed") }
     var previous = lastIndex ?? -1
-    var bytes = Data()
+    lineBuffer.removeAll(keepingCapacity: true)
     for record in batch {
       guard record.index > previous else {
         throw EvalError(
@@ -162,14 +162,10 @@ public final class ResultLog {
           "record \(record.key) (sample \(record.index)) is not in shard \(manifest.shard)")
       }
       previous = record.index
-      do {
-        bytes.append(try encoder.encode(record))
-      } catch {
-        throw EvalError(.internal, "cannot encode the record of \(record.key): \(error)")
-      }
-      bytes.append(0x0A)
+      RecordCoding.encode(record, into: &lineBuffer)
+      lineBuffer.append(0x0A)
     }
-    try writeAll(bytes)
+    try lineBuffer.withUnsafeBytes { try writeAll($0) }
     records.append(contentsOf: batch)
     if Date().timeIntervalSince(lastSync) >= Self.syncInterval {
       try synchronize()
@@ -212,22 +208,20 @@ public final class ResultLog {
     }
   }
 
-  private func writeAll(_ data: Data) throws {
-    try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-      guard var pointer = raw.baseAddress else { return }
-      var remaining = raw.count
-      while remaining > 0 {
-        let written = write(descriptor, pointer, remaining)
-        if written < 0 {
-          if errno == EINTR { continue }
-          throw EvalError(
-            .input,
-            "cannot write to \(directory.appendingPathComponent(Self.recordsFileName).path): \(String(cString: strerror(errno)))"
-          )
-        }
-        remaining -= written
-        pointer += written
+  private func writeAll(_ raw: UnsafeRawBufferPointer) throws {
+    guard var pointer = raw.baseAddress else { return }
+    var remaining = raw.count
+    while remaining > 0 {
+      let written = write(descriptor, pointer, remaining)
+      if written < 0 {
+        if errno == EINTR { continue }
+        throw EvalError(
+          .input,
+          "cannot write to \(directory.appendingPathComponent(Self.recordsFileName).path): \(String(cString: strerror(errno)))"
+        )
       }
+      remaining -= written
+      pointer += written
     }
   }
 
@@ -261,10 +255,15 @@ public final class ResultLog {
       lineNumber += 1
       if line.isEmpty { continue }
       let record: ImageRecord
-      do {
-        record = try decoder.decode(ImageRecord.self, from: Data(line))
-      } catch {
-        throw EvalError(.input, "\(url.path):\(lineNumber): malformed record: \(describe(error))")
+      if let fast = line.withUnsafeBytes({ RecordCoding.decode($0.bindMemory(to: UInt8.self)) }) {
+        record = fast
+      } else {
+        do {
+          record = try decoder.decode(ImageRecord.self, from: Data(line))
+        } catch {
+          throw EvalError(
+            .input, "\(url.path):\(lineNumber): malformed record: \(describe(error))")
+        }
       }
       guard record.index > previous else {
         throw EvalError(

@@ -1,4 +1,5 @@
 import Foundation
+import Model
 
 /// The identity of a run, written to `run.json` before the first record.
 ///
@@ -72,6 +73,11 @@ public struct RunManifest: Codable, Sendable, Equatable {
     self.engines = engines
     self.engineVersions = engineVersions
     self.shard = shard
+  }
+
+  /// `versionInfo` of each engine, keyed by engine name, for ``engineVersions``.
+  public static func versions(of engines: [any InferenceEngine]) -> [String: [String: String]] {
+    Dictionary(engines.map { ($0.name, $0.versionInfo) }, uniquingKeysWith: { first, _ in first })
   }
 
   enum CodingKeys: String, CodingKey {

@@ -61,8 +61,8 @@ enum Fixture {
       dataset: "synthetic:600", labelSource: "synthetic",
       preprocessing: ["preset": "fake", "crop_pct": "0.875"],
       calibration: ["method": "minmax", "images": "32"], engines: engines,
-      engineVersions: Dictionary(
-        uniqueKeysWithValues: engines.map { ($0, ["library": "fake-1.0", "isa": "none"]) }),
+      engineVersions: RunManifest.versions(
+        of: engines.map { FakeEngine(name: $0, batchSize: 1, classCount: classCount, noise: 0) }),
       shard: shard)
   }
 
@@ -112,19 +112,13 @@ enum Fixture {
           try outputs[e].withUnsafeMutableBufferPointer { try engine.run(input: i, output: $0) }
         }
       }
-      for (slot, index) in evaluated.enumerated() {
-        let record = try outputs[0].withUnsafeBufferPointer { f in
-          try outputs[1].withUnsafeBufferPointer { q in
-            try builder.record(
-              index: index, key: key(index), label: label(index),
-              logits: [
-                UnsafeBufferPointer(rebasing: f[slot * classCount..<(slot + 1) * classCount]),
-                UnsafeBufferPointer(rebasing: q[slot * classCount..<(slot + 1) * classCount]),
-              ])
-          }
+      let scored = try outputs[0].withUnsafeBufferPointer { f in
+        try outputs[1].withUnsafeBufferPointer { q in
+          try builder.records(
+            for: evaluated.map { (index: $0, key: key($0), label: label($0)) }, logits: [f, q])
         }
-        records.append(record)
       }
+      records.append(contentsOf: scored)
       records.sort { $0.index < $1.index }
       try log.append(records)
       batches += 1
