@@ -14,7 +14,7 @@ public struct ImagenetEval: ParsableCommand {
       exceeded; 4 resume refused or merge inconsistent (different runs, gaps, overlaps).
       """,
     version: ToolInfo.version,
-    subcommands: [MergeCommand.self, TableCommand.self]
+    subcommands: [MergeCommand.self, TableCommand.self, InspectCommand.self]
   )
 
   public init() {}
