@@ -80,7 +80,7 @@ struct BenchCommand: ParsableCommand {
         print(
           engineName.padding(toLength: 9, withPad: " ", startingAt: 0)
             + String(
-              format: " %6d %10.1f %9.2f %9.2f %9.2f %9d", batchSize, result.imagesPerSecond,
+              format: " %6ld %10.1f %9.2f %9.2f %9.2f %9ld", batchSize, result.imagesPerSecond,
               result.meanMS, result.p50MS, result.p90MS, result.batches))
       }
     }

@@ -18,7 +18,6 @@ final class ProgressReporter {
   private let start = Date()
   private var lastDraw = Date.distantPast
   private let plainInterval: TimeInterval
-  private var drewTerminalLine = false
   /// Samples processed in this session (the rate counts only these).
   private var sessionSamples = 0
   /// Samples recorded in total, resumed ones included.
@@ -94,7 +93,6 @@ final class ProgressReporter {
     let text = line()
     if isTerminal {
       FileHandle.standardError.write(Data(("\r\u{1B}[K" + text + (final ? "\n" : "")).utf8))
-      drewTerminalLine = !final
     } else {
       FileHandle.standardError.write(Data((text + "\n").utf8))
     }

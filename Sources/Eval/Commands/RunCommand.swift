@@ -362,7 +362,7 @@ struct RunCommand: ParsableCommand {
   /// Calls `body` with read-only views of `arrays`.
   static func withBuffers<R>(
     _ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R
-  ) rethrows -> R {
+  ) throws -> R {
     func recurse(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
       if i == arrays.count { return try body(acc) }
       return try arrays[i].withUnsafeBufferPointer { try recurse(i + 1, acc + [$0]) }
