@@ -22,5 +22,5 @@ rm -rf results/demo
   --out results/demo "$@"
 echo
 echo "report.md (key lines):"
-grep -E '^(#|\| *(float|int8|engine)|.*top-1)' results/demo/report.md | head -20
+sed -n '/^| Model |/,/^$/p;/^## Accuracy/,/^## Top/p' results/demo/report.md | grep -v '^## Top'
 echo "full reports: results/demo/report.md, results/demo/report.html"

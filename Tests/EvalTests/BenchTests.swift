@@ -42,8 +42,10 @@ import Testing
   }
 
   @Test func badOptionsExitOne() {
-    #expect(ImagenetEval.exitStatus(arguments: ["bench", "--model", "m.onnx", "--batch", "0"]) == 1)
-    #expect(ImagenetEval.exitStatus(arguments: ["bench", "--model", "m.onnx", "--seconds", "0"]) == 1)
+    #expect(
+      ImagenetEval.exitStatus(arguments: ["bench", "--model", "m.onnx", "--batch", "0"]) == 1)
+    #expect(
+      ImagenetEval.exitStatus(arguments: ["bench", "--model", "m.onnx", "--seconds", "0"]) == 1)
     #expect(ImagenetEval.exitStatus(arguments: ["bench", "--model", "/nonexistent.onnx"]) == 1)
   }
 }

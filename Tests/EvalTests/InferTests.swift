@@ -13,7 +13,9 @@ import Testing
 struct InferTests {
   /// Runs `infer` on a random [batch, 3, 224, 224] tensor and onnxruntime on the same file;
   /// returns (ours, onnxruntime's) logits, both [batch, classes].
-  func compare(model: URL, batch: Int, seed: UInt64) throws -> (ours: NumpyArray, reference: NumpyArray) {
+  func compare(model: URL, batch: Int, seed: UInt64) throws -> (
+    ours: NumpyArray, reference: NumpyArray
+  ) {
     let root = try TestEnvironment.makeTemporaryDirectory("infer-tests")
     defer { try? FileManager.default.removeItem(at: root) }
     let input = root.appendingPathComponent("x.npy")

@@ -62,10 +62,13 @@ struct RunRealDataTests {
       let theirs = reference[name] ?? reference[name + ".JPEG"]
       let ours = record.engines?["float"]?.top5.first
       if theirs == nil || theirs != ours {
-        disagreements.append("\(record.key): ours \(ours.map(String.init) ?? "none"), onnxruntime \(theirs.map(String.init) ?? "none")")
+        disagreements.append(
+          "\(record.key): ours \(ours.map(String.init) ?? "none"), onnxruntime \(theirs.map(String.init) ?? "none")"
+        )
       }
     }
-    #expect(disagreements.isEmpty, "\(disagreements.count) images differ: \(disagreements.prefix(10))")
+    #expect(
+      disagreements.isEmpty, "\(disagreements.count) images differ: \(disagreements.prefix(10))")
   }
 
   static func baseName(_ key: String) -> String {
@@ -97,7 +100,8 @@ struct RunRealDataTests {
     // Kill once some records are on disk but the run is not finished.
     let deadline = Date().addingTimeInterval(120)
     while process.isRunning && Date() < deadline {
-      let size = (try? FileManager.default.attributesOfItem(atPath: records.path)[.size] as? Int) ?? 0
+      let size =
+        (try? FileManager.default.attributesOfItem(atPath: records.path)[.size] as? Int) ?? 0
       if size > 0 { break }
       usleep(2_000)
     }
@@ -106,7 +110,8 @@ struct RunRealDataTests {
     #expect(process.terminationReason == .uncaughtSignal, "the run finished before it was killed")
     let partial = try ResultLog.readLog(at: records, shard: .whole, allowTornTail: true)
     #expect(partial.records.count < 400)
-    #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("summary.json").path))
+    #expect(
+      !FileManager.default.fileExists(atPath: out.appendingPathComponent("summary.json").path))
 
     let resumed = Process()
     resumed.executableURL = binary

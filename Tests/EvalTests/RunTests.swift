@@ -32,8 +32,10 @@ struct RunTests {
 
   func run(_ setup: Setup, out: String, _ extra: [String]) -> Int32 {
     ImagenetEval.exitStatus(
-      arguments: ["run", "--model", setup.model.path, "--data", setup.data.path, "--out", out,
-        "--quiet"] + RunFixture.tinyPreprocess + extra)
+      arguments: [
+        "run", "--model", setup.model.path, "--data", setup.data.path, "--out", out,
+        "--quiet",
+      ] + RunFixture.tinyPreprocess + extra)
   }
 
   @Test func floatAndReferenceAgreeAndTheShortLastBatchIsPadded() throws {
@@ -42,7 +44,8 @@ struct RunTests {
     let out = setup.out("a")
     // 9 valid images at batch 4: batches of 4, 4 (one skip among them) and a short last one.
     #expect(run(setup, out: out, ["--engines", "float,reference", "--batch", "4"]) == 0)
-    let summary = try Summary.read(from: URL(fileURLWithPath: out).appendingPathComponent("summary.json"))
+    let summary = try Summary.read(
+      from: URL(fileURLWithPath: out).appendingPathComponent("summary.json"))
     #expect(summary.metrics.samples == 10)
     #expect(summary.metrics.images == 9)
     #expect(summary.metrics.skipped.total == 1)
@@ -65,7 +68,8 @@ struct RunTests {
     #expect(manifest.model.inputShape == [1, 3, 32, 32])
     #expect(manifest.model.parameterCount == 8 * 27 + 8 + 10 * 8 + 10)
     #expect(manifest.model.sha256 == (try SHA256.hexDigest(ofFile: setup.model)))
-    #expect(manifest.preprocessing["cropSize"] == "32" || manifest.preprocessing["crop_size"] == "32")
+    #expect(
+      manifest.preprocessing["cropSize"] == "32" || manifest.preprocessing["crop_size"] == "32")
     #expect(manifest.dataset.contains("data.tar ("))
     #expect(manifest.engineVersions["float"]?["batch_size"] == "4")
     for file in ["report.md", "report.html", "completion.json", "run.json"] {
@@ -87,9 +91,10 @@ struct RunTests {
     #expect(one.records.count == 10)
     #expect(one.records.map(\.key) == three.records.map(\.key))
     #expect(
-      one.records.map { $0.engines?["float"]?.top5 } == three.records.map {
-        $0.engines?["float"]?.top5
-      })
+      one.records.map { $0.engines?["float"]?.top5 }
+        == three.records.map {
+          $0.engines?["float"]?.top5
+        })
   }
 
   @Test func maxDropGate() throws {
@@ -130,7 +135,8 @@ struct RunTests {
       ImagenetEval.exitStatus(arguments: ["run", "--quiet"] + arguments)
     }
     let data = ["--data", setup.data.path] + RunFixture.tinyPreprocess
-    #expect(status(["--model", setup.root.path + "/missing.onnx", "--out", setup.out("m")] + data) == 1)
+    #expect(
+      status(["--model", setup.root.path + "/missing.onnx", "--out", setup.out("m")] + data) == 1)
     #expect(status(["--model", notONNX.path, "--out", setup.out("n")] + data) == 1)
     #expect(status(["--model", setup.root.path, "--out", setup.out("d")] + data) == 1)
     // Preprocessing produces 48×48 but the model takes 32×32.
@@ -140,13 +146,29 @@ struct RunTests {
         "--resize", "48", "--crop", "48",
       ]) == 1)
     #expect(!FileManager.default.fileExists(atPath: setup.out("s") + "/run.json"))
-    #expect(status(["--model", setup.model.path, "--out", setup.out("i")] + data + ["--engines", "float,int8"]) == 1)
-    #expect(status(["--model", setup.model.path, "--out", setup.out("x")] + data + ["--engines", "float,bogus"]) == 1)
-    #expect(status(["--model", setup.model.path, "--out", setup.out("g")] + data + ["--max-drop", "1"]) == 1)
-    #expect(status(["--model", setup.model.path, "--out", setup.out("b")] + data + ["--batch", "0"]) == 1)
+    #expect(
+      status(
+        ["--model", setup.model.path, "--out", setup.out("i")] + data + ["--engines", "float,int8"])
+        == 1)
+    #expect(
+      status(
+        ["--model", setup.model.path, "--out", setup.out("x")] + data + [
+          "--engines", "float,bogus",
+        ]) == 1)
+    #expect(
+      status(["--model", setup.model.path, "--out", setup.out("g")] + data + ["--max-drop", "1"])
+        == 1)
+    #expect(
+      status(["--model", setup.model.path, "--out", setup.out("b")] + data + ["--batch", "0"]) == 1)
     let message = try #require(
       throws: EvalError.self,
-      performing: { try EngineFactory.makeEngine(named: "int8", graph: Graph(values: [], nodes: [], constants: [:], inputs: [], declaredInputShapes: [], outputs: [], opsetVersion: 13), batchSize: 1, threads: nil, strict: false, modelPath: "m.onnx") })
+      performing: {
+        try EngineFactory.makeEngine(
+          named: "int8",
+          graph: Graph(
+            values: [], nodes: [], constants: [:], inputs: [], declaredInputShapes: [], outputs: [],
+            opsetVersion: 13), batchSize: 1, threads: nil, strict: false, modelPath: "m.onnx")
+      })
     #expect(message.message.contains("int8 engine is not available in this build yet"))
   }
 
@@ -160,7 +182,8 @@ struct RunTests {
     let error = try #require(
       throws: EvalError.self,
       performing: {
-        try RunCommand.checkInput(of: [engine], against: config, batchSize: 2, modelPath: "tiny.onnx")
+        try RunCommand.checkInput(
+          of: [engine], against: config, batchSize: 2, modelPath: "tiny.onnx")
       })
     #expect(error.message.contains("[3, 32, 32]"))
     #expect(error.message.contains("[3, 48, 48]"))
@@ -175,7 +198,8 @@ struct RunTests {
     // Without --resume the directory is taken.
     #expect(run(setup, out: out, ["--batch", "2"]) == 4)
     // Another engine list is another run.
-    #expect(run(setup, out: out, ["--batch", "2", "--resume", "--engines", "float,reference"]) == 4)
+    #expect(
+      run(setup, out: out, ["--batch", "2", "--resume", "--engines", "float,reference"]) == 4)
     // Another batch size is another run too (the records' numbering depends on it).
     #expect(run(setup, out: out, ["--batch", "5", "--resume"]) == 4)
     #expect(run(setup, out: out, ["--batch", "2", "--resume"]) == 0)
@@ -211,6 +235,7 @@ struct RunTests {
 /// Builds a preprocessing configuration without going through the CLI.
 enum PreprocessConfigFactory {
   static func make(crop: Int) throws -> PreprocessConfig {
-    try PreprocessConfig(preset: "torchvision", overrides: ["resize": String(crop), "crop": String(crop)])
+    try PreprocessConfig(
+      preset: "torchvision", overrides: ["resize": String(crop), "crop": String(crop)])
   }
 }

@@ -34,7 +34,9 @@ public enum EngineFactory {
     registryLock.unlock()
   }
 
-  private static func registered(_ name: String) -> ((Graph, Int, Int?, Bool) throws -> any InferenceEngine)? {
+  private static func registered(_ name: String) -> (
+    (Graph, Int, Int?, Bool) throws -> any InferenceEngine
+  )? {
     registryLock.lock()
     defer { registryLock.unlock() }
     return registry[name]
@@ -48,7 +50,8 @@ public enum EngineFactory {
     }
     guard !names.isEmpty, !names.contains(where: \.isEmpty) else {
       throw EvalError(
-        .input, "--engines: empty engine name in '\(text)' (known: \(knownNames.joined(separator: ", ")))")
+        .input,
+        "--engines: empty engine name in '\(text)' (known: \(knownNames.joined(separator: ", ")))")
     }
     for name in names where !knownNames.contains(name) && registered(name) == nil {
       throw EvalError(

@@ -140,7 +140,8 @@ struct RunCommand: ParsableCommand {
     if resume, let last = log.lastIndex {
       printError(
         "resuming \(out): \(log.records.count) records already written (last sample index \(last))"
-          + (log.droppedTornBytes > 0 ? ", dropped a torn last line of \(log.droppedTornBytes) bytes" : ""))
+          + (log.droppedTornBytes > 0
+            ? ", dropped a torn last line of \(log.droppedTornBytes) bytes" : ""))
     }
 
     let builder = try RecordBuilder(engineNames: engineNames, classCount: classCount)
@@ -160,7 +161,8 @@ struct RunCommand: ParsableCommand {
         let indices = Self.sampleIndices(batchData, shard: shard)
         warningCount += batchData.warnings.count
         for warning in batchData.warnings where warningCount <= 10 {
-          printError("warning: \(warning.member): \(warning.message) (image kept, as Pillow keeps it)")
+          printError(
+            "warning: \(warning.member): \(warning.message) (image kept, as Pillow keeps it)")
         }
         // Samples recorded by an earlier session are decoded again (the reader is sequential)
         // but not run again.
@@ -374,7 +376,9 @@ struct RunCommand: ParsableCommand {
   static func keyLines(_ summary: Summary, directory: String) -> String {
     let m = summary.metrics
     var lines = [String]()
-    lines.append("model:    \(summary.provenance.run.model.name) (\(summary.provenance.run.model.sha256.prefix(12))…)")
+    lines.append(
+      "model:    \(summary.provenance.run.model.name) (\(summary.provenance.run.model.sha256.prefix(12))…)"
+    )
     lines.append("images:   \(m.images) evaluated of \(m.samples) (\(m.skipped.total) skipped)")
     for engineName in summary.provenance.run.engines {
       guard let e = m.engines[engineName] else { continue }
@@ -382,7 +386,9 @@ struct RunCommand: ParsableCommand {
       let top5 = e.top5.map { String(format: "%.2f%%", $0) } ?? "n/a"
       let ci =
         e.top1CI95.count == 2 ? String(format: " [%.2f, %.2f]", e.top1CI95[0], e.top1CI95[1]) : ""
-      lines.append("\(engineName):".padding(toLength: 10, withPad: " ", startingAt: 0) + "top-1 \(top1)\(ci)  top-5 \(top5)")
+      lines.append(
+        "\(engineName):".padding(toLength: 10, withPad: " ", startingAt: 0)
+          + "top-1 \(top1)\(ci)  top-5 \(top5)")
     }
     if let paired = m.paired {
       let drop = paired.top1Drop.map { String(format: "%.2f", $0) } ?? "n/a"
