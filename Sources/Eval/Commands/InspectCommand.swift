@@ -11,7 +11,8 @@ struct InspectCommand: ParsableCommand {
     discussion: """
       Prints the layout, the number of images and classes, where the labels came from, \
       skipped images (counted by reason, with the first keys), decoder warnings, ignored \
-      archive members and the decode+preprocess throughput.
+      archive members and the decode+preprocess throughput (overall, and after the first \
+      batch, so one-off start-up such as parsing label files is not counted).
 
       --dump N --dump-dir DIR writes the first N preprocessed images as float32 .npy files, \
       one per image, named <index>_<key>.npy (index zero-padded to 5 digits, '/' and other \
@@ -85,10 +86,14 @@ struct InspectCommand: ParsableCommand {
     let shape =
       config.layout == .nchw
       ? [3, config.cropSize, config.cropSize] : [config.cropSize, config.cropSize, 3]
+    // When the first batch arrived and how many samples it held: the steady-state rate starts
+    // there, after label loading and pipeline start-up.
+    var firstBatch: (time: ContinuousClock.Instant, samples: Int)?
     while true {
       let batch: Batch?
       batch = try inputError { try pipeline.next() }
       guard let batch else { break }
+      if firstBatch == nil { firstBatch = (clock.now, batch.count + batch.skipped.count) }
       for skip in batch.skipped {
         let reason = Self.reasonCategory(skip.reason)
         skipCounts[reason, default: 0] += 1
@@ -120,8 +125,14 @@ struct InspectCommand: ParsableCommand {
       }
       images += batch.count
     }
-    let seconds = Double((clock.now - start) / .milliseconds(1)) / 1000
+    let end = clock.now
+    let seconds = Double((end - start) / .microseconds(1)) / 1e6
     let summary = pipeline.summary
+    var steadyRate: Double?
+    if let firstBatch, summary.samples > firstBatch.samples, end > firstBatch.time {
+      let steadySeconds = Double((end - firstBatch.time) / .microseconds(1)) / 1e6
+      steadyRate = Double(summary.samples - firstBatch.samples) / steadySeconds
+    }
     if let dumpDirectory {
       let index = InspectReport.DumpIndex(
         dtype: "float32", shape: shape, layout: config.layout.rawValue, preprocess: config,
@@ -154,6 +165,7 @@ struct InspectCommand: ParsableCommand {
       preset: dataset.preset, preprocess: config, fastDCT: opened.decoder.fastDCT,
       fastDecode: opened.decoder.fastDecode, workers: opened.workers, seconds: seconds,
       imagesPerSecond: seconds > 0 ? Double(summary.samples) / seconds : 0,
+      steadyImagesPerSecond: steadyRate,
       dumped: dumped.count, dumpDirectory: dumpDirectory?.path)
   }
 
@@ -235,8 +247,13 @@ struct InspectReport: Codable, Equatable {
   var fastDCT: Bool
   var fastDecode: Bool
   var workers: Int
+  /// Wall time from option parsing to the last batch, label loading included.
   var seconds: Double
+  /// All samples over `seconds`.
   var imagesPerSecond: Double
+  /// Samples after the first batch over the time after it: decode+preprocess throughput
+  /// without the one-off start-up (label files, threads); nil when there was one batch.
+  var steadyImagesPerSecond: Double?
   var dumped: Int
   var dumpDirectory: String?
 
@@ -258,9 +275,14 @@ struct InspectReport: Codable, Equatable {
         + "crop \(c.cropSize) \(c.interpolation.rawValue) \(c.chroma.rawValue)/\(c.channels.rawValue) "
         + "\(c.layout.rawValue)" + (fastDCT ? " fast-dct" : "") + (fastDecode ? " fast-decode" : "")
     )
-    lines.append(
+    var throughput =
       "throughput:      \(String(format: "%.1f", imagesPerSecond)) images/s "
-        + "(\(String(format: "%.2f", seconds)) s, \(workers) worker\(workers == 1 ? "" : "s"))")
+      + "(\(String(format: "%.2f", seconds)) s, \(workers) worker\(workers == 1 ? "" : "s")"
+    if let steadyImagesPerSecond {
+      throughput +=
+        "; \(String(format: "%.1f", steadyImagesPerSecond)) images/s after the first batch"
+    }
+    lines.append(throughput + ")")
     if !skipReasons.isEmpty {
       lines.append("skipped by reason:")
       for group in skipReasons {
