@@ -108,6 +108,7 @@ struct DNNLPrimitiveTests {
     let sliceDescriptor = try full.descriptor.submemory(
       dims: [n, part, h, w], offsets: [0, 0, 0, 0])
     let slice = try DNNLMemory(sliceDescriptor, engine: engine, buffer: full.buffer)
+    slice.owner = full
     let dense = try OwnedMemory(
       DNNLMemoryDescriptor(dims: [n, part, h, w], dataType: .f32, format: .nhwc), engine: engine)
     try engine.makeReorder(from: sliceDescriptor, to: dense.descriptor)

@@ -89,20 +89,29 @@ func onnxReference(
   return ReferenceTensor(name: output, shape: shape, values: values)
 }
 
-/// A buffer owned by the test plus the oneDNN memory that wraps it.
+/// An aligned heap buffer freed when the last reference goes away.
+final class AlignedBuffer {
+  let pointer: UnsafeMutableRawPointer
+  init(byteCount: Int) {
+    pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+  }
+  deinit { pointer.deallocate() }
+}
+
+/// A buffer owned by the test plus the oneDNN memory that wraps it. The memory keeps the
+/// buffer alive, so passing only `.memory` to a primitive is safe.
 final class OwnedMemory {
-  let buffer: UnsafeMutableRawPointer
   let memory: DNNLMemory
+  private let storage: AlignedBuffer
+  var buffer: UnsafeMutableRawPointer { storage.pointer }
   var descriptor: DNNLMemoryDescriptor { memory.descriptor }
 
   init(_ descriptor: DNNLMemoryDescriptor, engine: DNNLEngine) throws {
-    buffer = UnsafeMutableRawPointer.allocate(
-      byteCount: max(descriptor.byteCount, 1), alignment: 64)
-    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: max(descriptor.byteCount, 1))
-    memory = try DNNLMemory(descriptor, engine: engine, buffer: buffer)
+    storage = AlignedBuffer(byteCount: descriptor.byteCount)
+    memory = try DNNLMemory(descriptor, engine: engine, buffer: storage.pointer)
+    memory.owner = storage
   }
-
-  deinit { buffer.deallocate() }
 
   var floats: UnsafeMutableBufferPointer<Float> {
     UnsafeMutableBufferPointer(

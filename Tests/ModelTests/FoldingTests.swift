@@ -52,3 +52,38 @@ struct FoldingTests {
     #expect(GraphPasses.eliminateDeadNodes(g).nodes.map(\.name) == ["node"])
   }
 }
+
+@Suite("Folding and quantization")
+struct FoldingQuantizationTests {
+  /// y = x @ DequantizeLinear(int8 weights).
+  func graph() -> Graph {
+    var g = Graph(
+      values: [], nodes: [], constants: [:], inputs: [],
+      declaredInputShapes: [[.fixed(1), .fixed(2)]],
+      outputs: [], opsetVersion: 13)
+    let x = g.addValue(Value(name: "x", elementType: .float32))
+    g.inputs = [x]
+    let q = g.addConstant(name: "wq", Tensor(shape: [2, 2], storage: .int8([2, -4, 6, 8])))
+    let scale = g.addConstant(name: "scale", Tensor(shape: [], floats: [0.5]))
+    let zero = g.addConstant(name: "zero", Tensor(shape: [], storage: .int8([0])))
+    let w = g.addValue(Value(name: "w", elementType: .float32))
+    let y = g.addValue(Value(name: "y", elementType: .float32))
+    g.nodes = [
+      Node(name: "dq", op: .dequantizeLinear(axis: 1), inputs: [q, scale, zero], outputs: [w]),
+      Node(name: "mm", op: .matMul, inputs: [x, w], outputs: [y]),
+    ]
+    g.outputs = [y]
+    return g
+  }
+
+  @Test func dequantizeOfConstantsFoldsUnlessPreserved() throws {
+    let folded = try GraphPasses.prepare(graph())
+    let kept = try GraphPasses.prepare(graph(), preservingQuantization: true)
+    #expect(folded.nodes.map(\.op.name) == ["MatMul"])
+    #expect(kept.nodes.map(\.op.name) == ["DequantizeLinear", "MatMul"])
+    let x = Tensor(shape: [1, 2], floats: [1, 1])
+    // W = [[1, -2], [3, 4]]: y = [4, 2] either way.
+    #expect(try ReferenceEvaluator.run(folded, inputs: [x])[0].floats == [4, 2])
+    #expect(try ReferenceEvaluator.run(kept, inputs: [x])[0].floats == [4, 2])
+  }
+}

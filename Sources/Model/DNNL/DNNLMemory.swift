@@ -167,6 +167,9 @@ final class DNNLMemory {
   let handle: dnnl_memory_t
   // Memories must not outlive their engine.
   private let engine: DNNLEngine
+  /// Whatever owns a wrapped buffer, kept alive as long as this memory is: Swift may release
+  /// an owner right after its last visible use, which can precede the primitive's execution.
+  var owner: AnyObject?
 
   /// Wraps `buffer` (which must hold `descriptor.byteCount` bytes); nil binds no buffer yet.
   init(_ descriptor: DNNLMemoryDescriptor, engine: DNNLEngine, buffer: UnsafeMutableRawPointer?)

@@ -30,16 +30,19 @@ public enum DeclaredDimension: Sendable, Equatable {
 /// An activation applied element-wise, standalone (`Op.activation`) or as a post-op of a
 /// Conv/Gemm.
 public enum Activation: Sendable, Equatable {
+  /// `max(x, 0)`.
   case relu
   /// `x >= 0 ? x : alpha * x`.
   case leakyRelu(alpha: Float)
   /// `min(max(x, min), max)`; ReLU6 is `clip(0, 6)`. Absent bounds are ±infinity.
   case clip(min: Float, max: Float)
+  /// `1 / (1 + exp(-x))`.
   case sigmoid
   /// `max(0, min(1, alpha * x + beta))`.
   case hardSigmoid(alpha: Float, beta: Float)
   /// `x * max(0, min(1, x / 6 + 0.5))` (ONNX HardSwish: alpha 1/6, beta 0.5).
   case hardSwish
+  /// Hyperbolic tangent.
   case tanh
   /// `0.5 x (1 + erf(x / sqrt 2))`, or the tanh approximation when `tanhApproximation`.
   case gelu(tanhApproximation: Bool)
@@ -59,7 +62,14 @@ public enum PostOp: Sendable, Equatable {
 /// How an ONNX `auto_pad` attribute asks for padding; resolved to explicit pads by shape
 /// inference, after which it is always `.explicit`.
 public enum AutoPad: Sendable, Equatable {
-  case explicit, sameUpper, sameLower, valid
+  /// Use the `pads` attribute (ONNX `NOTSET`).
+  case explicit
+  /// `SAME_UPPER`: output = ceil(input / stride), the odd padding element at the end.
+  case sameUpper
+  /// `SAME_LOWER`: like `sameUpper` with the odd padding element at the beginning.
+  case sameLower
+  /// `VALID`: no padding.
+  case valid
 }
 
 /// Attributes of a convolution. Inputs: `[x, w]` or `[x, w, bias]`, plus the sum operand last
@@ -67,12 +77,17 @@ public enum AutoPad: Sendable, Equatable {
 public struct Convolution: Sendable, Equatable {
   /// Spatial kernel size (from the attribute or the weight shape).
   public var kernelShape: [Int]
+  /// Per spatial dimension (default 1).
   public var strides: [Int]
   /// ONNX order: all spatial begins, then all spatial ends (`[top, left, bottom, right]`).
   public var pads: [Int]
+  /// Per spatial dimension (default 1).
   public var dilations: [Int]
+  /// Channel groups; `group == input channels` is a depthwise convolution.
   public var group: Int
+  /// How pads were specified; `.explicit` after shape inference.
   public var autoPad: AutoPad
+  /// Fused operations applied in order to the result.
   public var postOps: [PostOp]
 
   /// Creates convolution attributes.
@@ -94,10 +109,15 @@ public struct Convolution: Sendable, Equatable {
 /// 2-D `[M, K]` (or `[K, M]` when `transA`), B `[K, N]` (or `[N, K]`), C broadcasts to
 /// `[M, N]`. Post-ops never include `.sum`.
 public struct Gemm: Sendable, Equatable {
+  /// Scale of `op(A) * op(B)`.
   public var alpha: Float
+  /// Scale of C.
   public var beta: Float
+  /// A is stored `[K, M]`.
   public var transA: Bool
+  /// B is stored `[N, K]` (PyTorch Linear layers).
   public var transB: Bool
+  /// Fused activations applied in order to the result.
   public var postOps: [PostOp]
 
   /// Creates Gemm attributes.
@@ -115,14 +135,20 @@ public struct Gemm: Sendable, Equatable {
 
 /// Attributes of MaxPool and AveragePool (input `[x]`, NCHW).
 public struct Pooling: Sendable, Equatable {
+  /// Spatial window size.
   public var kernelShape: [Int]
+  /// Per spatial dimension (default 1).
   public var strides: [Int]
   /// ONNX order: begins then ends.
   public var pads: [Int]
+  /// Per spatial dimension (default 1; MaxPool only in practice).
   public var dilations: [Int]
+  /// Output size rounds up; a window that would start past the input and begin padding is
+  /// dropped (the onnxruntime/PyTorch rule).
   public var ceilMode: Bool
   /// AveragePool only: divide by the full window (true) or by the valid elements (false).
   public var countIncludePad: Bool
+  /// How pads were specified; `.explicit` after shape inference.
   public var autoPad: AutoPad
 
   /// Creates pooling attributes.
@@ -142,12 +168,24 @@ public struct Pooling: Sendable, Equatable {
 
 /// Padding modes of Pad.
 public enum PadMode: String, Sendable, Equatable {
-  case constant, reflect, edge
+  /// Fill with the pad value.
+  case constant
+  /// Mirror without repeating the edge element.
+  case reflect
+  /// Repeat the edge element.
+  case edge
 }
 
 /// The element-wise binary operators (numpy broadcasting).
 public enum BinaryOperator: Sendable, Equatable {
-  case add, sub, mul, div
+  /// `a + b`.
+  case add
+  /// `a - b`.
+  case sub
+  /// `a * b`.
+  case mul
+  /// `a / b` (integer division truncates).
+  case div
 }
 
 /// The canonical operations of the IR.
@@ -179,7 +217,9 @@ public enum Op: Sendable, Equatable {
   /// `y = x * scale[c] + shift[c]` over channel axis 1, inputs `[x, scale, shift]` (1-D, C).
   /// What a standalone BatchNormalization becomes after folding its statistics.
   case scaleShift
+  /// Maximum over each window (padding never wins).
   case maxPool(Pooling)
+  /// Mean over each window, see `Pooling.countIncludePad`.
   case averagePool(Pooling)
   /// Mean over all spatial dimensions, keeping them as size 1.
   case globalAveragePool
@@ -284,9 +324,11 @@ public enum Op: Sendable, Equatable {
 public struct Node: Sendable, Equatable {
   /// The ONNX node name (or a generated one), for error messages.
   public var name: String
+  /// What the node computes, with its attributes.
   public var op: Op
   /// Input values in the op's canonical order (see `Op`).
   public var inputs: [ValueID]
+  /// Output values (several only for Split).
   public var outputs: [ValueID]
 
   /// Creates a node.
@@ -339,6 +381,7 @@ public struct Graph: Sendable, Equatable {
   public var inputs: [ValueID]
   /// The declared shapes of `inputs`, same order, before shape inference.
   public var declaredInputShapes: [[DeclaredDimension]]
+  /// The values the model returns, in ONNX order.
   public var outputs: [ValueID]
   /// The highest default-domain opset the model imports.
   public var opsetVersion: Int

@@ -31,5 +31,6 @@ public struct ModelError: Error, CustomStringConvertible, Equatable {
     self.message = message
   }
 
+  /// The message.
   public var description: String { message }
 }

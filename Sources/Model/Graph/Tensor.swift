@@ -3,7 +3,16 @@
 /// Float models use `float32` for activations and weights and `int64` for shape arithmetic;
 /// the quantised ops (QuantizeLinear/DequantizeLinear) add `int8`, `uint8` and `int32`.
 public enum ElementType: String, Sendable, Equatable, CaseIterable {
-  case float32, int8, uint8, int32, int64
+  /// IEEE single precision.
+  case float32
+  /// Signed 8-bit (quantised tensors).
+  case int8
+  /// Unsigned 8-bit (quantised tensors).
+  case uint8
+  /// Signed 32-bit (quantised biases).
+  case int32
+  /// Signed 64-bit (shapes and indices).
+  case int64
 
   /// Bytes per element, used by the memory planner.
   public var byteCount: Int {
@@ -17,10 +26,15 @@ public enum ElementType: String, Sendable, Equatable, CaseIterable {
 
 /// The elements of a constant tensor, row-major, in one of the IR's element types.
 public enum TensorStorage: Sendable, Equatable {
+  /// float32 elements.
   case float32([Float])
+  /// int64 elements.
   case int64([Int64])
+  /// int32 elements.
   case int32([Int32])
+  /// int8 elements.
   case int8([Int8])
+  /// uint8 elements.
   case uint8([UInt8])
 }
 

@@ -85,10 +85,10 @@ private struct AttributeReader {
 
   func ints(_ name: String) throws -> [Int]? {
     guard let a = values[name] else { return nil }
-    return try a.ints.map { v in
-      guard let i = Int(exactly: v), abs(i) < (1 << 40) else { throw bad(name) }
-      return i
-    }
+    // Exporters write INT64_MAX/MIN for "to the end" (Slice); no dimension comes near 2^40,
+    // so clamping keeps every meaning while ruling out overflow in index arithmetic.
+    let limit = Int64(1) << 40
+    return a.ints.map { Int(min(max($0, -limit), limit)) }
   }
 
   func string(_ name: String) -> String? {
@@ -279,7 +279,7 @@ private struct GraphBuilder {
     func constantInts(_ i: Int, _ what: String) throws -> [Int]? {
       guard let t = try constantInput(i, what) else { return nil }
       guard let v = t.integers else { throw invalid("\(what) must be integers") }
-      return v.map { Int($0) }
+      return v.map(GraphPasses.clampedIndex)
     }
     func constantScalar(_ i: Int, _ what: String) throws -> Float? {
       guard let t = try constantInput(i, what) else { return nil }
@@ -503,7 +503,10 @@ private struct GraphBuilder {
         let startsID = try required(1)
         let endsID = try required(2)
         if let s = constant(startsID)?.integers, let e = constant(endsID)?.integers {
-          op = .slice(starts: s.map { Int($0) }, ends: e.map { Int($0) }, axes: axes, steps: steps)
+          op = .slice(
+            starts: s.map(GraphPasses.clampedIndex), ends: e.map(GraphPasses.clampedIndex),
+            axes: axes,
+            steps: steps)
         } else {
           nodeInputs += [startsID, endsID]
           op = .slice(starts: nil, ends: nil, axes: axes, steps: steps)

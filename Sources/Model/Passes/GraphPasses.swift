@@ -3,8 +3,13 @@
 public enum GraphPasses {
   /// The full pipeline: shape inference (with constant folding), fusions, dead-node removal.
   /// `batchSize` overrides the first input dimension (symbolic or fixed).
-  public static func prepare(_ graph: Graph, batchSize: Int? = nil) throws -> Graph {
-    var g = try inferShapes(graph, batchSize: batchSize)
+  /// With `preservingQuantization`, QuantizeLinear/DequantizeLinear nodes are never folded,
+  /// so an int8 engine still sees int8 weights behind their DequantizeLinear.
+  public static func prepare(
+    _ graph: Graph, batchSize: Int? = nil, preservingQuantization: Bool = false
+  ) throws -> Graph {
+    var g = try inferShapes(
+      graph, batchSize: batchSize, preservingQuantization: preservingQuantization)
     g = try fuseGelu(g)
     g = try fuseMatMulAdd(g)
     g = try foldBatchNormalization(g)
@@ -22,7 +27,9 @@ public enum GraphPasses {
   /// symbolic) and of any other input whose first dimension is symbolic; every other dimension
   /// must be fixed. Folding happens here because Reshape targets exported by PyTorch are
   /// computed by Shape/Gather/Concat chains that only become constant once shapes are known.
-  public static func inferShapes(_ graph: Graph, batchSize: Int? = nil) throws -> Graph {
+  public static func inferShapes(
+    _ graph: Graph, batchSize: Int? = nil, preservingQuantization: Bool = false
+  ) throws -> Graph {
     var g = graph
     for (k, id) in g.inputs.enumerated() {
       let declared = k < g.declaredInputShapes.count ? g.declaredInputShapes[k] : []
@@ -45,7 +52,7 @@ public enum GraphPasses {
       }
       g.values[id].shape = shape
     }
-    return try sweep(g, foldAll: true)
+    return try sweep(g, foldAll: true, preservingQuantization: preservingQuantization)
   }
 
   /// Replaces every node whose inputs are all constant (and `Shape` of statically shaped
@@ -54,13 +61,20 @@ public enum GraphPasses {
     try sweep(graph, foldAll: true, inferring: false)
   }
 
-  private static func sweep(_ graph: Graph, foldAll: Bool, inferring: Bool = true) throws -> Graph {
+  private static func sweep(
+    _ graph: Graph, foldAll: Bool, inferring: Bool = true, preservingQuantization: Bool = false
+  ) throws -> Graph {
     var g = graph
     var kept: [Node] = []
     for original in g.nodes {
       let node = absorbParameters(original, g.constants)
       let constantInputs = node.inputs.compactMap { g.constants[$0] }
-      if foldAll, constantInputs.count == node.inputs.count {
+      var quantization = false
+      switch node.op {
+      case .quantizeLinear, .dequantizeLinear: quantization = preservingQuantization
+      default: break
+      }
+      if foldAll, !quantization, constantInputs.count == node.inputs.count {
         let outputs = try ReferenceEvaluator.evaluate(node, constantInputs)
         for (id, t) in zip(node.outputs, outputs) {
           g.constants[id] = t
@@ -103,7 +117,7 @@ public enum GraphPasses {
     var node = node
     func ints(_ i: Int) -> [Int]? {
       guard i < node.inputs.count, let v = constants[node.inputs[i]]?.integers else { return nil }
-      return v.map { Int($0) }
+      return v.map(clampedIndex)
     }
     switch node.op {
     case .reshape(nil, let allowZero):
@@ -124,6 +138,13 @@ public enum GraphPasses {
     default: break
     }
     return node
+  }
+
+  /// Exporters write INT64_MAX/MIN for "to the end" in Slice parameters; no dimension comes
+  /// near 2^40, so clamping keeps the meaning and rules out overflow in index arithmetic.
+  static func clampedIndex(_ v: Int64) -> Int {
+    let limit = Int64(1) << 40
+    return Int(min(max(v, -limit), limit))
   }
 
   /// Removes nodes none of whose outputs reach a graph output, and constants nobody reads.

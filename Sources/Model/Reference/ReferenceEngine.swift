@@ -3,9 +3,13 @@ import Foundation
 /// The reference evaluator as an `InferenceEngine` named `reference`: slow, plain Swift, for
 /// checking the fast engines on a few images.
 public final class ReferenceEngine: InferenceEngine {
+  /// Always `reference`.
   public let name = "reference"
+  /// `[batch, channels, height, width]` as the model declares it, batch overridden.
   public let inputShape: [Int]
+  /// Elements per image of the first output.
   public let classCount: Int
+  /// Identifies the plain-Swift evaluator.
   public var versionInfo: [String: String] { ["engine": "reference (plain Swift)"] }
   /// The prepared graph this engine runs.
   public let graph: Graph
@@ -31,6 +35,7 @@ public final class ReferenceEngine: InferenceEngine {
     self.classCount = output.dropFirst().reduce(1, *)
   }
 
+  /// Runs the batch through `ReferenceEvaluator` (allocates; this engine is for checking).
   public func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>)
     throws
   {

@@ -257,7 +257,7 @@ public enum ReferenceEvaluator {
         (v[i] - zero[zero.count == 1 ? 0 : c]) * scale[c]
       }
       return [Tensor(shape: y, floats: out)]
-    case .reduceMean(nil, _), .transpose(nil), .split(_, nil), .slice, .pad, .reshape(nil, _),
+    case .reduceMean(nil, _), .transpose(nil), .split(_, nil), .slice, .pad,
       .shape(_, nil):
       throw fail("parameters are unresolved")
     }
