@@ -16,10 +16,12 @@ struct RunCommand: ParsableCommand {
       every batch; a killed run continues with --resume. At the end OUT holds summary.json, \
       report.md and report.html.
 
-      Threads: --workers decode+preprocess threads (default one per core) run alongside \
-      --threads oneDNN/OpenMP threads (default one per core). Decoding of the next batches \
-      overlaps inference of the current one; on a 2-core machine both defaults measured \
-      fastest (bench/README.md).
+      Threads: --workers decode+preprocess threads (default one per core) run \
+      alongside --threads oneDNN/OpenMP threads (default one per core); decoding of the \
+      next batches overlaps inference of the current one. On a machine shared with other busy \
+      processes set OMP_WAIT_POLICY=passive in the environment: libgomp's default \
+      spin-waiting then loses the cores (1.5-2.5x slower end to end on a loaded 2-core VM); \
+      on a quiet machine the default is 5-10% faster (bench/README.md).
 
       The data set is identified in run.json by each container's name, size and \
       modification time, not a hash of its bytes (hashing a 6 GB tarball would take longer \
