@@ -14,7 +14,10 @@ public struct ImagenetEval: ParsableCommand {
       exceeded; 4 resume refused or merge inconsistent (different runs, gaps, overlaps).
       """,
     version: ToolInfo.version,
-    subcommands: [MergeCommand.self, TableCommand.self, InspectCommand.self]
+    subcommands: [
+      RunCommand.self, InferCommand.self, BenchCommand.self, InspectCommand.self, MergeCommand.self,
+      TableCommand.self,
+    ]
   )
 
   public init() {}

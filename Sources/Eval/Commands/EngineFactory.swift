@@ -1,0 +1,131 @@
+import Foundation
+import Model
+
+/// Builds the inference engines a command names (`--engines float,int8`).
+///
+/// Every command that runs a model goes through here, so adding an engine is one case in
+/// ``makeEngine(named:graph:batchSize:threads:strict:)``. Engine names are the keys of the
+/// records and reports: the first engine is the reference, the second the primary candidate.
+public enum EngineFactory {
+  /// The engine names this build knows, in the order `--help` lists them.
+  public static let knownNames = ["float", "reference", "int8"]
+
+  /// Builders registered at run time under extra names; tests use this to run `run` with a
+  /// deliberately perturbed engine. Guarded by `registryLock`.
+  nonisolated(unsafe) private static var registry:
+    [String: (Graph, Int, Int?, Bool) throws -> any InferenceEngine] = [:]
+  private static let registryLock = NSLock()
+
+  /// Registers `builder` under `name` (replacing any earlier registration of that name).
+  /// The builder receives the graph, batch size, thread count and strict flag.
+  static func register(
+    _ name: String,
+    builder: @escaping (Graph, Int, Int?, Bool) throws -> any InferenceEngine
+  ) {
+    registryLock.lock()
+    registry[name] = builder
+    registryLock.unlock()
+  }
+
+  /// Removes a registration made with ``register(_:builder:)``.
+  static func unregister(_ name: String) {
+    registryLock.lock()
+    registry[name] = nil
+    registryLock.unlock()
+  }
+
+  private static func registered(_ name: String) -> (
+    (Graph, Int, Int?, Bool) throws -> any InferenceEngine
+  )? {
+    registryLock.lock()
+    defer { registryLock.unlock() }
+    return registry[name]
+  }
+
+  /// Splits a comma-separated `--engines` value into names, checking that each is known and
+  /// none repeats.
+  public static func parseNames(_ text: String) throws -> [String] {
+    let names = text.split(separator: ",", omittingEmptySubsequences: false).map {
+      $0.trimmingCharacters(in: .whitespaces)
+    }
+    guard !names.isEmpty, !names.contains(where: \.isEmpty) else {
+      throw EvalError(
+        .input,
+        "--engines: empty engine name in '\(text)' (known: \(knownNames.joined(separator: ", ")))")
+    }
+    for name in names where !knownNames.contains(name) && registered(name) == nil {
+      throw EvalError(
+        .input,
+        "--engines: unknown engine '\(name)' (known: \(knownNames.joined(separator: ", ")))")
+    }
+    guard Set(names).count == names.count else {
+      throw EvalError(.input, "--engines: '\(text)' names an engine twice")
+    }
+    return names
+  }
+
+  /// Builds engine `name` for `graph` at `batchSize` images per run.
+  ///
+  /// `threads` is the oneDNN/OpenMP thread count (nil: one per core); `strict` makes a
+  /// primitive that would fall back to a slow reference kernel an error. Model problems
+  /// (unsupported ops, bad shapes) become ``EvalError``s of kind `.input` naming `modelPath`.
+  public static func makeEngine(
+    named name: String, graph: Graph, batchSize: Int, threads: Int?, strict: Bool,
+    modelPath: String
+  ) throws -> any InferenceEngine {
+    do {
+      switch name {
+      case "float":
+        return try FloatEngine(graph: graph, batchSize: batchSize, threads: threads, strict: strict)
+      case "reference":
+        return try ReferenceEngine(graph: graph, batchSize: batchSize)
+      case "int8":
+        if let builder = registered(name) { return try builder(graph, batchSize, threads, strict) }
+        throw EvalError(
+          .input,
+          "the int8 engine is not available in this build yet (it is being built on the quant "
+            + "branch); run with --engines float, or float,reference to check the float engine")
+      default:
+        guard let builder = registered(name) else {
+          throw EvalError(
+            .input,
+            "unknown engine '\(name)' (known: \(knownNames.joined(separator: ", ")))")
+        }
+        return try builder(graph, batchSize, threads, strict)
+      }
+    } catch let error as EvalError {
+      throw error
+    } catch let error as ModelError {
+      throw EvalError(.input, "\(modelPath): cannot build the \(name) engine: \(error.message)")
+    } catch {
+      throw EvalError(.input, "\(modelPath): cannot build the \(name) engine: \(error)")
+    }
+  }
+
+  /// Reads an ONNX model, turning every loader failure (missing file, not ONNX, bad tensor)
+  /// into an ``EvalError`` of kind `.input` that names the file.
+  public static func loadModel(at path: String) throws -> Graph {
+    let url = URL(fileURLWithPath: path)
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+      throw EvalError(.input, "--model: \(path) does not exist")
+    }
+    guard !isDirectory.boolValue else {
+      throw EvalError(.input, "--model: \(path) is a directory, not an ONNX file")
+    }
+    do {
+      return try ONNXLoader.load(contentsOf: url)
+    } catch let error as ModelError {
+      let message = error.message.contains(path) ? error.message : "\(path): \(error.message)"
+      throw EvalError(.input, "--model: \(message)")
+    } catch {
+      throw EvalError(.input, "--model: cannot read \(path): \(error)")
+    }
+  }
+
+  /// Learnable parameters: the element count of every constant tensor of the model as
+  /// loaded (initializers and Constant nodes, before any folding).
+  public static func parameterCount(of graph: Graph) -> Int {
+    graph.constants.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+  }
+}

@@ -1,0 +1,409 @@
+import ArgumentParser
+import Dataset
+import Foundation
+import Model
+
+/// `imagenet-eval run --model m.onnx --data …`: every image decoded and preprocessed once,
+/// fed to each engine, scored side by side, logged per batch, summarised and reported.
+struct RunCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "run",
+    abstract: "Evaluate a classifier on a data set with one or more engines, side by side.",
+    discussion: """
+      Each image is decoded and preprocessed once and the batch goes to every engine \
+      (--engines float,int8: the first is the reference, the second the candidate whose \
+      top-1 drop --max-drop gates). Records are appended to OUT/predictions.jsonl after \
+      every batch; a killed run continues with --resume. At the end OUT holds summary.json, \
+      report.md and report.html.
+
+      Threads: --workers decode+preprocess threads (default one per core) run \
+      alongside --threads oneDNN/OpenMP threads (default one per core); decoding of the \
+      next batches overlaps inference of the current one. On a machine shared with other busy \
+      processes set OMP_WAIT_POLICY=passive in the environment: libgomp's default \
+      spin-waiting then loses the cores (1.5-2.5x slower end to end on a loaded 2-core VM); \
+      on a quiet machine the default is 5-10% faster (bench/README.md).
+
+      The data set is identified in run.json by each container's name, size and \
+      modification time, not a hash of its bytes (hashing a 6 GB tarball would take longer \
+      than many runs), so resuming after the data file was rewritten in place with the same \
+      size and time is not detected.
+
+      Exit status: 0 success; 1 usage or input error (bad model, unsupported op, \
+      preprocessing output not matching the model input); 2 internal error; 3 --max-drop \
+      exceeded; 4 --resume refused (OUT holds a different run).
+      """)
+
+  @Option(help: ArgumentHelp("The ONNX classifier.", valueName: "file"))
+  var model: String
+
+  @OptionGroup var dataset: DatasetOptions
+
+  @Option(
+    help: ArgumentHelp(
+      "Engines, comma-separated, reference first: \(EngineFactory.knownNames.joined(separator: ", ")).",
+      valueName: "list"))
+  var engines: String = "float"
+
+  @Option(help: ArgumentHelp("Output directory.", valueName: "dir"))
+  var out: String = "results/run"
+
+  @Option(help: ArgumentHelp("oneDNN/OpenMP threads (default: one per core).", valueName: "n"))
+  var threads: Int?
+
+  @Option(help: ArgumentHelp("Images per engine call.", valueName: "n"))
+  var batch: Int = 16
+
+  @Flag(help: "Continue the run in --out after an interruption (refused if it is another run).")
+  var resume = false
+
+  @Option(
+    help: ArgumentHelp(
+      "Exit 3 when the second engine's top-1 is more than this many points below the first's.",
+      valueName: "points"))
+  var maxDrop: Double?
+
+  @Option(
+    help: ArgumentHelp(
+      "Display name of the model in reports (default: the file name).", valueName: "name"))
+  var name: String?
+
+  @Flag(help: "No progress line on stderr.")
+  var quiet = false
+
+  func validate() throws {
+    guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+    if let threads, threads < 1 {
+      throw ValidationError("--threads must be at least 1, got \(threads)")
+    }
+    let names: [String]
+    do {
+      names = try EngineFactory.parseNames(engines)
+    } catch let error as EvalError {
+      throw ValidationError(error.message)
+    }
+    if let maxDrop {
+      guard maxDrop.isFinite, maxDrop >= 0 else {
+        throw ValidationError("--max-drop must be a non-negative number of points, got \(maxDrop)")
+      }
+      guard names.count >= 2 else {
+        throw ValidationError(
+          "--max-drop compares two engines; --engines \(engines) names only one")
+      }
+    }
+  }
+
+  func run() throws {
+    let sessionStart = Date()
+    let engineNames = try EngineFactory.parseNames(engines)
+    let config = try inputError { try dataset.preprocessConfig() }
+
+    // Model first: a bad model or a shape mismatch should fail before any image is read.
+    let graph = try EngineFactory.loadModel(at: model)
+    var built = [any InferenceEngine]()
+    for engineName in engineNames {
+      built.append(
+        try EngineFactory.makeEngine(
+          named: engineName, graph: graph, batchSize: batch, threads: threads,
+          strict: dataset.strict, modelPath: model))
+    }
+    try Self.checkInput(of: built, against: config, batchSize: batch, modelPath: model)
+    let classCount = built[0].classCount
+    for engine in built.dropFirst() where engine.classCount != classCount {
+      throw EvalError(
+        .internal,
+        "engine \(engine.name) gives \(engine.classCount) logits per image, \(built[0].name) gives \(classCount)"
+      )
+    }
+    let modelURL = URL(fileURLWithPath: model)
+    let identity = RunManifest.ModelIdentity(
+      name: name ?? modelURL.deletingPathExtension().lastPathComponent, path: model,
+      sha256: try SHA256.hexDigest(ofFile: modelURL),
+      parameterCount: EngineFactory.parameterCount(of: graph),
+      inputShape: [1] + built[0].inputShape.dropFirst(), classCount: classCount)
+
+    let opened = try dataset.makePipeline(batchSize: batch)
+    let pipeline = opened.pipeline
+    defer { pipeline.cancel() }
+    // The layout and label source are known once the first image has been read.
+    var current = try Self.next(pipeline)
+    let pipelineSummary = pipeline.summary
+    var versions = RunManifest.versions(of: built)
+    for key in versions.keys { versions[key]?["batch_size"] = String(batch) }
+    let manifest = RunManifest(
+      model: identity,
+      dataset: Self.describeData(
+        opened, layout: pipelineSummary.layout, classes: opened.selectedClasses),
+      labelSource: opened.groundTruth?.source ?? pipelineSummary.labelSource,
+      preprocessing: Self.preprocessing(opened, preset: dataset.preset),
+      calibration: nil, engines: engineNames, engineVersions: versions, shard: dataset.shard)
+    let outURL = URL(fileURLWithPath: out)
+    let log = try ResultLog(directory: outURL, manifest: manifest, resume: resume)
+    let resumeAfter = log.lastIndex ?? -1
+    if resume, let last = log.lastIndex {
+      printError(
+        "resuming \(out): \(log.records.count) records already written (last sample index \(last))"
+          + (log.droppedTornBytes > 0
+            ? ", dropped a torn last line of \(log.droppedTornBytes) bytes" : ""))
+    }
+
+    let builder = try RecordBuilder(engineNames: engineNames, classCount: classCount)
+    var outputs = built.map { [Float](repeating: 0, count: $0.batchSize * classCount) }
+    let alreadyCorrect = engineNames.map { engineName in
+      log.records.filter { $0.label != nil && $0.engines?[engineName]?.top5.first == $0.label }
+        .count
+    }
+    let progress = ProgressReporter(
+      engineNames: engineNames, total: dataset.limit, alreadyDone: log.records.count,
+      alreadyEvaluated: log.records.filter { $0.engines != nil && $0.label != nil }.count,
+      alreadyCorrect: alreadyCorrect, enabled: !quiet)
+    var warningCount = 0
+    let shard = dataset.shard
+    do {
+      while let batchData = current {
+        let indices = Self.sampleIndices(batchData, shard: shard)
+        warningCount += batchData.warnings.count
+        for warning in batchData.warnings where warningCount <= 10 {
+          printError(
+            "warning: \(warning.member): \(warning.message) (image kept, as Pillow keeps it)")
+        }
+        // Samples recorded by an earlier session are decoded again (the reader is sequential)
+        // but not run again.
+        let needsInference = indices.valid.contains { $0 > resumeAfter }
+        var records = [ImageRecord]()
+        if needsInference && batchData.count > 0 {
+          for (e, engine) in built.enumerated() {
+            try outputs[e].withUnsafeMutableBufferPointer { output in
+              do {
+                try engine.run(input: batchData.tensor, output: output)
+              } catch let error as ModelError {
+                throw EvalError(
+                  .internal,
+                  "engine \(engine.name) failed on batch \(batchData.index) (\(batchData.keys.first ?? "")…): \(error.message)"
+                )
+              }
+            }
+          }
+          let samples = zip(indices.valid, zip(batchData.keys, batchData.labels)).map {
+            (index: $0.0, key: $0.1.0, label: Optional($0.1.1))
+          }
+          records = try Self.withBuffers(outputs) { buffers in
+            try builder.records(for: samples, logits: buffers)
+          }
+        }
+        for (skipped, index) in zip(batchData.skipped, indices.skipped) {
+          records.append(
+            .skipped(
+              index: index, key: skipped.key, label: nil,
+              reason: Self.skipCategory(skipped.reason), detail: skipped.description))
+        }
+        records.sort { $0.index < $1.index }
+        records.removeAll { $0.index <= resumeAfter }
+        try log.append(records)
+        progress.add(records, processed: batchData.count + batchData.skipped.count)
+        current = try Self.next(pipeline)
+      }
+    } catch {
+      progress.finish()
+      try? log.synchronize()
+      log.close()
+      throw error
+    }
+    progress.finish()
+    let sessionSeconds = Date().timeIntervalSince(sessionStart)
+    let finalSummary = pipeline.summary
+    let wallSeconds: Double
+    if shard.count == 1 {
+      wallSeconds =
+        try log.finish(datasetSampleCount: finalSummary.samples, wallSeconds: sessionSeconds)
+        .wallSeconds
+    } else {
+      // A shard cannot tell how many samples the whole data set holds (the pipeline reports
+      // only this shard's), so it writes no completion marker rather than a guessed one.
+      try log.synchronize()
+      log.close()
+      wallSeconds = log.previousWallSeconds + sessionSeconds
+      printError(
+        "note: shard \(shard) written without completion.json: the data set's total sample count is not available to a shard yet, so `merge` will not accept it"
+      )
+    }
+    if warningCount > 10 {
+      printError("\(warningCount) images in all were kept despite decoder warnings")
+    }
+    let summary = try RunOutput.write(
+      records: log.records, manifest: manifest, directory: outURL,
+      commandLine: CommandLine.arguments, wallSeconds: wallSeconds,
+      classNames: Self.classNames(opened))
+    print(Self.keyLines(summary, directory: out), terminator: "")
+    if let maxDrop {
+      guard let drop = summary.metrics.paired?.top1Drop else {
+        throw EvalError(.input, "--max-drop: no image was evaluated, so the top-1 drop is unknown")
+      }
+      if summary.exceedsDrop(maxDrop) {
+        printError(
+          "imagenet-eval: top-1 drop \(String(format: "%.2f", drop)) points "
+            + "(\(engineNames[0]) -> \(engineNames[1])) exceeds --max-drop \(maxDrop)")
+        throw EvalExitStatus.dropGateExceeded
+      }
+    }
+  }
+
+  /// Reads the next batch, turning data errors into input errors that name the container.
+  static func next(_ pipeline: Pipeline) throws -> Batch? {
+    do {
+      return try pipeline.next()
+    } catch let error as EvalError {
+      throw error
+    } catch {
+      throw EvalError(.input, "\(error)")
+    }
+  }
+
+  /// The dataset-order index of every sample of `batch`: valid samples first, then skips.
+  ///
+  /// The pipeline reports valid and skipped samples as separate lists without their positions
+  /// within the batch, so when a batch holds skips the valid ones are numbered first. The
+  /// numbering is deterministic for a given batch size (which is why the batch size is part
+  /// of the run identity) and only reorders samples inside one batch.
+  static func sampleIndices(_ batch: Batch, shard: Shard) -> (valid: [Int], skipped: [Int]) {
+    let toGlobal = { (local: Int) in shard.index + local * shard.count }
+    let valid = (0..<batch.count).map { toGlobal(batch.firstSample + $0) }
+    let skipped = (0..<batch.skipped.count).map { toGlobal(batch.firstSample + batch.count + $0) }
+    return (valid, skipped)
+  }
+
+  /// A short, stable category for a pipeline skip reason (`not a JPEG: PNG data` → `decode`).
+  static func skipCategory(_ reason: String) -> String {
+    let lowered = reason.lowercased()
+    if lowered.hasPrefix("label missing") || lowered.contains("label") { return "label" }
+    if lowered.contains("empty member") { return "empty" }
+    if lowered.contains("transform") || lowered.contains("preprocess") { return "transform" }
+    return "decode"
+  }
+
+  /// Checks that the preprocessing output is exactly the model input of every engine.
+  static func checkInput(
+    of engines: [any InferenceEngine], against config: PreprocessConfig, batchSize: Int,
+    modelPath: String
+  ) throws {
+    let side = config.cropSize
+    let expected =
+      config.layout == .nchw ? [batchSize, 3, side, side] : [batchSize, side, side, 3]
+    for engine in engines where engine.inputShape != expected {
+      let shape = engine.inputShape
+      var hint = ""
+      if shape.count == 4 {
+        let nchw = shape[1] == 3
+        let (h, w) = nchw ? (shape[2], shape[3]) : (shape[1], shape[2])
+        hint =
+          h == w && h != side
+          ? " (set --crop \(h), and --resize to match the model's recipe)"
+          : (nchw != (config.layout == .nchw)
+            ? " (set --tensor-layout \(nchw ? "nchw" : "nhwc"))" : "")
+      }
+      throw EvalError(
+        .input,
+        "\(modelPath): the model input is \(Array(shape.dropFirst())) per image but the preprocessing (--preset/overrides) produces \(Array(expected.dropFirst())) (\(config.layout.rawValue), crop \(side))\(hint)"
+      )
+    }
+  }
+
+  /// The data set identity: each container's name, size and modification time, the layout
+  /// and any class selection.
+  static func describeData(
+    _ opened: DatasetPipeline, layout: DataSource.Layout?, classes: [Int]?
+  ) -> String {
+    let formatter = ISO8601DateFormatter()
+    let containers = opened.source.paths.map { path -> String in
+      let url = URL(fileURLWithPath: path)
+      guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+        return url.lastPathComponent
+      }
+      if (attributes[.type] as? FileAttributeType) == .typeDirectory {
+        return url.lastPathComponent + "/ (directory)"
+      }
+      let size = (attributes[.size] as? Int).map { "\($0) bytes" } ?? "size unknown"
+      let modified = (attributes[.modificationDate] as? Date).map { formatter.string(from: $0) }
+      return "\(url.lastPathComponent) (\(size)\(modified.map { ", modified \($0)" } ?? ""))"
+    }
+    var text = containers.joined(separator: "; ")
+    text += "; layout \(layout?.rawValue ?? "unknown")"
+    if let classes { text += "; classes \(classes.map(String.init).joined(separator: ","))" }
+    return text
+  }
+
+  /// Every setting that changes the pixels fed to the model, flattened to strings.
+  static func preprocessing(_ opened: DatasetPipeline, preset: String) -> [String: String] {
+    var result = ["preset": preset]
+    if let data = try? JSONEncoder.canonical.encode(opened.preprocess),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    {
+      for (key, value) in object {
+        if let array = value as? [Any] {
+          result[key] = array.map { "\($0)" }.joined(separator: ",")
+        } else if value is NSNull {
+          result[key] = "none"
+        } else {
+          result[key] = "\(value)"
+        }
+      }
+    }
+    result["decoder.fast_dct"] = String(opened.decoder.fastDCT)
+    result["decoder.fast_decode"] = String(opened.decoder.fastDecode)
+    result["label_offset"] = String(opened.labelOffset)
+    return result
+  }
+
+  /// Class names by label id (background names first for a label offset).
+  static func classNames(_ opened: DatasetPipeline) -> [String] {
+    let names = opened.classes.names.map {
+      $0.split(separator: ",", maxSplits: 1).first.map {
+        $0.trimmingCharacters(in: .whitespaces)
+      } ?? $0
+    }
+    return Array(repeating: "background", count: opened.labelOffset) + names
+  }
+
+  /// Calls `body` with read-only views of `arrays`.
+  static func withBuffers<R>(
+    _ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R
+  ) throws -> R {
+    func recurse(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
+      if i == arrays.count { return try body(acc) }
+      return try arrays[i].withUnsafeBufferPointer { try recurse(i + 1, acc + [$0]) }
+    }
+    return try recurse(0, [])
+  }
+
+  /// The lines printed at the end: accuracy per engine, the drop, skips, speed and files.
+  static func keyLines(_ summary: Summary, directory: String) -> String {
+    let m = summary.metrics
+    var lines = [String]()
+    lines.append(
+      "model:    \(summary.provenance.run.model.name) (\(summary.provenance.run.model.sha256.prefix(12))…)"
+    )
+    lines.append("images:   \(m.images) evaluated of \(m.samples) (\(m.skipped.total) skipped)")
+    for engineName in summary.provenance.run.engines {
+      guard let e = m.engines[engineName] else { continue }
+      let top1 = e.top1.map { String(format: "%.2f%%", $0) } ?? "n/a"
+      let top5 = e.top5.map { String(format: "%.2f%%", $0) } ?? "n/a"
+      let ci =
+        e.top1CI95.count == 2 ? String(format: " [%.2f, %.2f]", e.top1CI95[0], e.top1CI95[1]) : ""
+      lines.append(
+        "\(engineName):".padding(toLength: 10, withPad: " ", startingAt: 0)
+          + "top-1 \(top1)\(ci)  top-5 \(top5)")
+    }
+    if let paired = m.paired {
+      let drop = paired.top1Drop.map { String(format: "%.2f", $0) } ?? "n/a"
+      let agreement = paired.agreement.map { String(format: "%.2f%%", $0) } ?? "n/a"
+      lines.append(
+        "drop:     \(paired.reference) -> \(paired.candidate) top-1 \(drop) points, agreement \(agreement), McNemar p \(String(format: "%.3g", paired.mcnemarP))"
+      )
+    }
+    if let rate = summary.provenance.imagesPerSecond {
+      lines.append(
+        String(format: "speed:    %.1f images/s, %.1f s", rate, summary.provenance.wallSeconds))
+    }
+    lines.append("output:   \(directory)/{summary.json,report.md,report.html,predictions.jsonl}")
+    return lines.joined(separator: "\n") + "\n"
+  }
+}

@@ -1,0 +1,241 @@
+import Dataset
+import Foundation
+import Model
+import TestSupport
+import Testing
+
+@testable import Eval
+
+/// The `run` command end to end on generated data with a tiny model (engines checked against
+/// each other and against hand-known answers), plus its errors and exit statuses.
+@Suite(
+  .enabled(
+    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+struct RunTests {
+  /// Output directory, model and a 10-image shard (one not a JPEG) for one test.
+  struct Setup {
+    let root: URL
+    let model: URL
+    let data: URL
+    func out(_ name: String) -> String { root.appendingPathComponent(name).path }
+  }
+
+  func makeSetup(biasClass: Int? = nil, count: Int = 10, broken: Set<Int> = [3]) throws -> Setup {
+    let root = try TestEnvironment.makeTemporaryDirectory("run-tests")
+    let model = root.appendingPathComponent("tiny.onnx")
+    try RunFixture.tinyModel(at: model, biasClass: biasClass)
+    let data = root.appendingPathComponent("data.tar")
+    try RunFixture.webDataset(
+      at: data, count: count, broken: broken, label: { biasClass ?? ($0 % 10) })
+    return Setup(root: root, model: model, data: data)
+  }
+
+  func run(_ setup: Setup, out: String, _ extra: [String]) -> Int32 {
+    ImagenetEval.exitStatus(
+      arguments: [
+        "run", "--model", setup.model.path, "--data", setup.data.path, "--out", out,
+        "--quiet",
+      ] + RunFixture.tinyPreprocess + extra)
+  }
+
+  @Test func floatAndReferenceAgreeAndTheShortLastBatchIsPadded() throws {
+    let setup = try makeSetup()
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    let out = setup.out("a")
+    // 9 valid images at batch 4: batches of 4, 4 (one skip among them) and a short last one.
+    #expect(run(setup, out: out, ["--engines", "float,reference", "--batch", "4"]) == 0)
+    let summary = try Summary.read(
+      from: URL(fileURLWithPath: out).appendingPathComponent("summary.json"))
+    #expect(summary.metrics.samples == 10)
+    #expect(summary.metrics.images == 9)
+    #expect(summary.metrics.skipped.total == 1)
+    #expect(summary.metrics.skipped.samples.first?.key == "sample0003")
+    let paired = try #require(summary.metrics.paired)
+    #expect(paired.agreement == 100)
+    #expect(paired.top1Drop == 0)
+    #expect((paired.cosine ?? 0) > 0.999_999)
+    let log = try ResultLog.readLog(
+      at: URL(fileURLWithPath: out).appendingPathComponent("predictions.jsonl"), shard: .whole,
+      allowTornTail: false)
+    #expect(log.records.map(\.index) == Array(0..<10))
+    for record in log.records where record.skip == nil {
+      let float = try #require(record.engines?["float"])
+      let reference = try #require(record.engines?["reference"])
+      #expect(float.top5 == reference.top5, "\(record.key)")
+    }
+    // The manifest carries the provenance the brief asks for.
+    let manifest = summary.provenance.run
+    #expect(manifest.model.inputShape == [1, 3, 32, 32])
+    #expect(manifest.model.parameterCount == 8 * 27 + 8 + 10 * 8 + 10)
+    #expect(manifest.model.sha256 == (try SHA256.hexDigest(ofFile: setup.model)))
+    #expect(
+      manifest.preprocessing["cropSize"] == "32" || manifest.preprocessing["crop_size"] == "32")
+    #expect(manifest.dataset.contains("data.tar ("))
+    #expect(manifest.engineVersions["float"]?["batch_size"] == "4")
+    for file in ["report.md", "report.html", "completion.json", "run.json"] {
+      #expect(FileManager.default.fileExists(atPath: out + "/" + file), "\(file)")
+    }
+  }
+
+  @Test func theBatchSizeDoesNotChangeTheRecords() throws {
+    let setup = try makeSetup(broken: [])
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    #expect(run(setup, out: setup.out("b1"), ["--batch", "1"]) == 0)
+    #expect(run(setup, out: setup.out("b3"), ["--batch", "3"]) == 0)
+    let one = try ResultLog.readLog(
+      at: URL(fileURLWithPath: setup.out("b1") + "/predictions.jsonl"), shard: .whole,
+      allowTornTail: false)
+    let three = try ResultLog.readLog(
+      at: URL(fileURLWithPath: setup.out("b3") + "/predictions.jsonl"), shard: .whole,
+      allowTornTail: false)
+    #expect(one.records.count == 10)
+    #expect(one.records.map(\.key) == three.records.map(\.key))
+    #expect(
+      one.records.map { $0.engines?["float"]?.top5 }
+        == three.records.map {
+          $0.engines?["float"]?.top5
+        })
+  }
+
+  @Test func maxDropGate() throws {
+    // Every label is class 7 and the model's bias makes 7 every image's top-1: float is 100%.
+    let setup = try makeSetup(biasClass: 7, broken: [])
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    EngineFactory.register("demoted") { graph, batch, threads, strict in
+      DemotingEngine(
+        name: "demoted",
+        wrapping: try FloatEngine(graph: graph, batchSize: batch, threads: threads, strict: strict))
+    }
+    defer { EngineFactory.unregister("demoted") }
+    #expect(
+      run(setup, out: setup.out("same"), ["--engines", "float,reference", "--max-drop", "0.5"])
+        == 0)
+    #expect(
+      run(setup, out: setup.out("demoted"), ["--engines", "float,demoted", "--max-drop", "0.5"])
+        == 3)
+    let summary = try Summary.read(
+      from: URL(fileURLWithPath: setup.out("demoted") + "/summary.json"))
+    #expect(summary.metrics.engines["float"]?.top1 == 100)
+    #expect(summary.metrics.engines["demoted"]?.top1 == 0)
+    #expect(summary.metrics.paired?.top1Drop == 100)
+    // The outputs are written before the gate decides.
+    #expect(summary.exceedsDrop(0.5))
+    // A drop within the allowance passes.
+    #expect(
+      run(setup, out: setup.out("loose"), ["--engines", "float,demoted", "--max-drop", "100"])
+        == 0)
+  }
+
+  @Test func inputErrorsExitOne() throws {
+    let setup = try makeSetup(broken: [])
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    let notONNX = setup.root.appendingPathComponent("notes.onnx")
+    try Data("hello".utf8).write(to: notONNX)
+    func status(_ arguments: [String]) -> Int32 {
+      ImagenetEval.exitStatus(arguments: ["run", "--quiet"] + arguments)
+    }
+    let data = ["--data", setup.data.path] + RunFixture.tinyPreprocess
+    #expect(
+      status(["--model", setup.root.path + "/missing.onnx", "--out", setup.out("m")] + data) == 1)
+    #expect(status(["--model", notONNX.path, "--out", setup.out("n")] + data) == 1)
+    #expect(status(["--model", setup.root.path, "--out", setup.out("d")] + data) == 1)
+    // Preprocessing produces 48×48 but the model takes 32×32.
+    #expect(
+      status([
+        "--model", setup.model.path, "--data", setup.data.path, "--out", setup.out("s"),
+        "--resize", "48", "--crop", "48",
+      ]) == 1)
+    #expect(!FileManager.default.fileExists(atPath: setup.out("s") + "/run.json"))
+    #expect(
+      status(
+        ["--model", setup.model.path, "--out", setup.out("i")] + data + ["--engines", "float,int8"])
+        == 1)
+    #expect(
+      status(
+        ["--model", setup.model.path, "--out", setup.out("x")] + data + [
+          "--engines", "float,bogus",
+        ]) == 1)
+    #expect(
+      status(["--model", setup.model.path, "--out", setup.out("g")] + data + ["--max-drop", "1"])
+        == 1)
+    #expect(
+      status(["--model", setup.model.path, "--out", setup.out("b")] + data + ["--batch", "0"]) == 1)
+    let message = try #require(
+      throws: EvalError.self,
+      performing: {
+        try EngineFactory.makeEngine(
+          named: "int8",
+          graph: Graph(
+            values: [], nodes: [], constants: [:], inputs: [], declaredInputShapes: [], outputs: [],
+            opsetVersion: 13), batchSize: 1, threads: nil, strict: false, modelPath: "m.onnx")
+      })
+    #expect(message.message.contains("int8 engine is not available in this build yet"))
+  }
+
+  @Test func shapeMismatchMessageNamesBothShapes() throws {
+    let setup = try makeSetup(broken: [])
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    let graph = try EngineFactory.loadModel(at: setup.model.path)
+    let engine = try EngineFactory.makeEngine(
+      named: "float", graph: graph, batchSize: 2, threads: 1, strict: false, modelPath: "tiny.onnx")
+    let config = try PreprocessConfigFactory.make(crop: 48)
+    let error = try #require(
+      throws: EvalError.self,
+      performing: {
+        try RunCommand.checkInput(
+          of: [engine], against: config, batchSize: 2, modelPath: "tiny.onnx")
+      })
+    #expect(error.message.contains("[3, 32, 32]"))
+    #expect(error.message.contains("[3, 48, 48]"))
+    #expect(error.message.contains("--crop 32"))
+  }
+
+  @Test func resumeRefusesADifferentRunAndContinuesTheSameOne() throws {
+    let setup = try makeSetup(broken: [])
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    let out = setup.out("r")
+    #expect(run(setup, out: out, ["--limit", "4", "--batch", "2"]) == 0)
+    // Without --resume the directory is taken.
+    #expect(run(setup, out: out, ["--batch", "2"]) == 4)
+    // Another engine list is another run.
+    #expect(
+      run(setup, out: out, ["--batch", "2", "--resume", "--engines", "float,reference"]) == 4)
+    // Another batch size is another run too (the records' numbering depends on it).
+    #expect(run(setup, out: out, ["--batch", "5", "--resume"]) == 4)
+    #expect(run(setup, out: out, ["--batch", "2", "--resume"]) == 0)
+    let resumed = try Summary.read(from: URL(fileURLWithPath: out + "/summary.json"))
+    #expect(run(setup, out: setup.out("full"), ["--batch", "2"]) == 0)
+    let full = try Summary.read(from: URL(fileURLWithPath: setup.out("full") + "/summary.json"))
+    #expect(resumed.metrics == full.metrics)
+    #expect(resumed.metrics.samples == 10)
+  }
+
+  @Test func progressLine() {
+    let progress = ProgressReporter(engineNames: ["float", "int8"], total: 100, enabled: false)
+    progress.add(
+      [
+        ImageRecord(
+          index: 0, key: "a", label: 3,
+          engines: [
+            "float": EnginePrediction(top5: [3], scores: [1]),
+            "int8": EnginePrediction(top5: [4], scores: [1]),
+          ]),
+        .skipped(index: 1, key: "b", label: nil, reason: "decode", detail: "b: bad"),
+      ], processed: 2)
+    let line = progress.line()
+    #expect(line.hasPrefix("2/100 images | "))
+    #expect(line.contains("top-1 float 100.00%, int8 0.00%"))
+    #expect(line.contains("ETA "))
+    #expect(ProgressReporter.duration(3723) == "1h02m03s")
+    #expect(ProgressReporter.duration(245) == "4m05s")
+    #expect(ProgressReporter.duration(6.4) == "6s")
+  }
+}
+
+/// Builds a preprocessing configuration without going through the CLI.
+enum PreprocessConfigFactory {
+  static func make(crop: Int) throws -> PreprocessConfig {
+    try PreprocessConfig(
+      preset: "torchvision", overrides: ["resize": String(crop), "crop": String(crop)])
+  }
+}
