@@ -8,6 +8,9 @@ public struct SkippedSample: Sendable, Equatable, CustomStringConvertible {
   public var member: String
   /// E.g. `not a JPEG: PNG data`, `truncated JPEG: …`, `empty member`, `label missing: …`.
   public var reason: String
+  /// Position in the source's image order, before sharding, class filtering and the limit
+  /// (the same number whatever shard or subset a run evaluates).
+  public var sourceIndex: Int = 0
   public var description: String { "\(member): \(reason)" }
 }
 
@@ -35,6 +38,9 @@ public struct Batch {
   public var count: Int { keys.count }
   /// Keys of the valid samples, in order.
   public var keys: [String]
+  /// Each valid sample's position in the source's image order, before sharding, class
+  /// filtering and the limit: a stable identity across shards, subsets and skips.
+  public var sourceIndices: [Int]
   /// Class indices of the valid samples (label offset applied).
   public var labels: [Int]
   /// Floats per sample.
@@ -53,6 +59,9 @@ public struct PipelineSummary: Sendable {
   public var layout: DataSource.Layout?
   /// Samples entered into batches (valid plus skipped).
   public var samples: Int
+  /// Images the reader has seen in the source, before sharding, class filtering and the limit
+  /// (the whole data set once a run without a limit has finished).
+  public var sourceSamples: Int
   /// Samples skipped.
   public var skipped: Int
   /// Samples kept with a decoder warning.
@@ -211,6 +220,7 @@ final class BatchSlot {
   let tensor: UnsafeMutableBufferPointer<Float>
   var batchIndex: Int
   var keys: [String?]
+  var sourceIndices: [Int]
   var labels: [Int]
   var members: [String]
   var problems: [String?]
@@ -222,6 +232,7 @@ final class BatchSlot {
     tensor.initialize(repeating: 0)
     self.batchIndex = batchIndex
     keys = Array(repeating: nil, count: batchSize)
+    sourceIndices = Array(repeating: 0, count: batchSize)
     labels = Array(repeating: 0, count: batchSize)
     members = Array(repeating: "", count: batchSize)
     problems = Array(repeating: nil, count: batchSize)
@@ -243,6 +254,7 @@ final class BatchSlot {
 
 struct WorkItem {
   var sequence: Int
+  var sourceIndex: Int
   var key: String
   var member: String
   var label: Int?
@@ -266,6 +278,8 @@ final class PipelineState: @unchecked Sendable {
   private var readerFinished = false
   private var readerError: Error?
   private var sequenceCount = 0
+  /// Source images the reader saw (set when it finishes).
+  private var sourceSampleCount = 0
   private var cancelled = false
   private var skippedTotal = 0
   private var warningTotal = 0
@@ -319,7 +333,8 @@ final class PipelineState: @unchecked Sendable {
     case nil: labelSource = "none yet"
     }
     return PipelineSummary(
-      layout: layout, samples: sequenceCount, skipped: skippedTotal, warnings: warningTotal,
+      layout: layout, samples: sequenceCount, sourceSamples: sourceSampleCount,
+      skipped: skippedTotal, warnings: warningTotal,
       ignoredMembers: ignored, ignoredMemberCount: ignoredCount,
       labelSource: labelSource)
   }
@@ -370,7 +385,8 @@ final class PipelineState: @unchecked Sendable {
       }
       work.append(
         WorkItem(
-          sequence: sequence, key: sample.key, member: sample.member, label: sample.label,
+          sequence: sequence, sourceIndex: ordinal, key: sample.key, member: sample.member,
+          label: sample.label,
           problem: sample.problem, buffer: buffer!, byteCount: sample.byteCount))
       buffer = nil
       sequenceCount += 1
@@ -382,6 +398,7 @@ final class PipelineState: @unchecked Sendable {
     if let buffer { freeBuffers.append(buffer) }
     readerError = failure
     readerFinished = true
+    sourceSampleCount = ordinal
     condition.broadcast()
     condition.unlock()
   }
@@ -454,6 +471,7 @@ final class PipelineState: @unchecked Sendable {
 
       condition.lock()
       slot.keys[position] = item.key
+      slot.sourceIndices[position] = item.sourceIndex
       slot.members[position] = item.member
       slot.labels[position] = item.label ?? -1
       slot.problems[position] = problem
@@ -503,6 +521,7 @@ final class PipelineState: @unchecked Sendable {
     condition.unlock()
     // The slot is now only touched by this thread until it is released.
     var keys: [String] = []
+    var sourceIndices: [Int] = []
     var labels: [Int] = []
     var skipped: [SkippedSample] = []
     var warnings: [SampleWarning] = []
@@ -511,7 +530,10 @@ final class PipelineState: @unchecked Sendable {
     for position in 0..<expected {
       guard let key = slot.keys[position] else { continue }
       if let problem = slot.problems[position] {
-        skipped.append(SkippedSample(key: key, member: slot.members[position], reason: problem))
+        skipped.append(
+          SkippedSample(
+            key: key, member: slot.members[position], reason: problem,
+            sourceIndex: slot.sourceIndices[position]))
         continue
       }
       if let warning = slot.warnings[position] {
@@ -527,6 +549,7 @@ final class PipelineState: @unchecked Sendable {
         ).update(fromContentsOf: source)
       }
       keys.append(key)
+      sourceIndices.append(slot.sourceIndices[position])
       labels.append(slot.labels[position])
     }
     if keys.count < batchSize {
@@ -534,7 +557,8 @@ final class PipelineState: @unchecked Sendable {
         repeating: 0)
     }
     return Batch(
-      index: index, firstSample: first, keys: keys, labels: labels, elementCount: elementCount,
+      index: index, firstSample: first, keys: keys, sourceIndices: sourceIndices, labels: labels,
+      elementCount: elementCount,
       tensor: UnsafeBufferPointer(slot.tensor), skipped: skipped, warnings: warnings)
   }
 }

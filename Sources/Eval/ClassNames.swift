@@ -1,3 +1,4 @@
+import Dataset
 import Foundation
 
 /// Human-readable class names for reports.
@@ -32,13 +33,14 @@ public enum ClassNames {
     return names
   }
 
-  /// The names shipped in `labels/synset_words.txt` under `root` (the current directory by
-  /// default), or nil when that file is absent.
-  public static func loadDefault(
-    root: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-  ) throws -> [String]? {
-    let url = root.appendingPathComponent("labels/synset_words.txt")
-    guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-    return try load(from: url)
+  /// The first name of each class of `classes`, with `labelOffset` background entries in front
+  /// (class ids as the model numbers them).
+  public static func shortNames(of classes: ClassIndex, labelOffset: Int = 0) -> [String] {
+    let names = classes.names.map {
+      $0.split(separator: ",", maxSplits: 1).first.map {
+        $0.trimmingCharacters(in: .whitespaces)
+      } ?? $0
+    }
+    return Array(repeating: "background", count: max(0, labelOffset)) + names
   }
 }

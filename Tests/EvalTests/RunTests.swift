@@ -97,6 +97,29 @@ struct RunTests {
         })
   }
 
+  @Test func shardsMergeIntoTheUnshardedRun() throws {
+    // 11 samples, the one at source index 3 not a JPEG: shards of 6 and 5 samples.
+    let setup = try makeSetup(count: 11, broken: [3])
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    #expect(run(setup, out: setup.out("all"), ["--batch", "4"]) == 0)
+    #expect(run(setup, out: setup.out("s1"), ["--batch", "4", "--shard", "1/2"]) == 0)
+    #expect(run(setup, out: setup.out("s0"), ["--batch", "4", "--shard", "0/2"]) == 0)
+    let merge = ["merge", setup.out("s1"), setup.out("s0"), "--out", setup.out("merged")]
+    #expect(ImagenetEval.exitStatus(arguments: merge) == 0)
+    let whole = try Summary.read(from: URL(fileURLWithPath: setup.out("all") + "/summary.json"))
+    let merged = try Summary.read(
+      from: URL(fileURLWithPath: setup.out("merged") + "/summary.json"))
+    #expect(merged.metrics == whole.metrics)
+    #expect(merged.metrics.skipped.samples.map(\.index) == [3])
+    let shard1 = try ResultLog.readLog(
+      at: URL(fileURLWithPath: setup.out("s1") + "/predictions.jsonl"),
+      shard: try Shard(index: 1, count: 2), allowTornTail: false)
+    #expect(shard1.records.map(\.index) == [1, 3, 5, 7, 9])
+    // A shard alone is not the data set: merging it by itself is refused as a gap.
+    let alone = ["merge", setup.out("s0"), "--out", setup.out("alone")]
+    #expect(ImagenetEval.exitStatus(arguments: alone) == EvalExitStatus.inconsistentRun.rawValue)
+  }
+
   @Test func maxDropGate() throws {
     // Every label is class 7 and the model's bias makes 7 every image's top-1: float is 100%.
     let setup = try makeSetup(biasClass: 7, broken: [])

@@ -1,5 +1,5 @@
-import Foundation
 import Dataset
+import Foundation
 import TestSupport
 import Testing
 
@@ -25,7 +25,9 @@ enum OpCases {
   static func inputs(_ directory: URL, _ c: OpCase) throws -> [Tensor] {
     try (0..<c.inputs).map { i in
       let npy = try NumpyFile.read(directory.appendingPathComponent("\(c.name)/input_\(i).npy"))
-      if npy.dtype == .int64 { return Tensor(shape: npy.shape, int64s: try npy.values(as: Int64.self)) }
+      if npy.dtype == .int64 {
+        return Tensor(shape: npy.shape, int64s: try npy.values(as: Int64.self))
+      }
       return Tensor(shape: npy.shape, floats: npy.floatValues())
     }
   }

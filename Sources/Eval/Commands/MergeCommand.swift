@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dataset
 import Foundation
 
 /// `imagenet-eval merge DIR… --out DIR`: the summary of one unsharded run from its shards.
@@ -29,10 +30,19 @@ struct MergeCommand: ParsableCommand {
       "Per-layer SQNR of the int8 engine (JSON array of {node, sqnr_db, cosine}) for report.html.")
   var layers: String?
 
+  /// The shipped ImageNet-1k names, offset as the first shard's run was (what `run` used).
+  func shippedNames() throws -> [String]? {
+    guard let first = directories.first else { return nil }
+    let manifest = try RunManifest.read(
+      from: URL(fileURLWithPath: first).appendingPathComponent(ResultLog.manifestFileName))
+    let offset = manifest.preprocessing["label_offset"].flatMap { Int($0) } ?? 0
+    return ClassNames.shortNames(of: try ClassIndex.imageNet1k(), labelOffset: offset)
+  }
+
   func run() throws {
     let names =
       try classNames.map { try ClassNames.load(from: URL(fileURLWithPath: $0)) }
-      ?? ClassNames.loadDefault()
+      ?? shippedNames()
     let layerQuality = try layers.map { path -> [LayerQuality] in
       let url = URL(fileURLWithPath: path)
       do {

@@ -157,10 +157,9 @@ struct RunCommand: ParsableCommand {
       alreadyEvaluated: log.records.filter { $0.engines != nil && $0.label != nil }.count,
       alreadyCorrect: alreadyCorrect, enabled: !quiet)
     var warningCount = 0
-    let shard = dataset.shard
     do {
       while let batchData = current {
-        let indices = Self.sampleIndices(batchData, shard: shard)
+        let indices = Self.sampleIndices(batchData)
         warningCount += batchData.warnings.count
         for warning in batchData.warnings where warningCount <= 10 {
           printError(
@@ -212,27 +211,18 @@ struct RunCommand: ParsableCommand {
     let sessionSeconds = Date().timeIntervalSince(sessionStart)
     let finalSummary = pipeline.summary
     let wallSeconds: Double
-    if shard.count == 1 {
-      wallSeconds =
-        try log.finish(datasetSampleCount: finalSummary.samples, wallSeconds: sessionSeconds)
-        .wallSeconds
-    } else {
-      // A shard cannot tell how many samples the whole data set holds (the pipeline reports
-      // only this shard's), so it writes no completion marker rather than a guessed one.
-      try log.synchronize()
-      log.close()
-      wallSeconds = log.previousWallSeconds + sessionSeconds
-      printError(
-        "note: shard \(shard) written without completion.json: the data set's total sample count is not available to a shard yet, so `merge` will not accept it"
-      )
-    }
+    // Every run, sharded or not, records how many source images the reader saw, so `merge`
+    // can prove its shards cover the data set without gaps or overlaps.
+    wallSeconds =
+      try log.finish(datasetSampleCount: finalSummary.sourceSamples, wallSeconds: sessionSeconds)
+      .wallSeconds
     if warningCount > 10 {
       printError("\(warningCount) images in all were kept despite decoder warnings")
     }
     let summary = try RunOutput.write(
       records: log.records, manifest: manifest, directory: outURL,
       commandLine: CommandLine.arguments, wallSeconds: wallSeconds,
-      classNames: Self.classNames(opened))
+      classNames: ClassNames.shortNames(of: opened.classes, labelOffset: opened.labelOffset))
     print(Self.keyLines(summary, directory: out), terminator: "")
     if let maxDrop {
       guard let drop = summary.metrics.paired?.top1Drop else {
@@ -258,17 +248,11 @@ struct RunCommand: ParsableCommand {
     }
   }
 
-  /// The dataset-order index of every sample of `batch`: valid samples first, then skips.
-  ///
-  /// The pipeline reports valid and skipped samples as separate lists without their positions
-  /// within the batch, so when a batch holds skips the valid ones are numbered first. The
-  /// numbering is deterministic for a given batch size (which is why the batch size is part
-  /// of the run identity) and only reorders samples inside one batch.
-  static func sampleIndices(_ batch: Batch, shard: Shard) -> (valid: [Int], skipped: [Int]) {
-    let toGlobal = { (local: Int) in shard.index + local * shard.count }
-    let valid = (0..<batch.count).map { toGlobal(batch.firstSample + $0) }
-    let skipped = (0..<batch.skipped.count).map { toGlobal(batch.firstSample + batch.count + $0) }
-    return (valid, skipped)
+  /// The record index of every sample of `batch`: its position in the source's image order,
+  /// before sharding, class filtering and the limit, so a sample has the same index in every
+  /// shard, subset and resumed session, and merged shards line up with an unsharded run.
+  static func sampleIndices(_ batch: Batch) -> (valid: [Int], skipped: [Int]) {
+    (batch.sourceIndices, batch.skipped.map(\.sourceIndex))
   }
 
   /// A short, stable category for a pipeline skip reason (`not a JPEG: PNG data` → `decode`).
@@ -351,16 +335,6 @@ struct RunCommand: ParsableCommand {
     result["decoder.fast_decode"] = String(opened.decoder.fastDecode)
     result["label_offset"] = String(opened.labelOffset)
     return result
-  }
-
-  /// Class names by label id (background names first for a label offset).
-  static func classNames(_ opened: DatasetPipeline) -> [String] {
-    let names = opened.classes.names.map {
-      $0.split(separator: ",", maxSplits: 1).first.map {
-        $0.trimmingCharacters(in: .whitespaces)
-      } ?? $0
-    }
-    return Array(repeating: "background", count: opened.labelOffset) + names
   }
 
   /// Calls `body` with read-only views of `arrays`.
