@@ -39,7 +39,7 @@ public enum MarkdownReport {
     let m = summary.metrics
     let run = summary.provenance.run
     let engines = run.engines
-    var out = "# \(run.model.name): ImageNet accuracy, float vs int8\n\n"
+    var out = "# \(run.model.name): ImageNet accuracy, \(engines.joined(separator: " vs "))\n\n"
     out += zooHeader + "\n" + zooRow(summary) + "\n\n"
 
     out += "## Accuracy\n\n"
