@@ -73,8 +73,10 @@ public struct NumpyArray: Equatable, Sendable {
         reason: "array holds \(dtype.rawValue), asked for \(T.numpyType.rawValue)")
     }
     return [T](unsafeUninitializedCapacity: count) { buffer, initialised in
-      bytes.withUnsafeBytes { raw in
-        _ = memcpy(buffer.baseAddress!, raw.baseAddress!, raw.count)
+      if let target = buffer.baseAddress, count > 0 {
+        bytes.withUnsafeBytes { raw in
+          if let source = raw.baseAddress { _ = memcpy(target, source, raw.count) }
+        }
       }
       initialised = count
     }
@@ -84,7 +86,8 @@ public struct NumpyArray: Equatable, Sendable {
   public func floatValues() -> [Float] {
     bytes.withUnsafeBytes { raw in
       switch dtype {
-      case .float32: return (0..<count).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+      case .float32:
+        return (0..<count).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
       case .float64:
         return (0..<count).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) }
       case .uint8: return raw.map { Float($0) }
@@ -199,7 +202,8 @@ public enum NumpyFile {
     }
     switch fortran {
     case "False": break
-    case "True": throw fail("Fortran-order arrays are not supported; save with np.ascontiguousarray")
+    case "True":
+      throw fail("Fortran-order arrays are not supported; save with np.ascontiguousarray")
     default: throw fail("bad fortran_order value '\(fortran)'")
     }
     let inner = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
@@ -217,7 +221,9 @@ public enum NumpyFile {
       let product = partial.0.multipliedReportingOverflow(by: dimension)
       return (product.partialValue, partial.1 || product.overflow)
     }
-    guard !overflow, elements <= Int.max / dtype.size else { throw fail("shape \(shape) too large") }
+    guard !overflow, elements <= Int.max / dtype.size else {
+      throw fail("shape \(shape) too large")
+    }
     let needed = elements * dtype.size
     let available = bytes.count - dataStart
     guard available >= needed else {

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Dataset
 
@@ -8,7 +8,8 @@ import TestSupport
 struct NumpyFileTests {
   @Test("header is padded to 64 bytes and parses back")
   func roundTripInMemory() throws {
-    let array = try NumpyArray(shape: [2, 3], values: [Float](arrayLiteral: 1, -2, 3.5, 0, 1e-7, 65504))
+    let array = try NumpyArray(
+      shape: [2, 3], values: [Float](arrayLiteral: 1, -2, 3.5, 0, 1e-7, 65504))
     let bytes = NumpyFile.encode(array)
     #expect(Array(bytes[0..<8]) == [0x93, 78, 85, 77, 80, 89, 1, 0])
     let headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
@@ -17,6 +18,10 @@ struct NumpyFileTests {
     let back = try NumpyFile.decode(bytes)
     #expect(back == array)
     #expect(try back.values(as: Float.self) == [1, -2, 3.5, 0, 1e-7, 65504])
+    let empty = try NumpyFile.decode(
+      NumpyFile.encode(try NumpyArray(shape: [0, 3], values: [Float]())))
+    #expect(empty.shape == [0, 3])
+    #expect(try empty.values(as: Float.self).isEmpty)
     #expect(throws: NumpyFileError.self) { try back.values(as: Double.self) }
   }
 
@@ -35,19 +40,25 @@ struct NumpyFileTests {
     future[6] = 9
     let version = #expect(throws: NumpyFileError.self) { try NumpyFile.decode(future) }
     #expect(version?.reason.contains("version 9") == true)
-    #expect(throws: NumpyFileError.self) { try NumpyArray(dtype: .float32, shape: [3], bytes: [0, 0]) }
+    #expect(throws: NumpyFileError.self) {
+      try NumpyArray(dtype: .float32, shape: [3], bytes: [0, 0])
+    }
   }
 
   @Test(
     "numpy loads what Swift writes",
-    .enabled(if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
   func numpyReadsSwift() throws {
     let directory = try TestEnvironment.makeTemporaryDirectory("npy-write")
     defer { try? FileManager.default.removeItem(at: directory) }
     let arrays: [(String, NumpyArray)] = [
       ("f4", try NumpyArray(shape: [2, 2], values: [Float](arrayLiteral: 0.5, -1.25, 3e38, -0.0))),
       ("f8", try NumpyArray(shape: [3], values: [Double](arrayLiteral: .pi, -1e-300, 42))),
-      ("u1", try NumpyArray(shape: [1, 2, 3], values: [UInt8](arrayLiteral: 0, 1, 127, 128, 254, 255))),
+      (
+        "u1",
+        try NumpyArray(shape: [1, 2, 3], values: [UInt8](arrayLiteral: 0, 1, 127, 128, 254, 255))
+      ),
       ("i4", try NumpyArray(shape: [2], values: [Int32](arrayLiteral: .min, .max))),
       ("i8", try NumpyArray(shape: [], values: [Int64](arrayLiteral: -9_007_199_254_740_993))),
       ("empty", try NumpyArray(shape: [0, 3], values: [Float]())),
@@ -79,7 +90,8 @@ struct NumpyFileTests {
 
   @Test(
     "Swift reads what numpy writes (v1, v2, v3) and rejects what it cannot represent",
-    .enabled(if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
   func swiftReadsNumpy() throws {
     let directory = try TestEnvironment.makeTemporaryDirectory("npy-read")
     defer { try? FileManager.default.removeItem(at: directory) }

@@ -34,11 +34,15 @@ struct PreprocessConfigTests {
     let timm = try PreprocessConfig(preset: "timm", overrides: ["crop-pct": "0.95"])
     #expect(timm.effectiveResizeSize == 235)  // floor(224 / 0.95) = floor(235.79)
     #expect(try PreprocessConfig(preset: "timm").effectiveResizeSize == 256)  // 224 / 0.875
-    #expect(try PreprocessConfig(preset: "timm", overrides: ["crop-pct": "0.9"]).effectiveResizeSize == 248)
+    #expect(
+      try PreprocessConfig(preset: "timm", overrides: ["crop-pct": "0.9"]).effectiveResizeSize
+        == 248)
     let plain = try PreprocessConfig(preset: "rdk", overrides: ["color": "bgr", "std": "2"])
     #expect(plain.chroma == .none && plain.channels == .bgr)
     #expect(plain.scale == nil && plain.effectiveScale == [0.5, 0.5, 0.5])
-    #expect(try PreprocessConfig(preset: "torchvision", overrides: ["color": "nv12-full"]).channels == .rgb)
+    #expect(
+      try PreprocessConfig(preset: "torchvision", overrides: ["color": "nv12-full"]).channels
+        == .rgb)
   }
 
   @Test(
@@ -103,7 +107,8 @@ struct PreprocessConfigTests {
     #expect((plan.resizedWidth, plan.resizedHeight, plan.placeX, plan.placeY) == (224, 168, 0, 28))
     #expect(!plan.coversOutput)
     let preprocessor = try Preprocessor(config: config)
-    let image = RGBImage(width: 400, height: 300, pixels: [UInt8](repeating: 10, count: 400 * 300 * 3))
+    let image = RGBImage(
+      width: 400, height: 300, pixels: [UInt8](repeating: 10, count: 400 * 300 * 3))
     let pixels = try preprocessor.pixels(for: image).pixels
     #expect(pixels[0] == 200 && pixels[(27 * 224) * 3] == 200)  // border rows
     #expect(pixels[(28 * 224) * 3] == 10 && pixels[(195 * 224 + 223) * 3 + 2] == 10)
@@ -112,9 +117,11 @@ struct PreprocessConfigTests {
 
   @Test("a flat image normalises to (v - mean) / std everywhere, in both layouts")
   func flatImage() throws {
-    let image = RGBImage(width: 3, height: 2, pixels: [UInt8](repeating: 0, count: 18).enumerated().map {
-      [255, 0, 128][$0.offset % 3]
-    })
+    let image = RGBImage(
+      width: 3, height: 2,
+      pixels: [UInt8](repeating: 0, count: 18).enumerated().map {
+        [255, 0, 128][$0.offset % 3]
+      })
     for layout in PreprocessConfig.Layout.allCases {
       var config = PreprocessConfig()
       config.layout = layout
@@ -122,7 +129,8 @@ struct PreprocessConfigTests {
       var output = [Float](repeating: .nan, count: preprocessor.outputElementCount)
       try output.withUnsafeMutableBufferPointer { try preprocessor.apply(image, into: $0) }
       let expected: [Float] = [
-        Float((255 - 123.675) / 58.395), Float((0 - 116.28) / 57.12), Float((128 - 103.53) / 57.375),
+        Float((255 - 123.675) / 58.395), Float((0 - 116.28) / 57.12),
+        Float((128 - 103.53) / 57.375),
       ]
       for (index, value) in output.enumerated() {
         let channel = layout == .nchw ? index / (224 * 224) : index % 3

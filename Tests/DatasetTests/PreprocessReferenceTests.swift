@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Dataset
 
@@ -49,7 +49,8 @@ struct PreprocessReferenceTests {
       #expect(expected.shape == [outHeight, outWidth, 3])
       let actual = try Resampler.resize(
         images[index], width: outWidth, height: outHeight, interpolation: method)
-      let agreement = PreprocessFixtures.Agreement(actual.pixels, try expected.values(as: UInt8.self))
+      let agreement = PreprocessFixtures.Agreement(
+        actual.pixels, try expected.values(as: UInt8.self))
       print("resize \(method.rawValue) \(width)×\(height) → \(outWidth)×\(outHeight): \(agreement)")
       #expect(
         agreement.withinOneFraction >= 0.99 && agreement.maxDiff <= 1,
@@ -117,8 +118,10 @@ struct PreprocessReferenceTests {
     let side = config.cropSize
     for (index, (width, height)) in Self.pipelineSizes.enumerated() {
       let label = "\(name) \(width)×\(height)"
-      let expectedPixels = try NumpyFile.read(directory.appendingPathComponent("pixels\(index).npy"))
-      let expectedTensor = try NumpyFile.read(directory.appendingPathComponent("tensor\(index).npy"))
+      let expectedPixels = try NumpyFile.read(
+        directory.appendingPathComponent("pixels\(index).npy"))
+      let expectedTensor = try NumpyFile.read(
+        directory.appendingPathComponent("tensor\(index).npy"))
       #expect(expectedPixels.shape == [side, side, 3], "\(label)")
       let pixels = try preprocessor.pixels(for: images[index])
       let reference = try expectedPixels.values(as: UInt8.self)
@@ -189,15 +192,72 @@ struct PreprocessReferenceTests {
     for (index, entry) in cases.enumerated() {
       // A 224 crop of a 224 image with nearest is the identity, isolating the colour stage.
       let config = PreprocessConfig(
-        resizeSize: 224, interpolation: .nearest, chroma: entry.2, channels: entry.3, mean: [0, 0, 0],
+        resizeSize: 224, interpolation: .nearest, chroma: entry.2, channels: entry.3,
+        mean: [0, 0, 0],
         std: [1, 1, 1])
       let preprocessor = try Preprocessor(config: config)
       let actual = try preprocessor.pixels(for: image)
       let expected = try NumpyFile.read(directory.appendingPathComponent("nv12_\(index).npy"))
-      let agreement = PreprocessFixtures.Agreement(actual.pixels, try expected.values(as: UInt8.self))
+      let agreement = PreprocessFixtures.Agreement(
+        actual.pixels, try expected.values(as: UInt8.self))
       print("nv12 \(entry.0) → \(entry.1): \(agreement)")
       #expect(agreement.maxDiff <= 1, "nv12 \(entry.0) → \(entry.1): \(agreement)")
       #expect(agreement.exactFraction >= 0.99, "nv12 \(entry.0) → \(entry.1): \(agreement)")
     }
+  }
+}
+
+/// The same comparison on real photographs: the shared ILSVRC2012 subset, decoded by Pillow
+/// so that only preprocessing is compared.
+@Suite(
+  "Preprocess matches the references on real ILSVRC2012 images",
+  .enabled(
+    if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
+  .enabled(
+    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+struct PreprocessRealImageTests {
+  @Test("first 40 images through every preset", arguments: PreprocessPreset.allCases)
+  func realImages(preset: PreprocessPreset) throws {
+    let directory = try TestEnvironment.makeTemporaryDirectory("preprocess-real")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let tar = TestEnvironment.shared("datasets/ilsvrc2012-val-subset-1300.tar")
+    let count = 40
+    try PythonReference.run(
+      code: """
+        import io, os, sys, tarfile, numpy as np
+        from PIL import Image
+        with tarfile.open(sys.argv[1]) as t:
+            members = [m for m in t.getmembers() if m.isfile()][: int(sys.argv[3])]
+            for i, m in enumerate(members):
+                rgb = np.asarray(Image.open(io.BytesIO(t.extractfile(m).read())).convert('RGB'))
+                np.save(os.path.join(sys.argv[2], f'in{i}.npy'), rgb)
+        """, arguments: [tar.path, directory.path, String(count)])
+    let config = preset.config
+    let jobs: [[String: Any]] = try (0..<count).map { index in
+      [
+        "kind": "pipeline", "config": try PreprocessFixtures.json(config),
+        "input": directory.appendingPathComponent("in\(index).npy").path,
+        "output": directory.appendingPathComponent("tensor\(index).npy").path,
+        "pixels": directory.appendingPathComponent("pixels\(index).npy").path,
+      ]
+    }
+    try PreprocessFixtures.runReference(jobs: jobs, in: directory)
+    let preprocessor = try Preprocessor(config: config)
+    var total = PreprocessFixtures.Agreement([], [])
+    for index in 0..<count {
+      let input = try NumpyFile.read(directory.appendingPathComponent("in\(index).npy"))
+      let image = RGBImage(
+        width: input.shape[1], height: input.shape[0], pixels: try input.values(as: UInt8.self))
+      let expected = try NumpyFile.read(directory.appendingPathComponent("pixels\(index).npy"))
+      let agreement = PreprocessFixtures.Agreement(
+        try preprocessor.pixels(for: image).pixels, try expected.values(as: UInt8.self))
+      #expect(agreement.maxDiff <= 1, "\(preset.rawValue) image \(index): \(agreement)")
+      total.count += agreement.count
+      total.exact += agreement.exact
+      total.withinOne += agreement.withinOne
+      total.maxDiff = max(total.maxDiff, agreement.maxDiff)
+    }
+    print("real images \(preset.rawValue): \(total)")
+    #expect(total.withinOneFraction >= 0.99)
   }
 }

@@ -77,8 +77,8 @@ enum NV12 {
       for x in 0..<halfSide {
         var u = 0.0
         var v = 0.0
-        for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-          let pixel = ((2 * y + dy) * side + 2 * x + dx) * 3
+        for corner in 0..<4 {
+          let pixel = ((2 * y + corner / 2) * side + 2 * x + corner % 2) * 3
           let r = Double(rgb[pixel])
           let g = Double(rgb[pixel + 1])
           let b = Double(rgb[pixel + 2])

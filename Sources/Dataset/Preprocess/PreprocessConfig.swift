@@ -59,7 +59,10 @@ public struct PreprocessConfig: Codable, Equatable, Sendable {
 
   /// The channel order (or colour space) of the output tensor.
   public enum Channels: String, Codable, Sendable, CaseIterable {
-    case rgb, bgr
+    /// Red, green, blue planes (torchvision, timm, most ONNX exports).
+    case rgb
+    /// Blue, green, red planes (Caffe- and OpenCV-trained models).
+    case bgr
     /// Y, U, V planes at full resolution (chroma replicated over each 2×2 block); needs an NV12
     /// chroma path.
     case yuv444
@@ -67,7 +70,10 @@ public struct PreprocessConfig: Codable, Equatable, Sendable {
 
   /// The tensor layout of one image.
   public enum Layout: String, Codable, Sendable, CaseIterable {
-    case nchw, nhwc
+    /// Channel planes (PyTorch/ONNX default).
+    case nchw
+    /// Interleaved channels (TensorFlow/TFLite).
+    case nhwc
   }
 
   /// See `Geometry`.
@@ -145,7 +151,9 @@ public struct PreprocessConfig: Codable, Equatable, Sendable {
 
   /// Checks that the knobs are consistent; the error names the knob and the value.
   public func validate() throws {
-    func fail(_ message: String) -> PreprocessConfigError { PreprocessConfigError(message: message) }
+    func fail(_ message: String) -> PreprocessConfigError {
+      PreprocessConfigError(message: message)
+    }
     guard cropSize > 0, cropSize <= 16384 else {
       throw fail("crop size must be in 1...16384, got \(cropSize)")
     }

@@ -57,8 +57,7 @@ public final class Preprocessor: ImageTransform {
   }
 
   /// The decoded size below which some resize would become an upscale.
-  public func minimumDecodeSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)
-  {
+  public func minimumDecodeSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int) {
     guard sourceWidth > 0, sourceHeight > 0 else { return (sourceWidth, sourceHeight) }
     // Integer ceilings where possible, so an exact fit (375 → 256) never rounds up to 257.
     func scaled(_ side: Int, by numerator: Int, over denominator: Int) -> Int {
@@ -233,7 +232,8 @@ public enum PreprocessError: Error, CustomStringConvertible, Equatable {
     case .emptyImage(let width, let height):
       return "preprocess: empty image (\(width)×\(height))"
     case .shortPixelBuffer(let width, let height, let count):
-      return "preprocess: \(width)×\(height) RGB image needs \(width * height * 3) bytes, got \(count)"
+      return
+        "preprocess: \(width)×\(height) RGB image needs \(width * height * 3) bytes, got \(count)"
     case .outputTooSmall(let needed, let got):
       return "preprocess: output buffer holds \(got) floats, need \(needed)"
     case .unsupportedSize(let width, let height, let reason):

@@ -156,7 +156,9 @@ enum ResampleTables {
 
   /// OpenCV `computeResizeAreaTab`: output `dx` covers source `[dx * scale, (dx + 1) * scale)`;
   /// each source pixel weighs its overlap divided by the cell width, in float.
-  static func openCVArea(inSize: Int, outSize: Int, outputs: Range<Int>, origin: Int) -> ResampleAxis {
+  static func openCVArea(inSize: Int, outSize: Int, outputs: Range<Int>, origin: Int)
+    -> ResampleAxis
+  {
     let scale = Double(inSize) / Double(outSize)
     let taps = Int(scale.rounded(.up)) + 2
     var axis = ResampleAxis(count: outputs.count, taps: taps)

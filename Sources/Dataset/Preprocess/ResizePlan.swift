@@ -193,8 +193,7 @@ struct ResizePlan {
   /// The pass order Pillow 13 picks. Not in Pillow's documentation: inferred from Pillow 13.0's
   /// output, which matched this rule bit for bit on 250 random size pairs where the two orders
   /// differ (earlier Pillow versions always filter horizontally first). Tests pin it down.
-  static func pillowVerticalFirst(width: Int, height: Int, outWidth: Int, outHeight: Int) -> Bool
-  {
+  static func pillowVerticalFirst(width: Int, height: Int, outWidth: Int, outHeight: Int) -> Bool {
     let shrinks = width > outWidth || height > outHeight
     return shrinks && (height - outHeight) > 2 * (width - outWidth)
   }
