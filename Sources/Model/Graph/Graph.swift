@@ -313,6 +313,21 @@ public struct Node: Sendable, Equatable {
 ///
 /// Nodes are in topological order (every input is a graph input, a constant or the output of
 /// an earlier node). Passes are functions `Graph -> Graph` (see `GraphPasses`).
+///
+/// The usual pipeline for an engine:
+/// ```
+/// let graph = try ONNXLoader.load(contentsOf: url)              // canonical ops, constants
+/// let ready = try GraphPasses.prepare(graph, batchSize: 16)     // shapes, folding, fusions
+/// let plan = try MemoryPlan(ready)                              // arena offsets
+/// ```
+/// After `prepare`: every value a node reads or writes has a static `shape`; every node has
+/// only its data inputs (Reshape/Slice/Pad parameters are attributes); Conv and pool
+/// attributes are complete and explicit (`kernelShape`, `strides`, `dilations`, `pads` in
+/// ONNX begin-then-end order, `autoPad == .explicit`); BatchNormalization after a Conv is
+/// folded into its weights and elsewhere is a `.scaleShift`; activations following a Conv or
+/// Gemm are its `postOps`, a residual Add is a Conv `.sum` post-op reading the Conv's last
+/// input; `Dropout` is `identity`; weights are `constants` (float32, NCHW/OIHW layouts as in
+/// ONNX). Graph outputs may themselves be constants when a whole branch folds.
 public struct Graph: Sendable, Equatable {
   /// All values, indexed by `ValueID`.
   public var values: [Value]

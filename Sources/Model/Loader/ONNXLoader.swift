@@ -12,7 +12,6 @@ public enum ONNXLoader {
 
   /// Loads the model at `url`. External data files must live inside the model's directory.
   public static func load(contentsOf url: URL) throws -> Graph {
-    let name = url.lastPathComponent
     let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
     guard let size = attributes?[.size] as? Int else {
       throw ModelError(.unreadableFile, "\(url.path): cannot read the model file")
@@ -86,10 +85,10 @@ private struct AttributeReader {
 
   func ints(_ name: String) throws -> [Int]? {
     guard let a = values[name] else { return nil }
-    return try a.ints.map { v in
-      guard let i = Int(exactly: v), abs(i) < (1 << 40) else { throw bad(name) }
-      return i
-    }
+    // Exporters write INT64_MAX/MIN for "to the end" (Slice); no dimension comes near 2^40,
+    // so clamping keeps every meaning while ruling out overflow in index arithmetic.
+    let limit = Int64(1) << 40
+    return a.ints.map { Int(min(max($0, -limit), limit)) }
   }
 
   func string(_ name: String) -> String? {
@@ -109,6 +108,9 @@ private struct GraphBuilder {
     values: [], nodes: [], constants: [:], inputs: [], declaredInputShapes: [], outputs: [],
     opsetVersion: 0)
   var ids: [String: ValueID] = [:]
+  /// Every name some node or the graph output reads: optional outputs nobody reads (Dropout's
+  /// mask, MaxPool's indices, training-mode BN statistics) are then simply not defined.
+  var read = Set<String>()
 
   init(fileName: String, opset: Int, decoder: TensorDecoder) {
     self.fileName = fileName
@@ -122,10 +124,12 @@ private struct GraphBuilder {
     "HardSigmoid", "HardSwish", "Tanh", "Erf", "Gelu", "Softmax", "BatchNormalization", "MaxPool",
     "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Transpose",
     "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Pad", "Identity", "Dropout", "Constant",
-    "Shape", "Gather", "Cast", "QuantizeLinear", "DequantizeLinear",
+    "Shape", "Gather", "Cast", "QuantizeLinear", "DequantizeLinear", "Sum", "ConstantOfShape",
   ]
 
   mutating func build(_ proto: Onnx_GraphProto) throws -> Graph {
+    for node in proto.node { read.formUnion(node.input) }
+    read.formUnion(proto.output.map(\.name))
     // Report every unsupported op at once, before doing any work.
     var unsupported: [String] = []
     for (index, node) in proto.node.enumerated() {
@@ -176,7 +180,7 @@ private struct GraphBuilder {
       graph.inputs.append(id)
       graph.declaredInputShapes.append(dims)
     }
-    for (index, node) in proto.node.enumerated() {
+    for (index, node) in try topologicallySorted(proto) {
       try addNode(node, index: index)
     }
     for output in proto.output {
@@ -187,6 +191,40 @@ private struct GraphBuilder {
       graph.outputs.append(id)
     }
     return graph
+  }
+
+  /// The nodes in an order where every input is produced before it is read. ONNX requires
+  /// sorted graphs, but some tools write them unsorted; an already sorted graph takes one pass.
+  private func topologicallySorted(_ proto: Onnx_GraphProto) throws -> [(Int, Onnx_NodeProto)] {
+    var produced = Set<String>()
+    for node in proto.node { produced.formUnion(node.output) }
+    var available = Set(ids.keys)
+    var pending = Array(proto.node.enumerated())
+    var result: [(Int, Onnx_NodeProto)] = []
+    result.reserveCapacity(pending.count)
+    while !pending.isEmpty {
+      var deferred: [(Int, Onnx_NodeProto)] = []
+      for (index, node) in pending {
+        let ready = node.input.allSatisfy {
+          $0.isEmpty || available.contains($0) || !produced.contains($0)
+        }
+        if ready {
+          result.append((index, node))
+          available.formUnion(node.output)
+        } else {
+          deferred.append((index, node))
+        }
+      }
+      if deferred.count == pending.count {
+        let (index, node) = deferred[0]
+        throw ModelError(
+          .invalidGraph,
+          "\(fileName): node '\(node.name.isEmpty ? "#\(index)" : node.name)' (\(node.opType)) is part of a cycle"
+        )
+      }
+      pending = deferred
+    }
+    return result
   }
 
   static func elementType(_ onnxType: Int32) -> ElementType? {
@@ -241,7 +279,7 @@ private struct GraphBuilder {
     func constantInts(_ i: Int, _ what: String) throws -> [Int]? {
       guard let t = try constantInput(i, what) else { return nil }
       guard let v = t.integers else { throw invalid("\(what) must be integers") }
-      return v.map { Int($0) }
+      return v.map(GraphPasses.clampedIndex)
     }
     func constantScalar(_ i: Int, _ what: String) throws -> Float? {
       guard let t = try constantInput(i, what) else { return nil }
@@ -267,6 +305,60 @@ private struct GraphBuilder {
       }
       try define(proto.output[0], context: context)
       ids[proto.output[0]] = graph.addConstant(name: proto.output[0], tensor)
+      return
+    }
+
+    if proto.opType == "ConstantOfShape" {
+      // Only a constant shape is supported: the result is then a constant too.
+      guard let shape = try constantInts(0, "shape"), proto.output.count == 1 else {
+        throw invalid("needs a constant shape input and one output")
+      }
+      var count = 1
+      for d in shape {
+        let (product, overflow) = count.multipliedReportingOverflow(by: d)
+        guard d >= 0, !overflow, product <= TensorDecoder.maxTensorBytes / 8 else {
+          throw invalid("shape \(shape) is invalid or too large")
+        }
+        count = product
+      }
+      var fill = Tensor(shape: [1], floats: [0])
+      if let a = attributes.values["value"] {
+        fill = try decoder.decode(a.t, name: proto.output[0])
+        guard fill.elementCount == 1 else { throw invalid("value must hold one element") }
+      }
+      let offsets = [Int](repeating: 0, count: count)
+      try define(proto.output[0], context: context)
+      ids[proto.output[0]] = graph.addConstant(
+        name: proto.output[0], Tensor(shape: shape, storage: fill.storage.take(offsets)))
+      return
+    }
+
+    if proto.opType == "Sum" {
+      // Variadic Sum becomes a chain of binary Adds (left to right, like onnxruntime).
+      guard !inputs.isEmpty, proto.output.count == 1 else {
+        throw invalid("needs inputs and one output")
+      }
+      var acc = try required(0)
+      let type = graph.values[acc].elementType
+      if inputs.count == 1 {
+        try define(proto.output[0], context: context)
+        let out = graph.addValue(Value(name: proto.output[0], elementType: type))
+        ids[proto.output[0]] = out
+        graph.nodes.append(Node(name: nodeName, op: .identity, inputs: [acc], outputs: [out]))
+        return
+      }
+      for k in 1..<inputs.count {
+        let last = k == inputs.count - 1
+        let name = last ? proto.output[0] : "\(proto.output[0])/partial\(k)"
+        if last { try define(name, context: context) }
+        let out = graph.addValue(Value(name: name, elementType: type))
+        graph.nodes.append(
+          Node(
+            name: last ? nodeName : "\(nodeName)/\(k)", op: .binary(.add),
+            inputs: [acc, try required(k)], outputs: [out]))
+        acc = out
+      }
+      ids[proto.output[0]] = acc
       return
     }
 
@@ -302,7 +394,12 @@ private struct GraphBuilder {
         throw invalid("legacy broadcast attribute is not supported")
       }
       nodeInputs = [data, try required(1)]
-      op = .binary(["Add": .add, "Sub": .sub, "Mul": .mul, "Div": .div][proto.opType]!)
+      switch proto.opType {
+      case "Add": op = .binary(.add)
+      case "Sub": op = .binary(.sub)
+      case "Mul": op = .binary(.mul)
+      default: op = .binary(.div)
+      }
     case "Relu": op = .activation(.relu)
     case "LeakyRelu": op = .activation(.leakyRelu(alpha: attributes.float("alpha", 0.01)))
     case "Sigmoid": op = .activation(.sigmoid)
@@ -333,18 +430,16 @@ private struct GraphBuilder {
       op = .softmax(axis: try attributes.int("axis", opset < 13 ? 1 : -1), coerceTo2D: opset < 13)
     case "BatchNormalization":
       nodeInputs = [data, try required(1), try required(2), try required(3), try required(4)]
-      if proto.output.dropFirst().contains(where: { !$0.isEmpty }),
-        try attributes.int("training_mode", 0) != 0
-      {
-        throw invalid("training mode is not supported")
+      if proto.output.dropFirst().contains(where: read.contains) {
+        throw invalid("the training-mode outputs are read, which is not supported")
       }
       op = .batchNormalization(epsilon: attributes.float("epsilon", 1e-5))
     case "MaxPool", "AveragePool":
       guard let kernel = try attributes.ints("kernel_shape") else {
         throw invalid("needs kernel_shape")
       }
-      if proto.opType == "MaxPool", proto.output.count > 1, !proto.output[1].isEmpty {
-        throw invalid("the Indices output is not supported")
+      if proto.opType == "MaxPool", proto.output.count > 1, read.contains(proto.output[1]) {
+        throw invalid("the Indices output is read, which is not supported")
       }
       if try attributes.int("storage_order", 0) != 0 {
         throw invalid("storage_order 1 is not supported")
@@ -408,7 +503,10 @@ private struct GraphBuilder {
         let startsID = try required(1)
         let endsID = try required(2)
         if let s = constant(startsID)?.integers, let e = constant(endsID)?.integers {
-          op = .slice(starts: s.map { Int($0) }, ends: e.map { Int($0) }, axes: axes, steps: steps)
+          op = .slice(
+            starts: s.map(GraphPasses.clampedIndex), ends: e.map(GraphPasses.clampedIndex),
+            axes: axes,
+            steps: steps)
         } else {
           nodeInputs += [startsID, endsID]
           op = .slice(starts: nil, ends: nil, axes: axes, steps: steps)
@@ -436,9 +534,8 @@ private struct GraphBuilder {
         }
       }
     case "Identity", "Dropout":
-      if proto.opType == "Dropout", proto.output.count > 1, !proto.output[1].isEmpty {
-        // The mask output of inference-mode Dropout is all true; nothing we run reads it.
-        throw invalid("the mask output is not supported")
+      if proto.opType == "Dropout", proto.output.count > 1, read.contains(proto.output[1]) {
+        throw invalid("the mask output is read, which is not supported")
       }
       op = .identity
     case "Shape":
@@ -476,10 +573,9 @@ private struct GraphBuilder {
       case .shape: type = .int64
       case .cast(let t): type = t
       case .quantizeLinear:
+        // The zero point's type decides the output type; without one ONNX quantises to uint8.
         type =
-          graph.values[nodeInputs.count > 2 ? nodeInputs[2] : data].elementType == .uint8
-          ? .uint8 : .int8
-        if nodeInputs.count <= 2 { throw invalid("needs a zero point to know its output type") }
+          nodeInputs.count > 2 && graph.values[nodeInputs[2]].elementType == .int8 ? .int8 : .uint8
       case .dequantizeLinear: type = .float32
       default: type = graph.values[data].elementType
       }

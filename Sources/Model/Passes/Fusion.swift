@@ -200,8 +200,9 @@ extension GraphPasses {
   /// Conv's last input). Conditions, which let an engine accumulate into `s`'s buffer in
   /// place: the Conv output is read only by the Add; `s` has the output's exact shape (no
   /// broadcasting); `s` is computed by a node BEFORE the Conv (not a graph input or a
-  /// constant), is not an input of the Conv itself, is not a graph output, and the Add is
-  /// its last reader (it dies there). Exact in float (the same single addition).
+  /// constant), is not an input of the Conv itself, is not a graph output, and no node
+  /// other than the Add reads it after the Conv's position (it dies at the fused node, so
+  /// overwriting it there is invisible). Exact in float (the same single addition).
   public static func fuseResidualAdd(_ graph: Graph) throws -> Graph {
     var r = Rewriter(graph)
     for (i, add) in graph.nodes.enumerated() where add.op == .binary(.add) {
@@ -210,7 +211,7 @@ extension GraphPasses {
         guard convOut != s, let c = r.producer(convOut), r.soleConsumer(convOut) == i,
           case .conv(var conv) = r.graph.nodes[c].op, !conv.postOps.contains(.sum),
           let sp = r.producer(s), sp < c, !r.outputs.contains(s),
-          r.consumers[s].last == i, !r.graph.nodes[c].inputs.contains(s),
+          r.consumers[s].allSatisfy({ $0 < c || $0 == i }), !r.graph.nodes[c].inputs.contains(s),
           let shape = graph.values[s].shape, shape == graph.values[convOut].shape,
           shape == graph.values[add.outputs[0]].shape, graph.values[s].elementType == .float32
         else { continue }

@@ -15,10 +15,12 @@ public enum GraphPasses {
     return eliminateDeadNodes(g)
   }
 
-  /// Sets the input shapes (overriding the batch when `batchSize` is given), then walks the
+  /// Sets the input shapes, then walks the
   /// nodes in order: folds constant parameter inputs into attributes, infers output shapes,
   /// and evaluates every node whose inputs are all constant (and `Shape` of any statically
-  /// shaped value). Folding happens here because Reshape targets exported by PyTorch are
+  /// shaped value). `batchSize` replaces the first dimension of the first input (fixed or
+  /// symbolic) and of any other input whose first dimension is symbolic; every other dimension
+  /// must be fixed. Folding happens here because Reshape targets exported by PyTorch are
   /// computed by Shape/Gather/Concat chains that only become constant once shapes are known.
   public static func inferShapes(_ graph: Graph, batchSize: Int? = nil) throws -> Graph {
     var g = graph
@@ -27,7 +29,7 @@ public enum GraphPasses {
       var shape: [Int] = []
       for (d, dim) in declared.enumerated() {
         switch dim {
-        case .fixed(let v): shape.append(d == 0 ? (batchSize ?? v) : v)
+        case .fixed(let v): shape.append(d == 0 && k == 0 ? (batchSize ?? v) : v)
         case .symbolic(let name):
           guard d == 0, let batchSize else {
             throw ModelError(
@@ -57,9 +59,9 @@ public enum GraphPasses {
     var kept: [Node] = []
     for original in g.nodes {
       let node = absorbParameters(original, g.constants)
-      let allConstant = node.inputs.allSatisfy { g.constants[$0] != nil }
-      if foldAll, allConstant {
-        let outputs = try ReferenceEvaluator.evaluate(node, node.inputs.map { g.constants[$0]! })
+      let constantInputs = node.inputs.compactMap { g.constants[$0] }
+      if foldAll, constantInputs.count == node.inputs.count {
+        let outputs = try ReferenceEvaluator.evaluate(node, constantInputs)
         for (id, t) in zip(node.outputs, outputs) {
           g.constants[id] = t
           g.values[id].shape = t.shape
@@ -101,7 +103,7 @@ public enum GraphPasses {
     var node = node
     func ints(_ i: Int) -> [Int]? {
       guard i < node.inputs.count, let v = constants[node.inputs[i]]?.integers else { return nil }
-      return v.map { Int($0) }
+      return v.map(clampedIndex)
     }
     switch node.op {
     case .reshape(nil, let allowZero):
@@ -122,6 +124,13 @@ public enum GraphPasses {
     default: break
     }
     return node
+  }
+
+  /// Exporters write INT64_MAX/MIN for "to the end" in Slice parameters; no dimension comes
+  /// near 2^40, so clamping keeps the meaning and rules out overflow in index arithmetic.
+  static func clampedIndex(_ v: Int64) -> Int {
+    let limit = Int64(1) << 40
+    return Int(min(max(v, -limit), limit))
   }
 
   /// Removes nodes none of whose outputs reach a graph output, and constants nobody reads.

@@ -249,7 +249,9 @@ enum ShapeRules {
   static func sliceRange(dim: Int, start: Int, end: Int, step: Int, _ node: Node) throws -> (
     Int, Int, Int, Int
   ) {
-    guard step != 0 else { throw failure(node, "slice step is 0") }
+    guard step != 0, step.magnitude < 1 << 40 else {
+      throw failure(node, "slice step \(step) is invalid")
+    }
     var s = start < 0 ? start + dim : start
     var e = end < 0 ? end + dim : end
     if step > 0 {

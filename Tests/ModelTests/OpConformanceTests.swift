@@ -1,0 +1,89 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Model
+
+/// One case written by `scripts/reference/onnx_ops.py`.
+struct OpCase: Decodable {
+  let name: String
+  let inputs: Int
+  let outputs: Int
+  let ops: [String]?
+}
+
+/// Generates the onnxruntime reference cases once per test process.
+enum OpCases {
+  static let generated: Result<(URL, [OpCase]), Error> = Result {
+    let directory = try TestEnvironment.makeTemporaryDirectory("onnx-ops")
+    try PythonReference.run(script: "scripts/reference/onnx_ops.py", arguments: [directory.path])
+    let manifest = try Data(contentsOf: directory.appendingPathComponent("manifest.json"))
+    return (directory, try JSONDecoder().decode([OpCase].self, from: manifest))
+  }
+
+  static func inputs(_ directory: URL, _ c: OpCase) throws -> [Tensor] {
+    try (0..<c.inputs).map { i in
+      let npy = try Npy(contentsOf: directory.appendingPathComponent("\(c.name)/input_\(i).npy"))
+      if let ints = npy.int64s { return Tensor(shape: npy.shape, int64s: ints) }
+      return Tensor(shape: npy.shape, floats: npy.floats)
+    }
+  }
+
+  static func expected(_ directory: URL, _ c: OpCase) throws -> [Npy] {
+    try (0..<c.outputs).map { i in
+      try Npy(contentsOf: directory.appendingPathComponent("\(c.name)/output_\(i).npy"))
+    }
+  }
+
+  /// Maximum absolute difference and the tolerance 1e-4 × range of the expected values.
+  static func compare(_ actual: Tensor, _ expected: Npy) -> (Float, Float) {
+    let values = actual.floatValues
+    let range = (expected.floats.max() ?? 0) - (expected.floats.min() ?? 0)
+    var worst: Float = 0
+    for (a, e) in zip(values, expected.floats) { worst = max(worst, abs(a - e)) }
+    if values.contains(where: \.isNaN) { worst = .infinity }
+    return (worst, 1e-4 * max(range, 1e-3))
+  }
+}
+
+@Suite("Ops against onnxruntime")
+struct OpConformanceTests {
+  /// Runs every generated case through `prepare` (folding, fusions, shape inference) and the
+  /// reference evaluator, and also through shape inference alone (no fusions), comparing both
+  /// with onnxruntime on the unfused model.
+  @Test(
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  func everyCaseMatchesOnnxruntime() throws {
+    let (directory, cases) = try OpCases.generated.get()
+    #expect(cases.count > 80)
+    for c in cases {
+      do {
+        let graph = try ONNXLoader.load(
+          contentsOf: directory.appendingPathComponent("\(c.name)/model.onnx"))
+        let inputs = try OpCases.inputs(directory, c)
+        let expected = try OpCases.expected(directory, c)
+        let batch = inputs[0].shape.first
+        let prepared = try GraphPasses.prepare(graph, batchSize: batch)
+        let unfused = try GraphPasses.inferShapes(graph, batchSize: batch)
+        for (label, g) in [("prepared", prepared), ("unfused", unfused)] {
+          let outputs = try ReferenceEvaluator.run(g, inputs: inputs)
+          #expect(outputs.count == expected.count, "\(c.name)")
+          for (k, (a, e)) in zip(outputs, expected).enumerated() {
+            #expect(a.shape == e.shape, "\(c.name) [\(label)] output \(k) shape")
+            #expect(g.values[g.outputs[k]].shape == e.shape, "\(c.name) [\(label)] inferred shape")
+            let (diff, tolerance) = OpCases.compare(a, e)
+            #expect(
+              diff <= tolerance, "\(c.name) [\(label)] output \(k): max diff \(diff) > \(tolerance)"
+            )
+          }
+        }
+        if let ops = c.ops {
+          #expect(prepared.nodes.map(\.op.name) == ops, "\(c.name): ops after passes")
+        }
+      } catch {
+        Issue.record("\(c.name): \(error)")
+      }
+    }
+  }
+}
