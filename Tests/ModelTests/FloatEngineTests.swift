@@ -4,13 +4,19 @@ import Testing
 
 @testable import Model
 
+/// The float engine's and onnxruntime's outputs for one model and input.
+private struct EngineComparison {
+  var engine: [Float]
+  var reference: [Float]
+  var implementations: [(node: String, implementation: String)]
+  var partialConvolutions: Int
+}
+
 /// Generates a model with scripts/reference/dnnl_make_test_model.py, runs it in onnxruntime
 /// and in the float engine on the same seeded input, and returns both outputs.
 private func compareWithOnnxRuntime(
   kind: String, batch: Int, size: Int = 64, classes: Int = 100, width: Int = 40
-) throws -> (
-  engine: [Float], reference: [Float], implementations: [(node: String, implementation: String)]
-) {
+) throws -> EngineComparison {
   let directory = try TestEnvironment.makeTemporaryDirectory("float-engine")
   defer { try? FileManager.default.removeItem(at: directory) }
   let model = directory.appendingPathComponent("\(kind).onnx")
@@ -48,7 +54,9 @@ private func compareWithOnnxRuntime(
     try again.withUnsafeMutableBufferPointer { try engine.run(input: inputBuffer, output: $0) }
   }
   #expect(again == output)
-  return (output, reference, engine.implementations)
+  return EngineComparison(
+    engine: output, reference: reference, implementations: engine.implementations,
+    partialConvolutions: engine.partialConvolutionCount)
 }
 
 private func topFive(_ logits: ArraySlice<Float>) -> Set<Int> {
@@ -56,9 +64,7 @@ private func topFive(_ logits: ArraySlice<Float>) -> Set<Int> {
 }
 
 private func expectMatchesReference(
-  _ result: (
-    engine: [Float], reference: [Float], implementations: [(node: String, implementation: String)]
-  ),
+  _ result: EngineComparison,
   batch: Int, classes: Int, _ label: String, sourceLocation: SourceLocation = #_sourceLocation
 ) {
   #expect(result.engine.count == result.reference.count, sourceLocation: sourceLocation)
@@ -96,6 +102,8 @@ struct FloatEngineTests {
   func fasterNetLike(batch: Int) throws {
     let result = try compareWithOnnxRuntime(kind: "fasternet", batch: batch)
     expectMatchesReference(result, batch: batch, classes: 100, "fasternet batch \(batch)")
+    // All four Split→Conv→Concat blocks take the dense-slice path.
+    #expect(result.partialConvolutions == 4)
   }
 
   @Test("ResNet-like graph (ceil-mode max pool, residual Add+ReLU, 4D reshape, softmax)")

@@ -3,6 +3,7 @@
 
 Usage: dnnl_make_test_model.py KIND OUT.onnx [--size S] [--classes K] [--width W] [--seed N]
 KIND:
+  fasternet_t0  FasterNet-T0's layout (depths 1-2-8-2, GELU), for bench/engine at 224x224.
   fasternet  FasterNet-like: 4x4/4 stem+BN+ReLU, partial-conv blocks (Split, 3x3 on C/4, Concat,
              1x1 expand+BN+GELU (erf pattern), 1x1 project, residual Add), 2x2/2 merging+BN,
              GlobalAveragePool, 1x1 conv 1280 + ReLU, Flatten, Gemm.
@@ -72,10 +73,10 @@ class Builder:
                        transB=1)
 
 
-def fasternet(b, width, classes):
+def fasternet(b, width, classes, depths=(1, 2, 1), gelu_stages=1):
     x = b.op("Relu", [b.bn(b.conv("input", 3, width, 4, stride=4, bias=False), width)])
     dim = width
-    for stage, depth in enumerate([1, 2, 1]):
+    for stage, depth in enumerate(depths):
         if stage > 0:
             x = b.bn(b.conv(x, dim, dim * 2, 2, stride=2, bias=False), dim * 2)
             dim *= 2
@@ -85,7 +86,7 @@ def fasternet(b, width, classes):
             a = b.conv(a, part, part, 3, pad=1, bias=False)
             y = b.op("Concat", [a, rest], axis=1)
             y = b.bn(b.conv(y, dim, dim * 2, 1, bias=False), dim * 2)
-            y = b.gelu_pattern(y) if stage == 0 else b.op("Relu", [y])
+            y = b.gelu_pattern(y) if stage < gelu_stages else b.op("Relu", [y])
             y = b.conv(y, dim * 2, dim, 1, bias=False)
             x = b.op("Add", [x, y])
     x = b.op("GlobalAveragePool", [x])
@@ -137,7 +138,7 @@ def mobileish(b, width, classes):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["fasternet", "resnetish", "mobileish"])
+    p.add_argument("kind", choices=["fasternet", "fasternet_t0", "resnetish", "mobileish"])
     p.add_argument("out")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--classes", type=int, default=100)
@@ -147,6 +148,9 @@ def main():
     b = Builder(a.seed)
     if a.kind == "fasternet":
         out = fasternet(b, a.width, a.classes)
+    elif a.kind == "fasternet_t0":
+        # FasterNet-T0's shape: embed 40, depths 1-2-8-2, MLP ratio 2, GELU everywhere.
+        out = fasternet(b, a.width, a.classes, depths=(1, 2, 8, 2), gelu_stages=4)
     elif a.kind == "resnetish":
         out = resnetish(b, a.width, a.classes, a.size)
     else:

@@ -19,6 +19,8 @@ public final class FloatEngine: InferenceEngine {
 
   /// The kernel each lowered node dispatched to, in execution order (for tests and `--verbose`).
   let implementations: [(node: String, implementation: String)]
+  /// Split→Conv→Concat partial convolutions lowered without materialising the untouched part.
+  let partialConvolutionCount: Int
 
   private let engine: DNNLEngine
   private let steps: [FloatEngineStep]
@@ -49,6 +51,7 @@ public final class FloatEngine: InferenceEngine {
     self.ownedBuffers = builder.ownedBuffers
     self.retained = builder.retained
     self.implementations = builder.implementations
+    self.partialConvolutionCount = builder.partialConvolutionCount
     var info = DNNLEngine.versionInfo
     info["engine"] = "float (oneDNN primitives, NHWC)"
     info["threads"] = threads.map(String.init) ?? "default"

@@ -76,6 +76,7 @@ final class FloatEngineBuilder {
     try addReorder(
       from: inputMemory, to: inputCopy, label: "input '\(graph.values[inputValue].name)'")
 
+    findPartialConvolutions()
     var unsupported: [String] = []
     for node in graph.nodes {
       do {
@@ -123,8 +124,18 @@ final class FloatEngineBuilder {
     case .globalAveragePool: try lowerGlobalAverage(node)
     case .reduceMean(let axes, _): try lowerReduceMean(node, axes: axes)
     case .flatten, .reshape, .squeeze, .unsqueeze, .identity: try lowerView(node)
-    case .concat(let axis): try lowerConcat(node, axis: axis)
-    case .split(let axis, _): try lowerSplit(node, axis: axis)
+    case .concat(let axis):
+      if let partial = partialByConcat[node.outputs[0]] {
+        try lowerPartialConcat(node, partial)
+      } else {
+        try lowerConcat(node, axis: axis)
+      }
+    case .split(let axis, _):
+      if let partial = partialBySplit[node.inputs[0]], partial.convolved == node.outputs[0] {
+        try lowerPartialSplit(node, partial)
+      } else {
+        try lowerSplit(node, axis: axis)
+      }
     case .slice(let starts, let ends, let axes, let steps):
       try lowerSlice(node, starts: starts, ends: ends, axes: axes, steps: steps)
     default:
@@ -506,6 +517,83 @@ final class FloatEngineBuilder {
     try addReorder(
       from: DNNLMemory(plainOut, engine: engine, buffer: scratch), to: memory(output),
       label: node.name)
+  }
+
+  // MARK: Partial convolution (FasterNet's PConv)
+
+  /// `Split(x, [p, C-p]) -> Conv(first part) -> Concat(conv, second part)` along channels.
+  /// Lowered without materialising the untouched part: the first `p` channels are reordered to
+  /// a dense buffer and convolved (a convolution on a strided channel slice would run oneDNN's
+  /// reference kernel), then the output is `x` copied whole with the convolved channels
+  /// written over its first `p`.
+  struct PartialConvolution {
+    var source: ValueID
+    /// The split output the convolution reads (channels `0..<p`).
+    var convolved: ValueID
+    var convolutionOutput: ValueID
+    var channels: Int
+  }
+
+  /// How many partial convolutions were lowered with the slice trick.
+  var partialConvolutionCount: Int { partialByConcat.count }
+  private var partialBySplit: [ValueID: PartialConvolution] = [:]
+  private var partialByConcat: [ValueID: PartialConvolution] = [:]
+
+  private func findPartialConvolutions() {
+    let consumers = graph.consumers()
+    let outputs = Set(graph.outputs)
+    var lastRead: [ValueID: Int] = [:]
+    for (index, node) in graph.nodes.enumerated() { for v in node.inputs { lastRead[v] = index } }
+    for (index, split) in graph.nodes.enumerated() {
+      guard case .split(let axis, _) = split.op, split.outputs.count == 2,
+        let shape = graph.values[split.inputs[0]].shape, shape.count == 4,
+        axis == 1 || axis == -3,
+        let first = graph.values[split.outputs[0]].shape,
+        consumers[split.outputs[0]].count == 1, consumers[split.outputs[1]].count == 1,
+        !outputs.contains(split.outputs[0]), !outputs.contains(split.outputs[1])
+      else { continue }
+      let convolution = graph.nodes[consumers[split.outputs[0]][0]]
+      guard case .conv(let c) = convolution.op, c.postOps.isEmpty,
+        convolution.inputs[0] == split.outputs[0], convolution.outputs.count == 1,
+        consumers[convolution.outputs[0]].count == 1, !outputs.contains(convolution.outputs[0])
+      else { continue }
+      let concatIndex = consumers[convolution.outputs[0]][0]
+      let concat = graph.nodes[concatIndex]
+      guard case .concat(let concatAxis) = concat.op, concatAxis == 1 || concatAxis == -3,
+        concat.inputs == [convolution.outputs[0], split.outputs[1]],
+        graph.values[convolution.outputs[0]].shape == first,
+        // The source must still hold its values when the concat runs.
+        (lastRead[split.inputs[0]] ?? -1) > concatIndex || outputs.contains(split.inputs[0]),
+        index < concatIndex
+      else { continue }
+      let partial = PartialConvolution(
+        source: split.inputs[0], convolved: split.outputs[0],
+        convolutionOutput: convolution.outputs[0], channels: first[1])
+      partialBySplit[split.inputs[0]] = partial
+      partialByConcat[concat.outputs[0]] = partial
+    }
+  }
+
+  private func lowerPartialSplit(_ node: Node, _ partial: PartialConvolution) throws {
+    let whole = try descriptor(partial.source)
+    let part = try whole.submemory(
+      dims: try graph.shape(of: partial.convolved), offsets: [0, 0, 0, 0])
+    try addReorder(
+      from: DNNLMemory(part, engine: engine, buffer: pointer(partial.source)),
+      to: memory(partial.convolved), label: node.name)
+  }
+
+  private func lowerPartialConcat(_ node: Node, _ partial: PartialConvolution) throws {
+    let output = node.outputs[0]
+    steps.append(
+      .copy(
+        from: try pointer(partial.source), to: try pointer(output), byteCount: try byteCount(output)
+      ))
+    let part = try descriptor(output).submemory(
+      dims: try graph.shape(of: partial.convolutionOutput), offsets: [0, 0, 0, 0])
+    try addReorder(
+      from: memory(partial.convolutionOutput),
+      to: DNNLMemory(part, engine: engine, buffer: pointer(output)), label: node.name)
   }
 
   private func lowerConcat(_ node: Node, axis: Int) throws {
