@@ -182,6 +182,7 @@ public struct MapperConfigWarning: Equatable, Sendable, CustomStringConvertible 
   /// Why the key has no effect here.
   public let reason: String
 
+  /// `key (line n): reason`.
   public var description: String {
     "\(key)\(line.map { " (line \($0))" } ?? ""): \(reason)"
   }
@@ -198,6 +199,7 @@ public struct MapperConfigError: Error, Equatable, CustomStringConvertible {
   /// What is wrong.
   public let message: String
 
+  /// `file:line: key.path: message`, the form compilers use.
   public var description: String {
     "\(file)\(line.map { ":\($0)" } ?? ""): \(path.isEmpty ? "" : "\(path): ")\(message)"
   }

@@ -33,6 +33,12 @@ struct QuantCalibrationTests {
     // Old bins 0-2 -> 0, 3-5 -> 1, 6-7 -> 2; 2.5 lands in bin 6.
     #expect(o.histogram == [2, 1, 2, 0, 0, 0, 1, 0])
     #expect(o.histogram.reduce(0, +) == 6)
+    // A jump beyond binCount× moves all earlier mass to bin 0 (and must not overflow).
+    var jump = TensorObserver(name: "jump", binCount: 8)
+    try observe(&jump, [1e-40, -1e-41])
+    try observe(&jump, [3e38])
+    #expect(jump.histogram == [2, 0, 0, 0, 0, 0, 0, 1])
+    #expect(jump.histogramRange == Double(Float(3e38)))
     // Zeros before any range are kept in bin 0.
     var z = TensorObserver(name: "z", binCount: 4)
     try observe(&z, [0, 0, 0])

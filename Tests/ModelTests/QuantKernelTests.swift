@@ -78,6 +78,22 @@ struct QuantKernelTests {
       }
     }
     #expect(u == [127, 129, 130])
+    // A zero point shifts the code after rounding: 2.5 -> 2 (even) + (-5) = -3; saturation
+    // applies to the shifted code; NaN becomes the zero point.
+    var shifted = [Int8](repeating: 0, count: 5)
+    try [Float(2.5), 1000, -1000, -123.5, .nan].withUnsafeBufferPointer { v in
+      try shifted.withUnsafeMutableBufferPointer { c in
+        try Quantizer.quantize(v, into: c, scale: 1, zeroPoint: -5)
+      }
+    }
+    #expect(shifted == [-3, 127, -128, -128, -5])
+    var wide = [Int16](repeating: 0, count: 2)
+    try [Float(40000), -3.5].withUnsafeBufferPointer { v in
+      try wide.withUnsafeMutableBufferPointer { c in
+        try Quantizer.quantize(v, into: c, scale: 1, zeroPoint: 0)
+      }
+    }
+    #expect(wide == [32767, -4])
     var back = [Float](repeating: 0, count: 3)
     try u.withUnsafeBufferPointer { c in
       try back.withUnsafeMutableBufferPointer { v in

@@ -19,6 +19,7 @@ public struct CalibrationWarning: Equatable, Sendable, CustomStringConvertible {
   /// What happened and what was done about it.
   public let message: String
 
+  /// The warning as one line, prefixed by the tensor name.
   public var description: String { tensor.map { "tensor '\($0)': \(message)" } ?? message }
 }
 
@@ -29,7 +30,9 @@ public struct CalibrationWarning: Equatable, Sendable, CustomStringConvertible {
 /// batch exceeds it, the range grows by the smallest integer factor `k` that covers the new
 /// maximum and every `k` old bins merge into one new bin: old edges stay new edges, so no count
 /// is ever split or moved to a wrong bin, at the price of coarser bins (at most `k`×) than a
-/// two-pass calibration would give. Values equal to the range fall in the last bin.
+/// two-pass calibration would give. A jump of more than `binCount`× puts all earlier mass in
+/// bin 0, where it belongs at the new resolution. Values equal to the range fall in the last
+/// bin.
 /// `observe` allocates nothing.
 public struct TensorObserver: Sendable {
   /// The tensor's name, used in errors and warnings.
@@ -105,7 +108,17 @@ public struct TensorObserver: Sendable {
       pendingZeros = 0
       return
     }
-    var factor = Int((magnitude / histogramRange).rounded(.up))
+    let ratio = magnitude / histogramRange
+    if ratio >= Double(histogram.count) {
+      // Every old value is below the new bin width: all the mass belongs to bin 0. (This
+      // also keeps a huge ratio from overflowing the integer factor.)
+      let total = histogram.reduce(0, +)
+      for index in histogram.indices { histogram[index] = 0 }
+      histogram[0] = total
+      histogramRange = magnitude
+      return
+    }
+    var factor = Int(ratio.rounded(.up))
     // The last bin holds values equal to the range; keep strictly above to stay in range.
     while Double(factor) * histogramRange < magnitude { factor += 1 }
     factor = Swift.max(factor, 2)

@@ -68,6 +68,11 @@ public struct LookupTable: Equatable, Sendable {
   }
 
   /// Maps every code of `input` through the table into `output`.
+  // Pre-specialised for the 8-bit pairs so callers in other modules get a specialised loop.
+  @_specialize(where In == Int8, Out == Int8)
+  @_specialize(where In == UInt8, Out == UInt8)
+  @_specialize(where In == Int8, Out == UInt8)
+  @_specialize(where In == UInt8, Out == Int8)
   public func apply<In: FixedWidthInteger, Out: FixedWidthInteger>(
     _ input: UnsafeBufferPointer<In>, into output: UnsafeMutableBufferPointer<Out>
   ) throws {

@@ -74,6 +74,7 @@ public enum QuantizationError: Error, Equatable, CustomStringConvertible {
   /// Calibration was asked for a tensor that never saw data, or no batch was seen at all.
   case noCalibrationData(String)
 
+  /// The error as one line naming the tensor or kernel concerned.
   public var description: String {
     switch self {
     case .invalidParameter(let message): return "invalid quantisation parameter: \(message)"

@@ -9,6 +9,11 @@ public enum Quantizer {
   ///
   /// - Returns: the number of NaN inputs.
   @discardableResult
+  // Callers in other modules see only the generic signature; these pre-specialised bodies
+  // keep the hot loop from running unspecialised generic code (several times slower).
+  @_specialize(where Code == Int8)
+  @_specialize(where Code == UInt8)
+  @_specialize(where Code == Int16)
   public static func quantize<Code: FixedWidthInteger>(
     _ values: UnsafeBufferPointer<Float>, into codes: UnsafeMutableBufferPointer<Code>,
     scale: Float, zeroPoint: Int32
@@ -20,27 +25,33 @@ public enum Quantizer {
     guard scale.isFinite, scale > 0 else {
       throw QuantizationError.invalidParameter("quantize: scale \(scale)")
     }
-    let low = Float(Code.min)
-    // Float(Int32.max) is 2^31, which would trap; the largest float32 below it is safe.
-    let high = Swift.min(Float(Code.max), 2_147_483_520)
+    guard Code.bitWidth <= 16 else {
+      throw QuantizationError.invalidParameter("quantize: \(Code.self) codes are not supported")
+    }
     let zp = Float(zeroPoint)
+    // Clamping x / scale to [qmin - zp, qmax - zp] before rounding equals saturating after it
+    // (the bounds are integers and rounding is monotonic), and keeps the integer conversion
+    // in range for huge values and infinities.
+    let low = Float(Code.min) - zp
+    let high = Float(Code.max) - zp
     var nanCount = 0
+    // Selects instead of branches, and a concrete Int32 conversion, keep the loop fast.
     for i in 0..<values.count {
-      let x = values[i]
-      if x.isNaN {
-        nanCount += 1
-        codes[i] = Code(clamping: zeroPoint)
-        continue
-      }
-      // Round before adding the zero point, as QuantizeLinear specifies; the clamp is done in
-      // float so that huge values and infinities cannot trap the integer conversion.
-      let q = (x / scale).rounded(.toNearestOrEven) + zp
-      codes[i] = Code(Swift.min(Swift.max(q, low), high))
+      let v = values[i] / scale
+      let isNaN = v.isNaN
+      nanCount &+= isNaN ? 1 : 0
+      let clamped = isNaN ? 0 : (v < low ? low : (v > high ? high : v))
+      codes[i] = Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven) + zp))
     }
     return nanCount
   }
 
   /// Dequantises codes: `x = Float(q - zp) * scale`, in float32.
+  // Callers in other modules see only the generic signature; these pre-specialised bodies
+  // keep the hot loop from running unspecialised generic code (several times slower).
+  @_specialize(where Code == Int8)
+  @_specialize(where Code == UInt8)
+  @_specialize(where Code == Int16)
   public static func dequantize<Code: FixedWidthInteger>(
     _ codes: UnsafeBufferPointer<Code>, into values: UnsafeMutableBufferPointer<Float>,
     scale: Float, zeroPoint: Int32

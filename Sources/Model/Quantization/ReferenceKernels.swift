@@ -80,6 +80,7 @@ public struct Conv2DGeometry: Equatable, Sendable {
     }
   }
 
+  /// Field-wise equality (tuples keep the synthesised conformance from applying).
   public static func == (a: Conv2DGeometry, b: Conv2DGeometry) -> Bool {
     a.batch == b.batch && a.inputHeight == b.inputHeight && a.inputWidth == b.inputWidth
       && a.inputChannels == b.inputChannels && a.outputChannels == b.outputChannels
