@@ -58,6 +58,67 @@ struct QuantKernelTests {
     #expect(sum.requantize(100, bias: 0, channel: 0, residual: 100) == 127)
   }
 
+  @Test(
+    "the residual term is one fused multiply-add, bit-exact against numpy on tie cases",
+    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing))
+  func residualIsFused() throws {
+    let residualParams = try QuantParams(type: .int8, scale: 0.7310001)
+    let residualScale = residualParams.scale  // s_res / s_out with s_out = 1
+    // (scale, x, d) where rounding the product separately would change the output code.
+    // Such ties are rare (about one per 600k pairs), so scan many multipliers.
+    var scales: [Float] = []
+    var inputs: [Int8] = []
+    var residuals: [UInt8] = []
+    for step in 0..<200 {
+      let m = 0.001 + Float(step) * 0.000257
+      for x in Int8.min...Int8.max {
+        let y = Float(x) * m
+        for d in UInt8.min...UInt8.max {
+          let fused = y.addingProduct(Float(d), residualScale).rounded(.toNearestOrEven)
+          let separate = (y + Float(d) * residualScale).rounded(.toNearestOrEven)
+          if fused != separate, fused >= 0, fused <= 255 {
+            scales.append(m)
+            inputs.append(x)
+            residuals.append(d)
+          }
+        }
+      }
+    }
+    #expect(scales.count >= 10)
+    // One depthwise channel per case: m[oc] = (1 * scale) / 1 = scale exactly.
+    let n = scales.count
+    let g = Conv2DGeometry(
+      batch: 1, inputHeight: 1, inputWidth: 1, inputChannels: n, outputChannels: n,
+      kernelHeight: 1, kernelWidth: 1, groups: n)
+    let r = try Requantization(
+      inputScale: 1, weightScales: scales, output: QuantParams(type: .uint8, scale: 1),
+      residual: residualParams)
+    let weights = [Int8](repeating: 1, count: n)
+    var result = [UInt8](repeating: 0, count: n)
+    try inputs.withUnsafeBufferPointer { x in
+      try weights.withUnsafeBufferPointer { w in
+        try residuals.withUnsafeBufferPointer { res in
+          try result.withUnsafeMutableBufferPointer { out in
+            try ReferenceKernels.conv2d(
+              input: x, inputZeroPoint: 0, weights: w, bias: nil, geometry: g,
+              requantization: r, residual: res, output: out)
+          }
+        }
+      }
+    }
+    let expected = try quantReferenceCodes([
+      "kind": "conv2d", "batch": 1, "height": 1, "width": 1, "inputChannels": n,
+      "outputChannels": n, "kernelHeight": 1, "kernelWidth": 1, "groups": n, "strides": [1, 1],
+      "pads": [0, 0, 0, 0], "dilations": [1, 1], "input": inputs.map(Int.init),
+      "inputZeroPoint": 0, "weights": weights.map(Int.init), "inputScale": 1.0,
+      "weightScales": scales.map(Double.init), "outputScale": 1.0, "outputZeroPoint": 0,
+      "outputType": "uint8", "residual": residuals.map(Int.init),
+      "residualScale": Double(residualScale), "residualZeroPoint": 0,
+      "clip": [NSNull(), NSNull()],
+    ])
+    #expect(result.map(Int.init) == expected)
+  }
+
   @Test("quantize follows QuantizeLinear: x / scale, ties to even, zero point, saturation")
   func quantizeLinear() throws {
     let values: [Float] = [

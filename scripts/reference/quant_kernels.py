@@ -3,7 +3,8 @@
 Usage: quant_kernels.py CASE.json  -> prints a JSON list of output codes.
 
 Accumulators are exact (int64); requantisation follows the documented float32 formulation
-(each numpy float32 operation rounds once, like Swift's Float), np.rint rounds half to even.
+(each numpy float32 operation rounds once, like Swift's Float; the residual term is a fused
+multiply-add, emulated exactly by fma32), np.rint rounds half to even.
 """
 import json
 import math
@@ -20,6 +21,25 @@ def store(y, out_type):
     return np.rint(np.clip(y, F(lo), F(hi))).astype(np.int64)
 
 
+def fma32(a, b, c):
+    """float32 a * b + c with a single rounding (what a hardware FMA gives).
+
+    The float64 product of two float32 is exact; TwoSum gives the exact error of adding c,
+    which only matters when the float64 sum falls exactly halfway between two float32.
+    """
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c64 = c.astype(np.float64)
+    s = p + c64
+    bb = s - p
+    err = (p - (s - bb)) + (c64 - bb)
+    f = s.astype(np.float32)
+    lo = np.where(f.astype(np.float64) <= s, f, np.nextafter(f, F(-np.inf)))
+    hi = np.nextafter(lo, F(np.inf))
+    mid = (lo.astype(np.float64) + hi.astype(np.float64)) / 2
+    at_mid = s == mid
+    return np.where(at_mid & (err > 0), hi, np.where(at_mid & (err < 0), lo, f)).astype(F)
+
+
 def requantize(acc, bias, c):
     """acc: int64 [..., oc]; returns codes per the documented formula."""
     s_in = F(c["inputScale"])
@@ -30,7 +50,8 @@ def requantize(acc, bias, c):
     if c.get("residual") is not None:
         res = np.array(c["residual"], dtype=np.int64).reshape(acc.shape)
         rs = F(c["residualScale"]) / s_out
-        y = y + (res - c["residualZeroPoint"]).astype(F) * rs
+        d = (res - c["residualZeroPoint"]).astype(F)
+        y = fma32(d, np.broadcast_to(rs, d.shape).astype(F), y)
     lower, upper = c.get("clip", [None, None])
     if lower is not None:
         y = np.maximum(y, F(lower) / s_out)
