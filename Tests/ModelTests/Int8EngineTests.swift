@@ -159,10 +159,14 @@ struct Int8EngineTests {
     values[3] = .infinity
     weights.storage = .float32(values)
     graph.constants[conv.inputs[1]] = weights
-    let name = graph.values[conv.inputs[1]].name
+    // Preparation may fold BatchNorm into the weights (renaming the tensor '<w>.folded_weight'):
+    // the message names the tensor it saw and its node.
     #expect {
       try Int8Engine(graph: graph, batchSize: 2, calibration: calibration)
-    } throws: { "\($0)".contains("'\(name)'") && "\($0)".contains("inf") }
+    } throws: {
+      "\($0)".contains("weight tensor '") && "\($0)".contains("node '\(conv.name)'")
+        && "\($0)".contains("inf")
+    }
   }
 
   @Test("constant activations: calibration warns and the engine still runs")
@@ -179,5 +183,32 @@ struct Int8EngineTests {
     let output = try run(engine, [Float](repeating: 0, count: 2 * 3 * 32 * 32))
     let finite = output.allSatisfy { $0.isFinite }
     #expect(finite)
+  }
+}
+
+@Suite(
+  "Int8 engine factory",
+  .enabled(
+    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+struct Int8FactoryTests {
+  @Test("make: calibrates and builds; a misspelt floatNodes entry fails before calibrating")
+  func make() throws {
+    let graph = try testModel("resnetish")
+    let engine = try Int8Engine.make(
+      graph: graph, batchSize: 2, calibrationImages: 4, settings: Int8Settings(method: .mse),
+      nextBatch: feeder(batches: 2, batch: 2, size: 32))
+    #expect(engine.calibration.method == .mse)
+    #expect(engine.calibration.imageCount == 4)
+    var fed = 0
+    #expect {
+      try Int8Engine.make(
+        graph: graph, batchSize: 2, calibrationImages: 4,
+        settings: Int8Settings(floatNodes: ["Conv_typo"])
+      ) { _ in
+        fed += 1
+        return 0
+      }
+    } throws: { "\($0)".contains("'Conv_typo'") }
+    #expect(fed == 0)
   }
 }

@@ -99,6 +99,8 @@ public struct Int8Observation {
 
   /// The calibration by `settings.method` (and `settings.percentile`).
   public func calibration(settings: Int8Settings, threads: Int? = nil) throws -> Int8Calibration {
+    // Checked here too, so `default` does not turn a misspelt name into failed candidates.
+    try Int8Engine.checkFloatNodes(settings.floatNodes, in: graph)
     let imageCount = session.requestedImageCount
     let graph = self.graph
     let batchSize = self.batchSize

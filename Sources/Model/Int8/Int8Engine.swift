@@ -28,7 +28,7 @@ public final class Int8Engine: InferenceEngine {
   let graph: Graph
   /// Per value: its quantisation parameters (activations only).
   let params: [ValueID: QuantParams]
-  /// Per node index: the value holding its observable output codes, when quantised.
+  /// Per node index: true when it ran an integer kernel (what the layer report compares).
   let nodeIsQuantized: [Bool]
   /// Per node: the float weights' range, for the report.
   let weightRanges: [Int: (Float, Float)]

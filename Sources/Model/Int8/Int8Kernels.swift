@@ -24,8 +24,8 @@ func dnnlDataType(_ type: QuantizedType) throws -> DNNLDataType {
 }
 
 /// The attributes realising `r` (plus an optional source zero point) on a oneDNN int8
-/// convolution or inner product. `floatOutput` drops the clamp bounds' store type concerns:
-/// the destination is float32 and receives `m·(acc + bias)` unrounded.
+/// convolution or inner product. With a float32 destination the same attributes give
+/// `m·(acc + bias)` unrounded (build `r` with an output scale of 1 for real units).
 func int8Attributes(_ r: Requantization, inputZeroPoint: Int32) throws -> DNNLAttributes {
   var attributes = DNNLAttributes()
   attributes.outputScales =
