@@ -1,0 +1,256 @@
+import Foundation
+
+extension Int8Engine {
+  /// Calibrates `graph` for int8: runs the float model (the reference evaluator, node by node,
+  /// on the prepared graph) on up to `imageCount` images and observes every activation the
+  /// engine quantises (the graph input and every node output, i.e. Conv/Gemm outputs after
+  /// their fused activation and residual sum, Add and pooling outputs), then picks thresholds
+  /// by `settings.method`.
+  ///
+  /// `nextBatch` fills a batch of `batchSize` preprocessed images (the model's input layout)
+  /// and returns how many it filled; 0 ends calibration. When fewer than `imageCount` images
+  /// come, calibration uses them and records a warning. NaN or infinity in an activation is
+  /// an error naming the tensor.
+  public static func calibrate(
+    graph: Graph, batchSize: Int, imageCount: Int, settings: Int8Settings = Int8Settings(),
+    threads: Int? = nil, nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+  ) throws -> Int8Calibration {
+    try observe(
+      graph: graph, batchSize: batchSize, imageCount: imageCount, nextBatch: nextBatch
+    ).calibration(settings: settings, threads: threads)
+  }
+
+  /// The float pass of `calibrate` alone: statistics from which every method's calibration
+  /// can be derived without running the float model again.
+  public static func observe(
+    graph: Graph, batchSize: Int, imageCount: Int,
+    nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+  ) throws -> Int8Observation {
+    guard imageCount > 0 else {
+      throw QuantizationError.invalidParameter("calibration needs at least 1 image")
+    }
+    let prepared = try GraphPasses.prepare(graph, batchSize: batchSize)
+    guard prepared.inputs.count == 1, let output = prepared.outputs.first else {
+      throw ModelError(.invalidGraph, "int8 calibration: expected one input and one output")
+    }
+    let inputShape = try prepared.shape(of: prepared.inputs[0])
+    let perImageInput = inputShape.dropFirst().reduce(1, *)
+    let perImageOutput = try prepared.shape(of: output).dropFirst().reduce(1, *)
+    var observed = [prepared.inputs[0]]
+    for node in prepared.nodes {
+      for out in node.outputs
+      where prepared.constants[out] == nil && prepared.values[out].elementType == .float32 {
+        observed.append(out)
+      }
+    }
+    var session = try CalibrationSession(
+      tensorNames: observed.map { prepared.values[$0].name }, requestedImageCount: imageCount)
+    let observedSet = Set(observed)
+
+    var batches: [(input: [Float], images: Int)] = []
+    var reference: [Float] = []
+    var buffer = [Float](repeating: 0, count: batchSize * perImageInput)
+    while session.imageCount < imageCount {
+      for i in buffer.indices { buffer[i] = 0 }
+      let filled = try buffer.withUnsafeMutableBufferPointer { try nextBatch($0) }
+      guard filled > 0 else { break }
+      let images = min(filled, batchSize, imageCount - session.imageCount)
+      let outputs = try referenceActivations(
+        prepared, input: Tensor(shape: inputShape, floats: buffer)
+      ) { id, tensor in
+        guard observedSet.contains(id), let values = tensor.floats else { return }
+        let perImage = tensor.shape.first == batchSize ? values.count / batchSize : 0
+        let count = perImage > 0 ? perImage * images : values.count
+        try values.withUnsafeBufferPointer {
+          try session.observe(
+            prepared.values[id].name, UnsafeBufferPointer(rebasing: $0[0..<count]))
+        }
+      }
+      guard let logits = outputs.floats else {
+        throw ModelError(.invalidGraph, "int8 calibration: the output is not float32")
+      }
+      reference += logits[0..<(images * perImageOutput)]
+      batches.append((buffer, images))
+      session.endBatch(images: images)
+    }
+    if session.imageCount == 0 {
+      throw QuantizationError.noCalibrationData(
+        "no calibration image was provided (\(imageCount) requested)")
+    }
+    return Int8Observation(
+      graph: graph, batchSize: batchSize, perImageOutput: perImageOutput, session: session,
+      batches: batches, reference: reference)
+  }
+}
+
+/// The statistics of a calibration run (see `Int8Engine.observe`), kept with the calibration
+/// images and the float model's outputs on them so that every method can be derived and
+/// `default` can compare candidates.
+public struct Int8Observation {
+  let graph: Graph
+  let batchSize: Int
+  let perImageOutput: Int
+  let session: CalibrationSession
+  let batches: [(input: [Float], images: Int)]
+  let reference: [Float]
+
+  /// Images observed.
+  public var imageCount: Int { session.imageCount }
+
+  /// The calibration by `settings.method` (and `settings.percentile`).
+  public func calibration(settings: Int8Settings, threads: Int? = nil) throws -> Int8Calibration {
+    // Checked here too, so `default` does not turn a misspelt name into failed candidates.
+    try Int8Engine.checkFloatNodes(settings.floatNodes, in: graph)
+    let imageCount = session.requestedImageCount
+    let graph = self.graph
+    let batchSize = self.batchSize
+    let perImageOutput = self.perImageOutput
+    var minimums: [String: Float] = [:]
+    var maximums: [String: Float] = [:]
+    for observer in session.observers {
+      minimums[observer.name] = observer.minimum
+      maximums[observer.name] = observer.maximum
+    }
+
+    func calibration(
+      _ method: CalibrationMethod, _ thresholds: [String: Float],
+      _ warnings: [CalibrationWarning], _ cosines: [String: Double] = [:]
+    ) -> Int8Calibration {
+      Int8Calibration(
+        method: method, thresholds: thresholds, minimums: minimums, maximums: maximums,
+        imageCount: session.imageCount, requestedImageCount: imageCount, warnings: warnings,
+        candidateCosines: cosines)
+    }
+    if let method = settings.method.single {
+      let (thresholds, warnings) = try session.thresholds(
+        method, percentile: settings.percentile)
+      return calibration(method, thresholds, warnings)
+    }
+    let selection = try session.selectDefault(percentile: settings.percentile) {
+      method, thresholds in
+      let engine = try Int8Engine(
+        graph: graph, batchSize: batchSize, calibration: calibration(method, thresholds, []),
+        settings: settings, threads: threads)
+      var logits = [Float](repeating: 0, count: batchSize * perImageOutput)
+      var quantized: [Float] = []
+      for batch in batches {
+        try batch.input.withUnsafeBufferPointer { x in
+          try logits.withUnsafeMutableBufferPointer { y in try engine.run(input: x, output: y) }
+        }
+        quantized += logits[0..<(batch.images * perImageOutput)]
+      }
+      return Int8Engine.cosineSimilarity(reference, quantized)
+    }
+    var cosines: [String: Double] = [:]
+    for (method, cosine) in selection.similarities { cosines[method.rawValue] = cosine }
+    return calibration(selection.method, selection.thresholds, selection.warnings, cosines)
+  }
+
+}
+
+extension Int8Engine {
+  /// Compares every quantised node's output with the float model's on one batch of images
+  /// (`images` of them valid): SQNR and cosine, worst first.
+  public func layerReport(input: UnsafeBufferPointer<Float>, images: Int) throws -> LayerReport {
+    let batch = inputShape[0]
+    guard images > 0, images <= batch else {
+      throw ModelError(.invalidGraph, "layer report: \(images) images for a batch of \(batch)")
+    }
+    var dequantized: [Int: [Float]] = [:]
+    var logits = [Float](repeating: 0, count: batch * classCount)
+    try logits.withUnsafeMutableBufferPointer { y in
+      try run(input: input, output: y) { index, codes in
+        guard self.nodeIsQuantized[index] else { return }
+        let value = self.graph.nodes[index].outputs[0]
+        let shape = try self.graph.shape(of: value)
+        let count = shape.reduce(1, *)
+        var values = [Float](repeating: 0, count: count)
+        if value == self.graph.outputs[0], self.logitsAreFloat {
+          values = Array(
+            UnsafeBufferPointer(start: codes.assumingMemoryBound(to: Float.self), count: count))
+        } else if let p = self.params[value] {
+          try values.withUnsafeMutableBufferPointer {
+            try Int8Layout.dequantize(codes, shape: shape, params: p, into: $0)
+          }
+        }
+        dequantized[index] = values
+      }
+    }
+    var producer: [ValueID: Int] = [:]
+    for (index, node) in graph.nodes.enumerated() where nodeIsQuantized[index] {
+      producer[node.outputs[0]] = index
+    }
+    var layers: [LayerQuality] = []
+    _ = try Self.referenceActivations(graph, input: Tensor(shape: inputShape, floats: Array(input)))
+    { id, tensor in
+      guard let index = producer[id], let mine = dequantized[index], let theirs = tensor.floats
+      else { return }
+      let count = theirs.count / batch * images
+      let x = Array(theirs[0..<count])
+      let y = Array(mine[0..<count])
+      var signal = 0.0
+      var noise = 0.0
+      for (a, b) in zip(x, y) {
+        signal += Double(a) * Double(a)
+        noise += Double(a - b) * Double(a - b)
+      }
+      let node = graph.nodes[index]
+      let range = weightRanges[index]
+      layers.append(
+        LayerQuality(
+          node: node.name, op: node.op.name,
+          sqnrDB: noise == 0 ? .infinity : 10 * log10(signal / noise),
+          cosine: Self.cosineSimilarity(x, y), weightMinimum: range?.0, weightMaximum: range?.1,
+          activationScale: params[id]?.scale ?? 1))
+    }
+    layers.sort { $0.sqnrDB < $1.sqnrDB }
+    return LayerReport(imageCount: images, layers: layers)
+  }
+
+  /// Cosine similarity in float64 (1 when both are zero vectors, NaN when only one is).
+  static func cosineSimilarity(_ x: [Float], _ y: [Float]) -> Double {
+    var dot = 0.0
+    var xx = 0.0
+    var yy = 0.0
+    for (a, b) in zip(x, y) {
+      dot += Double(a) * Double(b)
+      xx += Double(a) * Double(a)
+      yy += Double(b) * Double(b)
+    }
+    if xx == 0, yy == 0 { return 1 }
+    return dot / (xx.squareRoot() * yy.squareRoot())
+  }
+
+  /// Evaluates a prepared graph node by node with the reference evaluator, showing every node
+  /// output to `visit` before it is freed; returns the first graph output.
+  static func referenceActivations(
+    _ graph: Graph, input: Tensor, visit: (ValueID, Tensor) throws -> Void
+  ) throws -> Tensor {
+    var values = [Tensor?](repeating: nil, count: graph.values.count)
+    for (id, tensor) in graph.constants { values[id] = tensor }
+    values[graph.inputs[0]] = input
+    try visit(graph.inputs[0], input)
+    var lastUse = [Int](repeating: -1, count: graph.values.count)
+    for (i, node) in graph.nodes.enumerated() { for v in node.inputs { lastUse[v] = i } }
+    for v in graph.outputs { lastUse[v] = Int.max }
+    for (i, node) in graph.nodes.enumerated() {
+      let args = try node.inputs.map { id -> Tensor in
+        guard let t = values[id] else {
+          throw ModelError(
+            .missingValue, "node '\(node.name)': input '\(graph.values[id].name)' has no value")
+        }
+        return t
+      }
+      let outputs = try ReferenceEvaluator.evaluate(node, args)
+      for (id, t) in zip(node.outputs, outputs) {
+        values[id] = t
+        try visit(id, t)
+      }
+      for v in node.inputs where lastUse[v] == i && graph.constants[v] == nil { values[v] = nil }
+    }
+    guard let result = values[graph.outputs[0]] else {
+      throw ModelError(.missingValue, "graph output was not computed")
+    }
+    return result
+  }
+}

@@ -1,0 +1,218 @@
+import Foundation
+
+/// The int8 engine: a float model quantised after training (see `calibrate`) and run with
+/// integer kernels.
+///
+/// Every activation is held as 8-bit codes (the scheme's per-tensor parameters), channels-last
+/// for rank 4, in one arena laid out by `MemoryPlan`. Convolutions (incl. depthwise and fused
+/// ReLU/ReLU6/Clip and residual sums) and Gemms run as oneDNN int8 primitives (s8 weights per
+/// output channel, int32 bias, per-channel output scales); max pooling runs on codes; residual
+/// Adds and global average pooling run the integer loops of `ReferenceKernels`; standalone
+/// Sigmoid/Tanh/HardSwish/GELU use 256-entry lookup tables. The classifier's last layer writes
+/// float logits directly (`m·(acc + bias)`, not rounded to codes). Anything else runs in float
+/// between explicit dequantise/quantise and is listed in `floatFallbackNodes`.
+///
+/// Not reentrant; build one per batch size.
+public final class Int8Engine: InferenceEngine {
+  public let name = "int8"
+  public let inputShape: [Int]
+  public let classCount: Int
+  public let versionInfo: [String: String]
+  /// Nodes run in float between dequantise/quantise (unsupported ops and `floatNodes`).
+  public let floatFallbackNodes: [String]
+  /// Nodes run with integer kernels.
+  public let quantizedNodes: [String]
+  /// The calibration this engine was built from.
+  public let calibration: Int8Calibration
+
+  let graph: Graph
+  /// Per value: its quantisation parameters (activations only).
+  let params: [ValueID: QuantParams]
+  /// Per node index: true when it ran an integer kernel (what the layer report compares).
+  let nodeIsQuantized: [Bool]
+  /// Per node: the float weights' range, for the report.
+  let weightRanges: [Int: (Float, Float)]
+
+  private let engine: DNNLEngine
+  private let steps: [Int8Step]
+  private let arena: UnsafeMutableRawPointer
+  private let plan: MemoryPlan
+  private let inputValue: ValueID
+  private let outputValue: ValueID
+  private let inputCodes: UnsafeMutableRawPointer
+  private let logits: UnsafeMutablePointer<Float>
+  /// The last node writes float logits directly (no output codes).
+  let logitsAreFloat: Bool
+  private let retained: [AnyObject]
+
+  /// Quantises `graph` (prepared here for `batchSize`) with `calibration`'s thresholds and
+  /// builds its kernels. Throws when a `floatNodes` name is not a node of the model, or a
+  /// weight holds NaN/infinity (naming the tensor).
+  public init(
+    graph original: Graph, batchSize: Int, calibration: Int8Calibration,
+    settings: Int8Settings = Int8Settings(), threads: Int? = nil
+  ) throws {
+    guard batchSize > 0 else {
+      throw ModelError(.invalidGraph, "int8 engine: batch size must be positive, got \(batchSize)")
+    }
+    let graph = try GraphPasses.prepare(original, batchSize: batchSize)
+    let preparedNames = Set(graph.nodes.map(\.name))
+    let originalNames = Set(original.nodes.map(\.name))
+    for name in settings.floatNodes.sorted() where !preparedNames.contains(name) {
+      throw ModelError(
+        .invalidGraph,
+        originalNames.contains(name)
+          ? "floatNodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
+          : "floatNodes: the model has no node named '\(name)'")
+    }
+    guard graph.inputs.count == 1, let output = graph.outputs.first else {
+      throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
+    }
+    inputValue = graph.inputs[0]
+    outputValue = output
+    let input = try graph.shape(of: inputValue)
+    let outShape = try graph.shape(of: output)
+    guard outShape.count >= 2, outShape[0] == input[0] else {
+      throw ModelError(
+        .invalidGraph, "int8 engine: expected logits [batch, classes], got \(outShape)")
+    }
+    self.graph = graph
+    inputShape = input
+    classCount = outShape.dropFirst().reduce(1, *)
+    self.calibration = calibration
+
+    // Activation parameters; views and max pooling keep their input's codes unchanged.
+    var params: [ValueID: QuantParams] = [:]
+    func activationParams(_ id: ValueID) throws -> QuantParams {
+      let name = graph.values[id].name
+      guard let threshold = calibration.thresholds[name],
+        let low = calibration.minimums[name], let high = calibration.maximums[name]
+      else {
+        throw ModelError(
+          .invalidGraph, "int8 engine: tensor '\(name)' has no calibration threshold")
+      }
+      return try settings.scheme.activationParams(threshold: threshold, minimum: low, maximum: high)
+    }
+    params[inputValue] = try activationParams(inputValue)
+    for node in graph.nodes {
+      for out in node.outputs where graph.constants[out] == nil {
+        if Int8Lowering.keepsInputCodes(node.op), let first = params[node.inputs[0]] {
+          params[out] = first
+        } else {
+          params[out] = try activationParams(out)
+        }
+      }
+    }
+    self.params = params
+
+    // The arena holds codes: one byte per activation element.
+    var codeGraph = graph
+    for (id, p) in params { codeGraph.values[id].elementType = p.type == .uint8 ? .uint8 : .int8 }
+    let plan = try MemoryPlan(codeGraph)
+    self.plan = plan
+    let scratchOffset = (plan.arenaSize + 63) / 64 * 64
+    let largest = plan.sizes.values.max() ?? 0
+    arena = UnsafeMutableRawPointer.allocate(
+      byteCount: scratchOffset + max(largest, 64), alignment: 64)
+    arena.initializeMemory(as: UInt8.self, repeating: 0, count: scratchOffset + max(largest, 64))
+    inputCodes = UnsafeMutableRawPointer.allocate(
+      byteCount: max(input.reduce(1, *), 64), alignment: 64)
+    logits = UnsafeMutablePointer<Float>.allocate(capacity: max(outShape.reduce(1, *), 16))
+
+    let engine = try DNNLEngine(threads: threads)
+    self.engine = engine
+    let lowering = Int8Lowering(
+      graph: graph, params: params, engine: engine, arena: arena, plan: plan,
+      scratch: arena + scratchOffset, inputValue: inputValue, inputCodes: inputCodes,
+      outputValue: output, logits: logits, scheme: settings.scheme,
+      floatNodes: settings.floatNodes)
+    try lowering.lower()
+    steps = lowering.steps
+    retained = lowering.retained
+    logitsAreFloat = lowering.logitsAreFloat
+    floatFallbackNodes = lowering.fallbackNodes
+    nodeIsQuantized = lowering.nodeIsQuantized
+    weightRanges = lowering.weightRanges
+    quantizedNodes = graph.nodes.indices.filter { lowering.nodeIsQuantized[$0] }.map {
+      graph.nodes[$0].name
+    }
+    var info = DNNLEngine.versionInfo
+    info["engine"] = "int8 (oneDNN int8 primitives, NHWC codes)"
+    info["calibration"] = calibration.method.rawValue
+    info["threads"] = threads.map(String.init) ?? "default"
+    versionInfo = info
+  }
+
+  deinit {
+    arena.deallocate()
+    inputCodes.deallocate()
+    logits.deallocate()
+  }
+
+  public func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>)
+    throws
+  {
+    try run(input: input, output: output, afterNode: nil)
+  }
+
+  /// Runs one batch, calling `afterNode(index, codes)` once each node's output codes are
+  /// complete (for the layer report).
+  func run(
+    input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>,
+    afterNode: ((Int, UnsafeRawPointer) throws -> Void)?
+  ) throws {
+    guard input.count == inputElementCount, output.count == batchSize * classCount else {
+      throw ModelError(
+        .invalidGraph,
+        "int8 engine: buffers of \(input.count) inputs / \(output.count) outputs, expected \(inputElementCount) / \(batchSize * classCount)"
+      )
+    }
+    engine.applyThreadCount()
+    guard let inputParams = params[inputValue] else { return }
+    try Int8Layout.quantize(
+      input, shape: inputShape, params: inputParams, into: inputCodes)
+    for step in steps {
+      switch step.work {
+      case .primitive(let execution):
+        try execution.run()
+      case .swift(let body):
+        try engine.wait()
+        try body()
+      }
+      if let node = step.completesNode, let afterNode {
+        try engine.wait()
+        try afterNode(node, UnsafeRawPointer(try codes(of: graph.nodes[node].outputs[0])))
+      }
+    }
+    try engine.wait()
+    if logitsAreFloat {
+      _ = output.update(from: UnsafeBufferPointer(start: logits, count: output.count))
+    } else {
+      guard let p = params[outputValue] else { return }
+      try Int8Layout.dequantize(
+        UnsafeRawPointer(try codes(of: outputValue)), shape: try graph.shape(of: outputValue),
+        params: p, into: output)
+    }
+  }
+
+  /// Where a value's codes live.
+  func codes(of value: ValueID) throws -> UnsafeMutableRawPointer {
+    if value == inputValue { return inputCodes }
+    if value == outputValue, logitsAreFloat { return UnsafeMutableRawPointer(logits) }
+    guard let offset = plan.offsets[value] else {
+      throw ModelError(
+        .invalidGraph, "int8 engine: value '\(graph.values[value].name)' has no buffer")
+    }
+    return arena + offset
+  }
+}
+
+/// One unit of work; `completesNode` marks the last step of a node.
+struct Int8Step {
+  enum Work {
+    case primitive(DNNLExecution)
+    case swift(() throws -> Void)
+  }
+  var work: Work
+  var completesNode: Int?
+}

@@ -1,0 +1,74 @@
+import Foundation
+
+/// Conversions between the model's float tensors (row-major, NCHW for rank 4) and the
+/// engine's codes (channels-last for rank 4), with the scheme's exact arithmetic:
+/// `q = saturate(round_half_even(x / scale) + zp)` and `x = Float(q − zp) · scale`.
+enum Int8Layout {
+  /// Maps a row-major (NCHW) element index to the engine's layout (NHWC for rank 4).
+  @inline(__always)
+  static func engineIndex(_ i: Int, c: Int, hw: Int) -> Int {
+    let n = i / (c * hw)
+    let rest = i - n * c * hw
+    let ch = rest / hw
+    let p = rest - ch * hw
+    return (n * hw + p) * c + ch
+  }
+
+  /// (channels, spatial size) when the engine's layout differs from row-major, else nil.
+  static func channelsLast(_ shape: [Int]) -> (c: Int, hw: Int)? {
+    guard shape.count == 4, shape[1] > 1, shape[2] * shape[3] > 1 else { return nil }
+    return (shape[1], shape[2] * shape[3])
+  }
+
+  /// Quantises row-major floats of `shape` into codes in the engine's layout.
+  static func quantize(
+    _ values: UnsafeBufferPointer<Float>, shape: [Int], params: QuantParams,
+    into codes: UnsafeMutableRawPointer
+  ) throws {
+    let scale = params.scale
+    let zp = Float(params.zeroPoint)
+    let low = Float(params.type.minimum) - zp
+    let high = Float(params.type.maximum) - zp
+    let layout = channelsLast(shape)
+    func store<Code: FixedWidthInteger>(_: Code.Type) {
+      let out = codes.assumingMemoryBound(to: Code.self)
+      for i in 0..<values.count {
+        let v = values[i] / scale
+        // NaN input: the zero point (the engine's documented treatment, as in `Quantizer`).
+        let clamped = v.isNaN ? 0 : (v < low ? low : (v > high ? high : v))
+        let q = Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven) + zp))
+        let j = layout.map { engineIndex(i, c: $0.c, hw: $0.hw) } ?? i
+        out[j] = q
+      }
+    }
+    switch params.type {
+    case .int8: store(Int8.self)
+    case .uint8: store(UInt8.self)
+    default:
+      throw QuantizationError.invalidParameter("activations of type \(params.type.rawValue)")
+    }
+  }
+
+  /// Dequantises codes in the engine's layout into row-major floats of `shape`.
+  static func dequantize(
+    _ codes: UnsafeRawPointer, shape: [Int], params: QuantParams,
+    into values: UnsafeMutableBufferPointer<Float>
+  ) throws {
+    let scale = params.scale
+    let zp = params.zeroPoint
+    let layout = channelsLast(shape)
+    func load<Code: FixedWidthInteger>(_: Code.Type) {
+      let input = codes.assumingMemoryBound(to: Code.self)
+      for i in 0..<values.count {
+        let j = layout.map { engineIndex(i, c: $0.c, hw: $0.hw) } ?? i
+        values[i] = Float(Int32(input[j]) - zp) * scale
+      }
+    }
+    switch params.type {
+    case .int8: load(Int8.self)
+    case .uint8: load(UInt8.self)
+    default:
+      throw QuantizationError.invalidParameter("activations of type \(params.type.rawValue)")
+    }
+  }
+}

@@ -1,0 +1,515 @@
+import Foundation
+
+/// Lowers a prepared graph onto int8 kernels for `Int8Engine`.
+final class Int8Lowering {
+  let graph: Graph
+  let params: [ValueID: QuantParams]
+  let engine: DNNLEngine
+  let arena: UnsafeMutableRawPointer
+  let plan: MemoryPlan
+  let scratch: UnsafeMutableRawPointer
+  let inputValue: ValueID
+  let inputCodes: UnsafeMutableRawPointer
+  let outputValue: ValueID
+  let logits: UnsafeMutablePointer<Float>
+  let scheme: QuantizationScheme
+  let floatNodes: Set<String>
+
+  private(set) var steps: [Int8Step] = []
+  private(set) var retained: [AnyObject] = []
+  private(set) var fallbackNodes: [String] = []
+  private(set) var nodeIsQuantized: [Bool]
+  private(set) var weightRanges: [Int: (Float, Float)] = [:]
+  private(set) var logitsAreFloat = false
+
+  /// Why a node runs in float instead (not an error).
+  private struct Fallback: Error { var reason: String }
+
+  init(
+    graph: Graph, params: [ValueID: QuantParams], engine: DNNLEngine,
+    arena: UnsafeMutableRawPointer, plan: MemoryPlan, scratch: UnsafeMutableRawPointer,
+    inputValue: ValueID, inputCodes: UnsafeMutableRawPointer, outputValue: ValueID,
+    logits: UnsafeMutablePointer<Float>, scheme: QuantizationScheme, floatNodes: Set<String>
+  ) {
+    self.graph = graph
+    self.params = params
+    self.engine = engine
+    self.arena = arena
+    self.plan = plan
+    self.scratch = scratch
+    self.inputValue = inputValue
+    self.inputCodes = inputCodes
+    self.outputValue = outputValue
+    self.logits = logits
+    self.scheme = scheme
+    self.floatNodes = floatNodes
+    nodeIsQuantized = [Bool](repeating: false, count: graph.nodes.count)
+  }
+
+  /// Ops whose output keeps the input's codes and parameters (reshapes and max pooling, which
+  /// commute with any monotonic quantisation).
+  static func keepsInputCodes(_ op: Op) -> Bool {
+    switch op {
+    case .flatten, .reshape, .squeeze, .unsqueeze, .identity, .maxPool: true
+    default: false
+    }
+  }
+
+  func lower() throws {
+    let consumers = graph.consumers()
+    for (index, node) in graph.nodes.enumerated() {
+      let before = steps.count
+      var quantized = false
+      if floatNodes.contains(node.name) {
+        try lowerFallback(index, node)
+        fallbackNodes.append(node.name)
+      } else {
+        do {
+          quantized = try lowerQuantized(index, node, consumers: consumers)
+        } catch let fallback as Fallback {
+          _ = fallback
+          steps.removeLast(steps.count - before)
+          try lowerFallback(index, node)
+          fallbackNodes.append(node.name)
+        }
+      }
+      nodeIsQuantized[index] = quantized
+      if steps.count > before {
+        steps[steps.count - 1].completesNode = index
+      } else {
+        steps.append(Int8Step(work: .swift({}), completesNode: index))
+      }
+    }
+  }
+
+  /// Returns true when the node runs an integer kernel (false for pure data movement).
+  private func lowerQuantized(_ index: Int, _ node: Node, consumers: [[Int]]) throws -> Bool {
+    for output in node.outputs where graph.values[output].elementType != .float32 {
+      throw Fallback(reason: "non-float output")
+    }
+    switch node.op {
+    case .conv(let c):
+      try lowerConvolution(index, node, c, consumers: consumers)
+      return true
+    case .gemm(let g):
+      try lowerGemm(index, node, g, consumers: consumers)
+      return true
+    case .binary(.add):
+      try lowerAdd(node)
+      return true
+    case .globalAveragePool:
+      try lowerGlobalAverage(node)
+      return true
+    case .reduceMean(let axes, _):
+      let shape = try graph.shape(of: node.inputs[0])
+      let normalized = Set((axes ?? []).map { $0 < 0 ? $0 + shape.count : $0 })
+      guard shape.count == 4, normalized == [2, 3] else {
+        throw Fallback(reason: "ReduceMean not over H, W")
+      }
+      try lowerGlobalAverage(node)
+      return true
+    case .maxPool(let p):
+      try lowerMaxPool(node, p)
+      return true
+    case .activation(let a):
+      try lowerLookup(node, a)
+      return true
+    case .flatten, .reshape, .squeeze, .unsqueeze, .identity:
+      try lowerView(node)
+      return false
+    default:
+      throw Fallback(reason: "no int8 kernel")
+    }
+  }
+
+  // MARK: Convolution and Gemm
+
+  /// The fused chain as (residual?, clamp): `[sum?, clamp?]`, else a fallback.
+  private func fusedChain(_ chain: [PostOp]) throws -> (sum: Bool, activation: FusedActivation) {
+    var sum = false
+    var activation = FusedActivation.none
+    for (position, op) in chain.enumerated() {
+      switch op {
+      case .sum where position == 0:
+        sum = true
+      case .activation(.relu) where activation == .none:
+        activation = .relu
+      case .activation(.clip(let lower, let upper)) where activation == .none:
+        activation = lower == 0 && upper == 6 ? .relu6 : .clip(lower: lower, upper: upper)
+      default:
+        throw Fallback(reason: "post-op chain \(chain) is not a residual sum and a clamp")
+      }
+    }
+    return (sum, activation)
+  }
+
+  private func quantizedWeights(
+    _ node: Node, _ values: [Float], outputChannels: Int
+  ) throws -> (codes: [Int8], params: QuantParams) {
+    let tensor = graph.values[node.inputs[1]].name
+    if let bad = values.firstIndex(where: { !$0.isFinite }) {
+      throw ModelError(
+        .invalidGraph,
+        "int8 engine: weight tensor '\(tensor)' of node '\(node.name)' holds \(values[bad]) at element \(bad)"
+      )
+    }
+    let low = values.min() ?? 0
+    let high = values.max() ?? 0
+    if let index = graph.nodes.firstIndex(where: { $0.name == node.name }) {
+      weightRanges[index] = (low, high)
+    }
+    return try Quantizer.quantizeWeights(
+      values, outputChannels: outputChannels, granularity: scheme.weights)
+  }
+
+  private func quantizedBias(_ node: Node, _ bias: [Float], inputScale: Float, weights: QuantParams)
+    throws -> [Int32]
+  {
+    if let bad = bias.firstIndex(where: { !$0.isFinite }) {
+      throw ModelError(
+        .invalidGraph,
+        "int8 engine: bias of node '\(node.name)' holds \(bias[bad]) at element \(bad)")
+    }
+    return try Quantizer.quantizeBias(bias, inputScale: inputScale, weightScales: weights.scales)
+  }
+
+  /// Output parameters and whether the node writes the float logits directly.
+  private func outputSide(_ node: Node, consumers: [[Int]]) throws -> (QuantParams, Bool) {
+    let output = node.outputs[0]
+    if output == outputValue, consumers[output].isEmpty {
+      return (try QuantParams(type: .int32, scale: 1), true)
+    }
+    guard let p = params[output] else { throw Fallback(reason: "no output parameters") }
+    return (p, false)
+  }
+
+  private func lowerConvolution(_ index: Int, _ node: Node, _ c: Convolution, consumers: [[Int]])
+    throws
+  {
+    let x = node.inputs[0]
+    let output = node.outputs[0]
+    let xShape = try graph.shape(of: x)
+    let yShape = try graph.shape(of: output)
+    guard xShape.count == 4, c.kernelShape.count == 2 else {
+      throw Fallback(reason: "only 2D convolutions")
+    }
+    guard let floats = graph.constants[node.inputs[1]]?.floats else {
+      throw Fallback(reason: "weights are not a float constant")
+    }
+    let (sum, activation) = try fusedChain(c.postOps)
+    guard let inputParams = params[x] else { throw Fallback(reason: "no input parameters") }
+    let wShape = try graph.shape(of: node.inputs[1])
+    let (o, i, kh, kw) = (wShape[0], wShape[1], wShape[2], wShape[3])
+    // OIHW -> OHWI, the layout of `ReferenceKernels.conv2d` and of the kernel.
+    var ohwi = [Float](repeating: 0, count: floats.count)
+    for oc in 0..<o {
+      for ic in 0..<i {
+        for y in 0..<kh {
+          for xx in 0..<kw {
+            ohwi[((oc * kh + y) * kw + xx) * i + ic] = floats[((oc * i + ic) * kh + y) * kw + xx]
+          }
+        }
+      }
+    }
+    let (codes, weightParams) = try quantizedWeights(node, ohwi, outputChannels: o)
+    var bias: [Int32]?
+    if let b = node.convolutionBias {
+      guard let values = graph.constants[b]?.floatValues else {
+        throw Fallback(reason: "bias is not constant")
+      }
+      bias = try quantizedBias(node, values, inputScale: inputParams.scale, weights: weightParams)
+    }
+    let (outputParams, floatOutput) = try outputSide(node, consumers: consumers)
+    var residualParams: QuantParams?
+    if sum {
+      guard !floatOutput, let operand = node.sumOperand, let p = params[operand],
+        p.type == outputParams.type, p.zeroPoint == 0
+      else { throw Fallback(reason: "residual codes differ in type or have a zero point") }
+      residualParams = p
+    }
+    let r = try Requantization(
+      inputScale: inputParams.scale, weightScales: weightParams.scales, output: outputParams,
+      activation: activation, residual: residualParams)
+    let geometry = Conv2DGeometry(
+      batch: xShape[0], inputHeight: xShape[2], inputWidth: xShape[3], inputChannels: xShape[1],
+      outputChannels: yShape[1], kernelHeight: kh, kernelWidth: kw,
+      strides: (c.strides[0], c.strides[1]), pads: (c.pads[0], c.pads[1], c.pads[2], c.pads[3]),
+      dilations: (c.dilations[0], c.dilations[1]), groups: c.group)
+    let kernel: Int8ConvolutionKernel
+    do {
+      kernel = try Int8ConvolutionKernel(
+        engine: engine, geometry: geometry, inputType: inputParams.type,
+        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias, requantization: r,
+        floatOutput: floatOutput, label: node.name)
+    } catch let error as DNNLError {
+      throw Fallback(reason: "oneDNN: \(error)")
+    }
+    let destination = floatOutput ? UnsafeMutableRawPointer(logits) : try pointer(output)
+    if let operand = node.sumOperand {
+      let source = try pointer(operand)
+      if source != UnsafeRawPointer(destination) {
+        let bytes = yShape.reduce(1, *)
+        steps.append(
+          Int8Step(work: .swift({ destination.copyMemory(from: source, byteCount: bytes) })))
+      }
+    }
+    if floatOutput { logitsAreFloat = true }
+    retained.append(kernel)
+    steps.append(
+      Int8Step(work: .primitive(try kernel.bind(source: pointer(x), destination: destination))))
+  }
+
+  private func lowerGemm(_ index: Int, _ node: Node, _ g: Gemm, consumers: [[Int]]) throws {
+    let a = node.inputs[0]
+    let aShape = try graph.shape(of: a)
+    guard !g.transA, aShape.count == 2 else { throw Fallback(reason: "transA or non-2D A") }
+    guard let b = graph.constants[node.inputs[1]]?.floats else {
+      throw Fallback(reason: "B is not a float constant")
+    }
+    let (_, activation) = try fusedChain(g.postOps)
+    guard let inputParams = params[a] else { throw Fallback(reason: "no input parameters") }
+    let bShape = try graph.shape(of: node.inputs[1])
+    let (k, n) = g.transB ? (bShape[1], bShape[0]) : (bShape[0], bShape[1])
+    var weights = [Float](repeating: 0, count: n * k)
+    for row in 0..<n {
+      for column in 0..<k {
+        weights[row * k + column] = g.alpha * (g.transB ? b[row * k + column] : b[column * n + row])
+      }
+    }
+    let (codes, weightParams) = try quantizedWeights(node, weights, outputChannels: n)
+    var bias: [Int32]?
+    if node.inputs.count > 2 {
+      guard let c = graph.constants[node.inputs[2]]?.floatValues else {
+        throw Fallback(reason: "C is not constant")
+      }
+      let perColumn: [Float]
+      if c.count == n {
+        perColumn = c.map { $0 * g.beta }
+      } else if c.count == 1 {
+        perColumn = [Float](repeating: c[0] * g.beta, count: n)
+      } else {
+        throw Fallback(reason: "C is not a per-column bias")
+      }
+      bias = try quantizedBias(
+        node, perColumn, inputScale: inputParams.scale, weights: weightParams)
+    }
+    let (outputParams, floatOutput) = try outputSide(node, consumers: consumers)
+    let r = try Requantization(
+      inputScale: inputParams.scale, weightScales: weightParams.scales, output: outputParams,
+      activation: activation)
+    let kernel: Int8InnerProductKernel
+    do {
+      kernel = try Int8InnerProductKernel(
+        engine: engine, m: aShape[0], n: n, k: k, inputType: inputParams.type,
+        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias, requantization: r,
+        floatOutput: floatOutput, label: node.name)
+    } catch let error as DNNLError {
+      throw Fallback(reason: "oneDNN: \(error)")
+    }
+    let destination =
+      floatOutput ? UnsafeMutableRawPointer(logits) : try pointer(node.outputs[0])
+    if floatOutput { logitsAreFloat = true }
+    retained.append(kernel)
+    steps.append(
+      Int8Step(work: .primitive(try kernel.bind(source: pointer(a), destination: destination))))
+  }
+
+  // MARK: Other integer kernels
+
+  private func lowerAdd(_ node: Node) throws {
+    let (a, b) = (node.inputs[0], node.inputs[1])
+    let output = node.outputs[0]
+    let shape = try graph.shape(of: output)
+    guard graph.constants[a] == nil, graph.constants[b] == nil,
+      try graph.shape(of: a) == shape, try graph.shape(of: b) == shape,
+      let pa = params[a], let pb = params[b], let po = params[output],
+      pa.type == pb.type, pa.type == po.type
+    else { throw Fallback(reason: "Add of broadcast, constant or mixed-type operands") }
+    let count = shape.reduce(1, *)
+    let (x, y, z) = (try pointer(a), try pointer(b), try pointer(output))
+    func body<T: FixedWidthInteger>(_: T.Type) -> () throws -> Void {
+      {
+        try ReferenceKernels.add(
+          UnsafeBufferPointer(start: x.assumingMemoryBound(to: T.self), count: count), pa,
+          UnsafeBufferPointer(start: y.assumingMemoryBound(to: T.self), count: count), pb,
+          output: UnsafeMutableBufferPointer(
+            start: z.assumingMemoryBound(to: T.self), count: count),
+          outputParams: po)
+      }
+    }
+    steps.append(Int8Step(work: .swift(pa.type == .uint8 ? body(UInt8.self) : body(Int8.self))))
+  }
+
+  private func lowerGlobalAverage(_ node: Node) throws {
+    let x = node.inputs[0]
+    let shape = try graph.shape(of: x)
+    guard shape.count == 4, let pi = params[x], let po = params[node.outputs[0]], pi.type == po.type
+    else { throw Fallback(reason: "not a 4D input of matching code type") }
+    let (source, destination) = (try pointer(x), try pointer(node.outputs[0]))
+    let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+    func body<T: FixedWidthInteger>(_: T.Type) -> () throws -> Void {
+      {
+        try ReferenceKernels.globalAveragePool(
+          input: UnsafeBufferPointer(
+            start: source.assumingMemoryBound(to: T.self), count: n * h * w * c),
+          inputParams: pi, batch: n, height: h, width: w, channels: c,
+          output: UnsafeMutableBufferPointer(
+            start: destination.assumingMemoryBound(to: T.self), count: n * c),
+          outputParams: po)
+      }
+    }
+    steps.append(Int8Step(work: .swift(pi.type == .uint8 ? body(UInt8.self) : body(Int8.self))))
+  }
+
+  private func lowerMaxPool(_ node: Node, _ p: Pooling) throws {
+    let x = node.inputs[0]
+    let output = node.outputs[0]
+    let inShape = try graph.shape(of: x)
+    let outShape = try graph.shape(of: output)
+    guard inShape.count == 4, p.kernelShape.count == 2, let pi = params[x] else {
+      throw Fallback(reason: "only 2D pooling")
+    }
+    let left = Array(p.pads[0..<2])
+    var right = Array(p.pads[2..<4])
+    for d in 0..<2 {
+      let extent = (p.kernelShape[d] - 1) * p.dilations[d] + 1
+      let floorOutput = (inShape[d + 2] + left[d] + right[d] - extent) / p.strides[d] + 1
+      if floorOutput != outShape[d + 2] {
+        // Ceil mode: extend the bottom/right padding so oneDNN's floor rule gives the size.
+        right[d] = (outShape[d + 2] - 1) * p.strides[d] + extent - inShape[d + 2] - left[d]
+      }
+    }
+    let kernel = try Int8MaxPoolKernel(
+      engine: engine, type: pi.type, input: inShape, output: outShape, kernel: p.kernelShape,
+      strides: p.strides, paddingLeft: left, paddingRight: right, dilations: p.dilations,
+      label: node.name)
+    retained.append(kernel)
+    steps.append(
+      Int8Step(work: .primitive(try kernel.bind(source: pointer(x), destination: pointer(output)))))
+  }
+
+  private func lowerLookup(_ node: Node, _ activation: Activation) throws {
+    let nonlinearity: Nonlinearity
+    switch activation {
+    case .sigmoid: nonlinearity = .sigmoid
+    case .tanh: nonlinearity = .tanh
+    case .hardSwish: nonlinearity = .hardSwish
+    case .gelu(tanhApproximation: false): nonlinearity = .gelu
+    default: throw Fallback(reason: "no lookup table for \(activation)")
+    }
+    let x = node.inputs[0]
+    let output = node.outputs[0]
+    guard let pi = params[x], let po = params[output] else {
+      throw Fallback(reason: "no parameters")
+    }
+    let table = try LookupTable(nonlinearity, input: pi, output: po)
+    let count = try graph.shape(of: x).reduce(1, *)
+    let (source, destination) = (try pointer(x), try pointer(output))
+    func body<In: FixedWidthInteger, Out: FixedWidthInteger>(_: In.Type, _: Out.Type)
+      -> () throws -> Void
+    {
+      {
+        try table.apply(
+          UnsafeBufferPointer(start: source.assumingMemoryBound(to: In.self), count: count),
+          into: UnsafeMutableBufferPointer(
+            start: destination.assumingMemoryBound(to: Out.self), count: count))
+      }
+    }
+    let work: () throws -> Void
+    switch (pi.type, po.type) {
+    case (.int8, .int8): work = body(Int8.self, Int8.self)
+    case (.uint8, .uint8): work = body(UInt8.self, UInt8.self)
+    case (.int8, .uint8): work = body(Int8.self, UInt8.self)
+    default: work = body(UInt8.self, Int8.self)
+    }
+    steps.append(Int8Step(work: .swift(work)))
+  }
+
+  private func lowerView(_ node: Node) throws {
+    let x = node.inputs[0]
+    let output = node.outputs[0]
+    guard Int8Layout.channelsLast(try graph.shape(of: x)) == nil,
+      Int8Layout.channelsLast(try graph.shape(of: output)) == nil
+    else { throw Fallback(reason: "a reshape across the channels-last layout") }
+    let (source, destination) = (try pointer(x), try pointer(output))
+    let bytes = try graph.shape(of: output).reduce(1, *)
+    if source != UnsafeRawPointer(destination) {
+      steps.append(
+        Int8Step(work: .swift({ destination.copyMemory(from: source, byteCount: bytes) })))
+    }
+  }
+
+  // MARK: Float fallback
+
+  /// Dequantise the inputs, run the reference evaluator, quantise the outputs. Allocates per
+  /// run (the node's tensors); meant for the few nodes without an integer kernel.
+  private func lowerFallback(_ index: Int, _ node: Node) throws {
+    let graph = self.graph
+    var sources: [(ValueID, UnsafeRawPointer?, QuantParams?, [Int])] = []
+    for input in node.inputs {
+      if graph.constants[input] != nil {
+        sources.append((input, nil, nil, []))
+      } else {
+        guard let p = params[input] else {
+          throw ModelError(
+            .invalidGraph, "int8 engine: '\(graph.values[input].name)' has no parameters")
+        }
+        sources.append((input, UnsafeRawPointer(try pointer(input)), p, try graph.shape(of: input)))
+      }
+    }
+    var targets: [(UnsafeMutableRawPointer, QuantParams, [Int])] = []
+    for output in node.outputs {
+      guard let p = params[output] else {
+        throw ModelError(
+          .invalidGraph, "int8 engine: '\(graph.values[output].name)' has no parameters")
+      }
+      targets.append((try pointer(output), p, try graph.shape(of: output)))
+    }
+    let floatOutput = node.outputs == [outputValue]
+    let logits = self.logits
+    if floatOutput { logitsAreFloat = true }
+    steps.append(
+      Int8Step(
+        work: .swift({
+          let inputs = try sources.map { id, pointer, p, shape -> Tensor in
+            guard let pointer, let p else {
+              guard let constant = graph.constants[id] else {
+                throw ModelError(.missingValue, "constant '\(graph.values[id].name)' is missing")
+              }
+              return constant
+            }
+            var values = [Float](repeating: 0, count: shape.reduce(1, *))
+            try values.withUnsafeMutableBufferPointer {
+              try Int8Layout.dequantize(pointer, shape: shape, params: p, into: $0)
+            }
+            return Tensor(shape: shape, floats: values)
+          }
+          let outputs = try ReferenceEvaluator.evaluate(node, inputs)
+          for (tensor, target) in zip(outputs, targets) {
+            guard let values = tensor.floats else {
+              throw ModelError(
+                .invalidGraph, "node '\(node.name)': non-float output in int8 engine")
+            }
+            if floatOutput {
+              _ = UnsafeMutableBufferPointer(start: logits, count: values.count)
+                .update(fromContentsOf: values)
+            } else {
+              try values.withUnsafeBufferPointer {
+                try Int8Layout.quantize($0, shape: target.2, params: target.1, into: target.0)
+              }
+            }
+          }
+        })))
+  }
+
+  // MARK: Buffers
+
+  private func pointer(_ value: ValueID) throws -> UnsafeMutableRawPointer {
+    if value == inputValue { return inputCodes }
+    guard let offset = plan.offsets[value] else {
+      throw ModelError(
+        .invalidGraph, "int8 engine: value '\(graph.values[value].name)' has no buffer")
+    }
+    return arena + offset
+  }
+}
