@@ -120,6 +120,28 @@ struct RunTests {
     #expect(ImagenetEval.exitStatus(arguments: alone) == EvalExitStatus.inconsistentRun.rawValue)
   }
 
+  @Test func int8RunsBesideFloatAndRecordsItsCalibration() throws {
+    // 10 samples, one not a JPEG: 9 calibration images are there although 20 are asked for.
+    let setup = try makeSetup()
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    let out = setup.out("int8")
+    let arguments = ["--engines", "float,int8", "--batch", "4", "--calib-count", "20"]
+    #expect(run(setup, out: out, arguments + ["--calib-method", "median"]) == 1)
+    #expect(run(setup, out: out, arguments + ["--float-nodes", "no_such_node"]) == 1)
+    #expect(run(setup, out: out, arguments + ["--calib-method", "max"]) == 0)
+    let summary = try Summary.read(
+      from: URL(fileURLWithPath: out).appendingPathComponent("summary.json"))
+    let calibration = try #require(summary.provenance.run.calibration)
+    #expect(calibration["method"] == "max")
+    #expect(calibration["images"] == "9")
+    #expect(calibration["requested_images"] == "20")
+    #expect(calibration["source"]?.contains("evaluation data") == true)
+    let paired = try #require(summary.metrics.paired)
+    #expect(paired.candidate == "int8")
+    #expect(paired.images == 9)
+    #expect((paired.cosine ?? 0) > 0.9)
+  }
+
   @Test func maxDropGate() throws {
     // Every label is class 7 and the model's bias makes 7 every image's top-1: float is 100%.
     let setup = try makeSetup(biasClass: 7, broken: [])
@@ -171,10 +193,6 @@ struct RunTests {
     #expect(!FileManager.default.fileExists(atPath: setup.out("s") + "/run.json"))
     #expect(
       status(
-        ["--model", setup.model.path, "--out", setup.out("i")] + data + ["--engines", "float,int8"])
-        == 1)
-    #expect(
-      status(
         ["--model", setup.model.path, "--out", setup.out("x")] + data + [
           "--engines", "float,bogus",
         ]) == 1)
@@ -192,7 +210,8 @@ struct RunTests {
             values: [], nodes: [], constants: [:], inputs: [], declaredInputShapes: [], outputs: [],
             opsetVersion: 13), batchSize: 1, threads: nil, strict: false, modelPath: "m.onnx")
       })
-    #expect(message.message.contains("int8 engine is not available in this build yet"))
+    // Commands without images (infer, bench) cannot calibrate: a clear error, not a guess.
+    #expect(message.message.contains("calibration images"))
   }
 
   @Test func shapeMismatchMessageNamesBothShapes() throws {

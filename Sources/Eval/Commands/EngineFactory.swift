@@ -64,6 +64,28 @@ public enum EngineFactory {
     return names
   }
 
+  /// What the int8 engine calibrates on: its settings, how many images to ask for, and a
+  /// closure that fills one batch of preprocessed images and returns how many it filled (0 at
+  /// the end of the calibration data).
+  public struct CalibrationInput {
+    /// Method, percentile, scheme and float-node overrides.
+    public var settings: Int8Settings
+    /// Images requested (`--calib-count`); fewer available is a recorded warning.
+    public var imageCount: Int
+    /// Fills the next calibration batch.
+    public var nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+
+    /// Creates a calibration input.
+    public init(
+      settings: Int8Settings, imageCount: Int,
+      nextBatch: @escaping (UnsafeMutableBufferPointer<Float>) throws -> Int
+    ) {
+      self.settings = settings
+      self.imageCount = imageCount
+      self.nextBatch = nextBatch
+    }
+  }
+
   /// Builds engine `name` for `graph` at `batchSize` images per run.
   ///
   /// `threads` is the oneDNN/OpenMP thread count (nil: one per core); `strict` makes a
@@ -71,7 +93,7 @@ public enum EngineFactory {
   /// (unsupported ops, bad shapes) become ``EvalError``s of kind `.input` naming `modelPath`.
   public static func makeEngine(
     named name: String, graph: Graph, batchSize: Int, threads: Int?, strict: Bool,
-    modelPath: String
+    modelPath: String, calibration: CalibrationInput? = nil
   ) throws -> any InferenceEngine {
     do {
       switch name {
@@ -81,10 +103,15 @@ public enum EngineFactory {
         return try ReferenceEngine(graph: graph, batchSize: batchSize)
       case "int8":
         if let builder = registered(name) { return try builder(graph, batchSize, threads, strict) }
-        throw EvalError(
-          .input,
-          "the int8 engine is not available in this build yet (it is being built on the quant "
-            + "branch); run with --engines float, or float,reference to check the float engine")
+        guard let calibration else {
+          throw EvalError(
+            .input,
+            "the int8 engine quantizes the float model on calibration images; this command has "
+              + "none: use `imagenet-eval run --engines float,int8` (--calib, --calib-count)")
+        }
+        return try Int8Engine.make(
+          graph: graph, batchSize: batchSize, calibrationImages: calibration.imageCount,
+          settings: calibration.settings, threads: threads, nextBatch: calibration.nextBatch)
       default:
         guard let builder = registered(name) else {
           throw EvalError(
