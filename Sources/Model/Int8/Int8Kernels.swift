@@ -56,13 +56,39 @@ func int8Attributes(_ r: Requantization, inputZeroPoint: Int32) throws -> DNNLAt
 /// A oneDNN int8 2-D convolution with the engine's semantics: NHWC codes in and out, OHWI int8
 /// weights (reordered once into the primitive's layout), int32 bias, requantisation by
 /// `Requantization`. Buffers are bound at `bind`, so the engine binds arena slices once.
-final class Int8ConvolutionKernel {
+/// An int8 primitive with constant weights (and bias) reordered at build time: only the
+/// activations change between runs.
+protocol Int8WeightedKernel {
+  var primitive: DNNLPrimitive { get }
+  var sourceDescriptor: DNNLMemoryDescriptor { get }
+  var destinationDescriptor: DNNLMemoryDescriptor { get }
+  var engine: DNNLEngine { get }
+  var weightMemory: DNNLMemory { get }
+  var biasMemory: DNNLMemory? { get }
+}
+
+extension Int8WeightedKernel {
+  /// The execution reading codes at `source` and writing at `destination`.
+  func bind(source: UnsafeMutableRawPointer, destination: UnsafeMutableRawPointer) throws
+    -> DNNLExecution
+  {
+    var arguments: [(DNNLArgument, DNNLMemory)] = [
+      (.source, try DNNLMemory(sourceDescriptor, engine: engine, buffer: source)),
+      (.weights, weightMemory),
+      (.destination, try DNNLMemory(destinationDescriptor, engine: engine, buffer: destination)),
+    ]
+    if let biasMemory { arguments.append((.bias, biasMemory)) }
+    return primitive.bind(arguments)
+  }
+}
+
+final class Int8ConvolutionKernel: Int8WeightedKernel {
   let primitive: DNNLPrimitive
   let sourceDescriptor: DNNLMemoryDescriptor
   let destinationDescriptor: DNNLMemoryDescriptor
-  private let engine: DNNLEngine
-  private let weightMemory: DNNLMemory
-  private let biasMemory: DNNLMemory?
+  let engine: DNNLEngine
+  let weightMemory: DNNLMemory
+  let biasMemory: DNNLMemory?
 
   /// `outputType` nil means a float32 destination receiving `m·(acc + bias)` (the last layer
   /// of a classifier, dequantised inside the kernel).
@@ -122,19 +148,6 @@ final class Int8ConvolutionKernel {
     }
   }
 
-  /// The execution reading codes at `source` and writing at `destination`.
-  func bind(source: UnsafeMutableRawPointer, destination: UnsafeMutableRawPointer) throws
-    -> DNNLExecution
-  {
-    var arguments: [(DNNLArgument, DNNLMemory)] = [
-      (.source, try DNNLMemory(sourceDescriptor, engine: engine, buffer: source)),
-      (.weights, weightMemory),
-      (.destination, try DNNLMemory(destinationDescriptor, engine: engine, buffer: destination)),
-    ]
-    if let biasMemory { arguments.append((.bias, biasMemory)) }
-    return primitive.bind(arguments)
-  }
-
   /// A library-owned memory in `target`'s layout holding `codes` laid out as `plain`.
   static func reordered(
     _ codes: [Int8], from plain: DNNLMemoryDescriptor, to target: DNNLMemoryDescriptor?,
@@ -169,13 +182,13 @@ final class Int8ConvolutionKernel {
 
 /// A oneDNN int8 inner product `[m, k] · [n, k]ᵀ` with the engine's semantics (the int8 form of
 /// `ReferenceKernels.gemm`).
-final class Int8InnerProductKernel {
+final class Int8InnerProductKernel: Int8WeightedKernel {
   let primitive: DNNLPrimitive
   let sourceDescriptor: DNNLMemoryDescriptor
   let destinationDescriptor: DNNLMemoryDescriptor
-  private let engine: DNNLEngine
-  private let weightMemory: DNNLMemory
-  private let biasMemory: DNNLMemory?
+  let engine: DNNLEngine
+  let weightMemory: DNNLMemory
+  let biasMemory: DNNLMemory?
 
   /// `weights` are `[n, k]` row-major codes; `floatOutput` as for convolutions.
   init(
@@ -213,19 +226,6 @@ final class Int8InnerProductKernel {
     } else {
       biasMemory = nil
     }
-  }
-
-  /// The execution reading codes at `source` and writing at `destination`.
-  func bind(source: UnsafeMutableRawPointer, destination: UnsafeMutableRawPointer) throws
-    -> DNNLExecution
-  {
-    var arguments: [(DNNLArgument, DNNLMemory)] = [
-      (.source, try DNNLMemory(sourceDescriptor, engine: engine, buffer: source)),
-      (.weights, weightMemory),
-      (.destination, try DNNLMemory(destinationDescriptor, engine: engine, buffer: destination)),
-    ]
-    if let biasMemory { arguments.append((.bias, biasMemory)) }
-    return primitive.bind(arguments)
   }
 }
 
