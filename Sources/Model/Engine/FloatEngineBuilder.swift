@@ -444,16 +444,7 @@ final class FloatEngineBuilder {
     guard inShape.count == 4, p.kernelShape.count == 2 else {
       throw UnsupportedNode(reason: "only 2D pooling is lowered")
     }
-    let left = Array(p.pads[0..<2])
-    var right = Array(p.pads[2..<4])
-    for d in 0..<2 {
-      let extent = (p.kernelShape[d] - 1) * p.dilations[d] + 1
-      let floorOutput = (inShape[d + 2] + left[d] + right[d] - extent) / p.strides[d] + 1
-      if floorOutput != outShape[d + 2] {
-        // Ceil mode: extend the bottom/right padding so oneDNN's floor rule yields the same size.
-        right[d] = (outShape[d + 2] - 1) * p.strides[d] + extent - inShape[d + 2] - left[d]
-      }
-    }
+    let (left, right) = p.oneDNNPadding(input: inShape, output: outShape)
     let primitive = try engine.makePooling(
       algorithm, source: descriptor(x), destination: descriptor(output), kernel: p.kernelShape,
       strides: p.strides, paddingLeft: left, paddingRight: right, dilations: p.dilations,
