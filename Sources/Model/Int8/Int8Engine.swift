@@ -65,6 +65,11 @@ public final class Int8Engine: InferenceEngine {
           ? "floatNodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
           : "floatNodes: the model has no node named '\(name)'")
     }
+    if let name = settings.int16Nodes.sorted().first {
+      throw ModelError(
+        .unsupportedOperators,
+        "int16Nodes: int16 activations (node '\(name)') are not implemented by the int8 engine yet")
+    }
     guard graph.inputs.count == 1, let output = graph.outputs.first else {
       throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
     }

@@ -35,16 +35,21 @@ public struct Int8Settings: Sendable {
   public var scheme: QuantizationScheme
   /// Nodes (names as in the ONNX model) run in float between dequantise and quantise.
   public var floatNodes: Set<String>
+  /// Nodes (names as in the ONNX model) whose output activations are held as int16 codes
+  /// (symmetric), the RDK toolchain's `node_info … OutputType: int16`.
+  public var int16Nodes: Set<String>
 
   /// Creates settings; the defaults are the Horizon toolchain's.
   public init(
     method: Method = .default, percentile: Double = 99.995,
-    scheme: QuantizationScheme = QuantizationScheme(), floatNodes: Set<String> = []
+    scheme: QuantizationScheme = QuantizationScheme(), floatNodes: Set<String> = [],
+    int16Nodes: Set<String> = []
   ) {
     self.method = method
     self.percentile = percentile
     self.scheme = scheme
     self.floatNodes = floatNodes
+    self.int16Nodes = int16Nodes
   }
 }
 
