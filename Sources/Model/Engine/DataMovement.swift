@@ -279,3 +279,90 @@ final class CastKernel: FloatKernel {
     return Int64(x.rounded(.towardZero))
   }
 }
+
+/// Mean over some axes for the layouts oneDNN's reduction only covers with its reference
+/// kernel: each output element sums the input at `kept[k] + reduced[r]` over all `r`.
+final class MeanKernel: FloatKernel {
+  let implementation = "swift:reduce-mean"
+  private let source: UnsafePointer<Float>
+  private let destination: UnsafeMutablePointer<Float>
+  private let keptInput: [Int]
+  private let keptOutput: [Int]
+  private let reduced: [Int]
+
+  init(
+    source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, keptInput: [Int],
+    keptOutput: [Int], reduced: [Int]
+  ) {
+    self.source = source
+    self.destination = destination
+    self.keptInput = keptInput
+    self.keptOutput = keptOutput
+    self.reduced = reduced
+  }
+
+  func run() throws {
+    let scale = 1 / Float(max(reduced.count, 1))
+    keptInput.withUnsafeBufferPointer { keptInput in
+      keptOutput.withUnsafeBufferPointer { keptOutput in
+        reduced.withUnsafeBufferPointer { reduced in
+          for k in 0..<keptInput.count {
+            let base = source + keptInput[k]
+            var sum: Float = 0
+            for r in 0..<reduced.count { sum += base[reduced[r]] }
+            destination[keptOutput[k]] = sum * scale
+          }
+        }
+      }
+    }
+  }
+}
+
+/// Max pooling for the geometries oneDNN only covers with its reference kernel (dilated
+/// windows): every output position has a list of input offsets of its taps (-1: padding).
+final class MaxPoolKernel: FloatKernel {
+  let implementation = "swift:max-pool"
+  private let source: UnsafePointer<Float>
+  private let destination: UnsafeMutablePointer<Float>
+  private let batch: Int
+  private let channels: Int
+  private let strides: (inputBatch: Int, inputChannel: Int, outputBatch: Int, outputChannel: Int)
+  private let positions: [Int]
+  private let taps: [Int]
+  private let tapCount: Int
+
+  init(
+    source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, batch: Int,
+    channels: Int,
+    strides: (inputBatch: Int, inputChannel: Int, outputBatch: Int, outputChannel: Int),
+    positions: [Int], taps: [Int], tapCount: Int
+  ) {
+    self.source = source
+    self.destination = destination
+    self.batch = batch
+    self.channels = channels
+    self.strides = strides
+    self.positions = positions
+    self.taps = taps
+    self.tapCount = tapCount
+  }
+
+  func run() throws {
+    positions.withUnsafeBufferPointer { positions in
+      taps.withUnsafeBufferPointer { taps in
+        guard let first = taps.baseAddress else { return }
+        for n in 0..<batch {
+          for (p, position) in positions.enumerated() {
+            let window = first + p * tapCount
+            for c in 0..<channels {
+              let base = source + n * strides.inputBatch + c * strides.inputChannel
+              var best = -Float.infinity
+              for t in 0..<tapCount where window[t] >= 0 { best = max(best, base[window[t]]) }
+              destination[n * strides.outputBatch + c * strides.outputChannel + position] = best
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -386,7 +386,7 @@ final class FloatEngineBuilder {
     let firstMemory =
       expandFirst
       ? try expanded(first, to: output, label: node.name) : try memory(first)
-    let secondDescriptor = try broadcastDescriptor(second, rank: outShape.count)
+    var secondDescriptor = try broadcastDescriptor(second, rank: outShape.count)
     let algorithm: DNNLBinaryAlgorithm
     switch op {
     case .add: algorithm = .add
@@ -394,29 +394,49 @@ final class FloatEngineBuilder {
     case .mul: algorithm = .mul
     case .div: algorithm = .div
     }
-    let primitive = try engine.makeBinary(
-      algorithm, source0: firstMemory.descriptor, source1: secondDescriptor,
-      destination: descriptor(output), label: node.name)
+    var expandedSecond: DNNLMemory?
+    var primitive = try fastPrimitive {
+      try engine.makeBinary(
+        algorithm, source0: firstMemory.descriptor, source1: secondDescriptor,
+        destination: descriptor(output), label: node.name)
+    }
+    if primitive == nil, try !fullShape(second) {
+      // oneDNN's JIT binary broadcasts scalars and per-channel operands only; other patterns
+      // (e.g. [1, C, 1, W]) are expanded to the full shape first.
+      let full = try expanded(second, to: output, label: node.name)
+      expandedSecond = full
+      secondDescriptor = full.descriptor
+      primitive = nil
+    }
+    let made =
+      try primitive
+      ?? engine.makeBinary(
+        algorithm, source0: firstMemory.descriptor, source1: secondDescriptor,
+        destination: descriptor(output), label: node.name)
     let secondMemory: DNNLMemory
-    if let constant = graph.constants[second] {
+    if let expandedSecond {
+      secondMemory = expandedSecond
+    } else if let constant = graph.constants[second] {
       secondMemory = try constantMemory(
         constant.floatValues, dims: secondDescriptor.dims, as: secondDescriptor)
     } else {
       secondMemory = try DNNLMemory(secondDescriptor, engine: engine, buffer: pointer(second))
     }
     let outputPointer = UnsafeRawPointer(try pointer(output))
-    let aliasesSecond = try graph.constants[second] == nil && pointer(second) == outputPointer
+    let aliasesSecond =
+      try expandedSecond == nil && graph.constants[second] == nil
+      && pointer(second) == outputPointer
     if aliasesSecond {
       // Writing over the second source while reading it is not supported; go via scratch.
       let scratchMemory = try DNNLMemory(descriptor(output), engine: engine, buffer: scratch)
       add(
-        primitive,
+        made,
         [(.source, firstMemory), (.source1, secondMemory), (.destination, scratchMemory)],
         node: node)
       steps.append(.copy(from: scratch, to: try pointer(output), byteCount: try byteCount(output)))
     } else {
       add(
-        primitive,
+        made,
         [
           (.source, firstMemory), (.source1, secondMemory),
           (.destination, try memory(output)),
@@ -537,13 +557,52 @@ final class FloatEngineBuilder {
       try finishRowMajor(output, from: destination, label: node.name)
       return
     }
-    let primitive = try engine.makeSoftmax(
-      source: descriptor(node.inputs[0]), destination: descriptor(node.outputs[0]), axis: resolved,
+    if let primitive = try fastPrimitive({
+      try engine.makeSoftmax(
+        source: descriptor(node.inputs[0]), destination: descriptor(node.outputs[0]),
+        axis: resolved, label: node.name)
+    }) {
+      add(
+        primitive,
+        [(.source, try memory(node.inputs[0])), (.destination, try memory(node.outputs[0]))],
+        node: node)
+      return
+    }
+    // oneDNN's JIT softmax wants the axis innermost: reorder into such a layout and back.
+    let order = shape.indices.filter { $0 != resolved } + [resolved]
+    var strides = [Int](repeating: 1, count: shape.count)
+    var running = 1
+    for d in order.reversed() {
+      strides[d] = running
+      running *= shape[d]
+    }
+    let inner = try DNNLMemoryDescriptor(dims: shape, dataType: .f32, strides: strides)
+    let bytes = try byteCount(node.inputs[0])
+    let (staged, result) = (temporary(bytes), temporary(bytes))
+    try addReorder(
+      from: memory(node.inputs[0]), to: DNNLMemory(inner, engine: engine, buffer: staged),
       label: node.name)
+    let primitive = try engine.makeSoftmax(
+      source: inner, destination: inner, axis: resolved, label: node.name)
     add(
       primitive,
-      [(.source, try memory(node.inputs[0])), (.destination, try memory(node.outputs[0]))],
-      node: node)
+      [
+        (.source, try DNNLMemory(inner, engine: engine, buffer: staged)),
+        (.destination, try DNNLMemory(inner, engine: engine, buffer: result)),
+      ], node: node)
+    try addReorder(
+      from: DNNLMemory(inner, engine: engine, buffer: result), to: memory(node.outputs[0]),
+      label: node.name)
+  }
+
+  /// Creates a primitive unless oneDNN would run it on a reference kernel (nil then), so the
+  /// caller can choose other layouts.
+  private func fastPrimitive(_ make: () throws -> DNNLPrimitive) throws -> DNNLPrimitive? {
+    let strict = engine.strict
+    engine.strict = false
+    defer { engine.strict = strict }
+    let primitive = try make()
+    return primitive.usesReferenceImplementation ? nil : primitive
   }
 
   private func lowerBatchNormalization(_ node: Node, epsilon: Float) throws {
@@ -594,11 +653,52 @@ final class FloatEngineBuilder {
       throw UnsupportedNode(reason: "only 1D and 2D pooling is lowered")
     }
     let (left, right) = p.oneDNNPadding(input: inShape, output: outShape)
-    let primitive = try engine.makePooling(
-      algorithm, source: descriptor(x), destination: descriptor(output), kernel: p.kernelShape,
-      strides: p.strides, paddingLeft: left, paddingRight: right, dilations: p.dilations,
-      label: node.name)
-    add(primitive, [(.source, try memory(x)), (.destination, try memory(output))], node: node)
+    let make = {
+      try self.engine.makePooling(
+        algorithm, source: self.descriptor(x), destination: self.descriptor(output),
+        kernel: p.kernelShape, strides: p.strides, paddingLeft: left, paddingRight: right,
+        dilations: p.dilations, label: node.name)
+    }
+    guard algorithm == .max, try fastPrimitive(make) == nil else {
+      add(try make(), [(.source, try memory(x)), (.destination, try memory(output))], node: node)
+      return
+    }
+    // Dilated max pooling runs oneDNN's reference kernel: a loop over precomputed taps.
+    let inStrides = engineStrides(inShape)
+    let outStrides = engineStrides(outShape)
+    let spatial = p.kernelShape.count
+    var positions = [0]
+    var windows: [[Int]] = [[]]
+    for d in 0..<spatial {
+      var nextPositions: [Int] = []
+      var nextWindows: [[Int]] = []
+      for (position, window) in zip(positions, windows) {
+        for o in 0..<outShape[d + 2] {
+          nextPositions.append(position + o * outStrides[d + 2])
+          var taps: [Int] = []
+          for k in 0..<p.kernelShape[d] {
+            let i = o * p.strides[d] - p.pads[d] + k * p.dilations[d]
+            let valid = i >= 0 && i < inShape[d + 2]
+            if window.isEmpty && d == 0 {
+              taps.append(valid ? i * inStrides[d + 2] : -1)
+            } else {
+              for t in window { taps.append(valid && t >= 0 ? t + i * inStrides[d + 2] : -1) }
+            }
+          }
+          nextWindows.append(taps)
+        }
+      }
+      positions = nextPositions
+      windows = nextWindows
+    }
+    addKernel(
+      MaxPoolKernel(
+        source: try pointer(x).assumingMemoryBound(to: Float.self),
+        destination: try pointer(output).assumingMemoryBound(to: Float.self),
+        batch: inShape[0], channels: inShape[1],
+        strides: (inStrides[0], inStrides[1], outStrides[0], outStrides[1]),
+        positions: positions, taps: windows.flatMap { $0 },
+        tapCount: p.kernelShape.reduce(1, *)), label: node.name)
   }
 
   private func lowerGlobalAverage(_ node: Node) throws {
@@ -661,8 +761,33 @@ final class FloatEngineBuilder {
     }
     if keepDims { strides = outStrides }
     let destination = try DNNLMemoryDescriptor(dims: dims, dataType: .f32, strides: strides)
-    let primitive = try engine.makeReduction(
-      .mean, source: descriptor(x), destination: destination, label: node.name)
+    guard
+      let primitive = try fastPrimitive({
+        try engine.makeReduction(
+          .mean, source: descriptor(x), destination: destination, label: node.name)
+      })
+    else {
+      // A loop over precomputed offsets: kept positions × reduced positions.
+      let inStrides = engineStrides(shape)
+      var keptInput = [0]
+      var keptOutput = [0]
+      var reduced = [0]
+      for d in shape.indices {
+        let extent = shape[d]
+        if axes.contains(d) {
+          reduced = reduced.flatMap { base in (0..<extent).map { base + $0 * inStrides[d] } }
+        } else {
+          keptInput = keptInput.flatMap { base in (0..<extent).map { base + $0 * inStrides[d] } }
+          keptOutput = keptOutput.flatMap { base in (0..<extent).map { base + $0 * strides[d] } }
+        }
+      }
+      addKernel(
+        MeanKernel(
+          source: try pointer(x).assumingMemoryBound(to: Float.self),
+          destination: try pointer(output).assumingMemoryBound(to: Float.self),
+          keptInput: keptInput, keptOutput: keptOutput, reduced: reduced), label: node.name)
+      return
+    }
     add(
       primitive,
       [
