@@ -92,6 +92,60 @@ struct OpConformanceTests {
   }
 }
 
+extension OpConformanceTests {
+  /// Runs every generated case through `FloatEngine` in strict mode (no oneDNN reference
+  /// kernels): each output on its own (the engine returns one), with inputs after the first
+  /// bound as constants (the engine takes one input).
+  @Test(
+    .enabled(
+      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  func everyCaseMatchesOnnxruntimeOnTheFloatEngine() throws {
+    let (directory, cases) = try OpCases.generated.get()
+    var checked = 0
+    for c in cases {
+      do {
+        let graph = try ONNXLoader.load(
+          contentsOf: directory.appendingPathComponent("\(c.name)/model.onnx"))
+        let inputs = try OpCases.inputs(directory, c)
+        let expected = try OpCases.expected(directory, c)
+        var bound = graph
+        for (id, tensor) in zip(graph.inputs, inputs).dropFirst() {
+          bound.constants[id] = tensor
+          bound.values[id].shape = tensor.shape
+        }
+        bound.inputs = [graph.inputs[0]]
+        bound.declaredInputShapes = [inputs[0].shape.map { .fixed($0) }]
+        for (k, e) in expected.enumerated() {
+          var single = bound
+          single.outputs = [graph.outputs[k]]
+          let engine = try FloatEngine(
+            graph: single, batchSize: inputs[0].shape.first ?? 1, threads: 2, strict: true,
+            requiresClassifierOutput: false)
+          var output = [Float](repeating: .nan, count: engine.outputElementCount)
+          let input = inputs[0].floatValues
+          try input.withUnsafeBufferPointer { i in
+            try output.withUnsafeMutableBufferPointer { try engine.run(input: i, output: $0) }
+          }
+          #expect(output.count == e.shape.reduce(1, *), "\(c.name) output \(k) size")
+          let (diff, tolerance) = OpCases.compare(Tensor(shape: e.shape, floats: output), e)
+          #expect(
+            diff <= tolerance,
+            "\(c.name) [float engine] output \(k): max diff \(diff) > \(tolerance)")
+          for (node, implementation) in engine.implementations {
+            #expect(
+              !DNNLPrimitive.isReference(implementation),
+              "\(c.name): \(node) runs \(implementation)")
+          }
+          checked += 1
+        }
+      } catch {
+        Issue.record("\(c.name) [float engine]: \(error)")
+      }
+    }
+    #expect(checked > 90)
+  }
+}
+
 extension NumpyArray {
   /// The elements as floats, under the name the model tests use for tensors too.
   var floats: [Float] { floatValues() }

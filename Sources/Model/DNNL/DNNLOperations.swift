@@ -14,6 +14,17 @@ enum DNNLPooling: Sendable {
   }
 }
 
+/// Reduction algorithms.
+enum DNNLReduction: Sendable {
+  case mean
+
+  var raw: dnnl_alg_kind_t {
+    switch self {
+    case .mean: return dnnl_reduction_mean
+    }
+  }
+}
+
 /// Factories for the forward-inference primitives the engines use. Descriptors may use
 /// `DNNLFormat.any` where the primitive should choose (weights); query the choice with
 /// `DNNLPrimitive.memoryDescriptor(_:)`.
@@ -169,6 +180,22 @@ extension DNNLEngine {
     var dst = destination.raw
     try dnnlCheck(dnnl_binary_desc_init(&desc, algorithm.raw, &src0, &src1, &dst), name)
     return try makePrimitive(name, attributes) { pd, attr in
+      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
+    }
+  }
+
+  /// A reduction of `source` into `destination`, whose dims are `source`'s with 1 on the
+  /// reduced axes.
+  func makeReduction(
+    _ algorithm: DNNLReduction, source: DNNLMemoryDescriptor, destination: DNNLMemoryDescriptor,
+    label: String = ""
+  ) throws -> DNNLPrimitive {
+    let name = "reduction \(algorithm)\(Self.quoted(label)) \(source) -> \(destination)"
+    var desc = dnnl_reduction_desc_t()
+    var src = source.raw
+    var dst = destination.raw
+    try dnnlCheck(dnnl_reduction_desc_init(&desc, algorithm.raw, &src, &dst, 0, 0), name)
+    return try makePrimitive(name, DNNLAttributes()) { pd, attr in
       dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
     }
   }

@@ -19,6 +19,8 @@ public final class FloatEngine: InferenceEngine {
 
   /// The kernel each lowered node dispatched to, in execution order (for tests and `--verbose`).
   let implementations: [(node: String, implementation: String)]
+  /// Floats `run` writes: `batchSize * classCount` for a classifier.
+  let outputElementCount: Int
   /// Split→Conv→Concat partial convolutions lowered without materialising the untouched part.
   let partialConvolutionCount: Int
 
@@ -34,17 +36,31 @@ public final class FloatEngine: InferenceEngine {
   /// Prepares `graph` (shape inference, folding, fusions) for `batchSize` images and builds
   /// its primitives. `threads` sets the OpenMP thread count (nil: one per core). In `strict`
   /// mode any primitive that would run a slow reference kernel is an error.
-  public init(graph: Graph, batchSize: Int, threads: Int? = nil, strict: Bool = false) throws {
+  public convenience init(
+    graph: Graph, batchSize: Int, threads: Int? = nil, strict: Bool = false
+  ) throws {
+    try self.init(
+      graph: graph, batchSize: batchSize, threads: threads, strict: strict,
+      requiresClassifierOutput: true)
+  }
+
+  /// Without `requiresClassifierOutput` the first graph output may have any shape (the op
+  /// conformance tests run single ops); `run` then fills `outputElementCount` values.
+  init(
+    graph: Graph, batchSize: Int, threads: Int?, strict: Bool, requiresClassifierOutput: Bool
+  ) throws {
     guard batchSize > 0 else {
       throw ModelError(.invalidGraph, "batch size must be positive, got \(batchSize)")
     }
     let prepared = try GraphPasses.prepare(graph, batchSize: batchSize)
     let engine = try DNNLEngine(threads: threads, strict: strict)
-    let builder = try FloatEngineBuilder(graph: prepared, engine: engine)
+    let builder = try FloatEngineBuilder(
+      graph: prepared, engine: engine, requiresClassifierOutput: requiresClassifierOutput)
     try builder.lower()
     self.engine = engine
     self.inputShape = builder.inputShape
     self.classCount = builder.classCount
+    self.outputElementCount = builder.outputElementCount
     self.steps = builder.steps
     self.inputMemory = builder.inputMemory
     self.outputMemory = builder.outputMemory
@@ -65,12 +81,12 @@ public final class FloatEngine: InferenceEngine {
   public func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>)
     throws
   {
-    guard input.count == inputElementCount, output.count == batchSize * classCount,
+    guard input.count == inputElementCount, output.count == outputElementCount,
       let inputBase = input.baseAddress, let outputBase = output.baseAddress
     else {
       throw ModelError(
         .invalidGraph,
-        "float engine: buffers of \(input.count) inputs / \(output.count) outputs, expected \(inputElementCount) / \(batchSize * classCount)"
+        "float engine: buffers of \(input.count) inputs / \(output.count) outputs, expected \(inputElementCount) / \(outputElementCount)"
       )
     }
     engine.applyThreadCount()
@@ -86,6 +102,9 @@ public final class FloatEngine: InferenceEngine {
       case .erf(let source, let destination, let count):
         try engine.wait()
         for index in 0..<count { destination[index] = Foundation.erf(source[index]) }
+      case .kernel(let kernel):
+        try engine.wait()
+        try kernel.run()
       }
     }
     try engine.wait()
@@ -97,4 +116,5 @@ enum FloatEngineStep {
   case primitive(DNNLExecution)
   case copy(from: UnsafeRawPointer, to: UnsafeMutableRawPointer, byteCount: Int)
   case erf(UnsafePointer<Float>, UnsafeMutablePointer<Float>, count: Int)
+  case kernel(FloatKernel)
 }

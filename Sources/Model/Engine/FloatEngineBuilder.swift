@@ -7,6 +7,7 @@ final class FloatEngineBuilder {
   let plan: MemoryPlan
   let inputShape: [Int]
   let classCount: Int
+  let outputElementCount: Int
 
   private(set) var steps: [FloatEngineStep] = []
   private(set) var ownedBuffers: [UnsafeMutableRawPointer] = []
@@ -22,7 +23,7 @@ final class FloatEngineBuilder {
   private let inputBuffer: UnsafeMutableRawPointer
   private var constantMemories: [ValueID: DNNLMemory] = [:]
 
-  init(graph: Graph, engine: DNNLEngine) throws {
+  init(graph: Graph, engine: DNNLEngine, requiresClassifierOutput: Bool = true) throws {
     self.graph = graph
     self.engine = engine
     guard graph.inputs.count == 1, let output = graph.outputs.first else {
@@ -34,8 +35,9 @@ final class FloatEngineBuilder {
     inputValue = graph.inputs[0]
     let input = try graph.shape(of: inputValue)
     let logits = try graph.shape(of: output)
-    guard graph.values[inputValue].elementType == .float32, logits.count >= 2,
-      logits.first == input.first, graph.values[output].elementType == .float32
+    let classifierShaped = logits.count >= 2 && logits.first == input.first
+    guard graph.values[inputValue].elementType == .float32,
+      classifierShaped || !requiresClassifierOutput, graph.values[output].elementType == .float32
     else {
       throw ModelError(
         .invalidGraph,
@@ -44,6 +46,7 @@ final class FloatEngineBuilder {
     }
     inputShape = input
     classCount = logits.dropFirst().reduce(1, *)
+    outputElementCount = logits.reduce(1, *)
     plan = try MemoryPlan(graph)
     let largest = plan.sizes.values.max() ?? 0
     let scratchOffset = (plan.arenaSize + 63) / 64 * 64
@@ -58,11 +61,9 @@ final class FloatEngineBuilder {
 
     // The caller's buffers, rebound on every run.
     inputMemory = try DNNLMemory(
-      DNNLMemoryDescriptor(dims: input, dataType: .f32, format: Self.plainFormat(input.count)),
-      engine: engine, buffer: nil)
+      Self.plainDescriptor(input, .f32), engine: engine, buffer: nil)
     outputMemory = try DNNLMemory(
-      DNNLMemoryDescriptor(dims: logits, dataType: .f32, format: Self.plainFormat(logits.count)),
-      engine: engine, buffer: nil)
+      Self.plainDescriptor(logits, .f32), engine: engine, buffer: nil)
   }
 
   deinit {}
@@ -100,9 +101,16 @@ final class FloatEngineBuilder {
   private struct UnsupportedNode: Error { var reason: String }
 
   private func lower(_ node: Node) throws {
-    for id in node.outputs where graph.values[id].elementType != .float32 {
-      throw UnsupportedNode(
-        reason: "output '\(graph.values[id].name)' is \(graph.values[id].elementType)")
+    switch node.op {
+    case .cast, .gather, .transpose, .pad, .slice, .split, .concat, .flatten, .reshape, .squeeze,
+      .unsqueeze, .identity:
+      // Data movement works on any element type.
+      break
+    default:
+      for id in node.inputs + node.outputs where graph.values[id].elementType != .float32 {
+        throw UnsupportedNode(
+          reason: "value '\(graph.values[id].name)' is \(graph.values[id].elementType)")
+      }
     }
     switch node.op {
     case .conv(let attributes): try lowerConvolution(node, attributes)
@@ -138,6 +146,11 @@ final class FloatEngineBuilder {
       }
     case .slice(let starts, let ends, let axes, let steps):
       try lowerSlice(node, starts: starts, ends: ends, axes: axes, steps: steps)
+    case .transpose(let perm): try lowerTranspose(node, perm: perm)
+    case .pad(let mode, let pads, let value):
+      try lowerPad(node, mode: mode, pads: pads, value: value)
+    case .gather(let axis): try lowerGather(node, axis: axis)
+    case .cast(let type): try lowerCast(node, to: type)
     default:
       throw UnsupportedNode(reason: "no oneDNN lowering for this op")
     }
@@ -147,9 +160,10 @@ final class FloatEngineBuilder {
     let x = node.inputs[0]
     let output = node.outputs[0]
     let xShape = try graph.shape(of: x)
-    guard xShape.count == 4, c.kernelShape.count == 2 else {
-      throw UnsupportedNode(reason: "only 2D convolutions are lowered")
+    guard (3...4).contains(xShape.count), c.kernelShape.count == xShape.count - 2 else {
+      throw UnsupportedNode(reason: "only 1D and 2D convolutions are lowered")
     }
+    let spatial = c.kernelShape.count
     guard let weights = graph.constants[node.inputs[1]]?.floats else {
       throw UnsupportedNode(reason: "weights are not a float constant")
     }
@@ -171,7 +185,8 @@ final class FloatEngineBuilder {
       source: descriptor(x),
       weights: DNNLMemoryDescriptor(dims: weightDims, dataType: .f32, format: .any),
       bias: biasDescriptor, destination: descriptor(output), strides: c.strides,
-      dilations: c.dilations, paddingLeft: Array(c.pads[0..<2]), paddingRight: Array(c.pads[2..<4]),
+      dilations: c.dilations, paddingLeft: Array(c.pads[0..<spatial]),
+      paddingRight: Array(c.pads[spatial..<(2 * spatial)]),
       attributes: DNNLAttributes(postOps: try postOps(c.postOps)), label: node.name)
     var arguments: [(DNNLArgument, DNNLMemory)] = [
       (.source, try memory(x)),
@@ -191,6 +206,15 @@ final class FloatEngineBuilder {
   /// A fused residual sum accumulates into the output buffer, so the operand must be there
   /// first; the memory plan usually put it there already.
   private func placeSumOperand(_ operand: ValueID, into output: ValueID) throws {
+    if let partial = pendingRestores.removeValue(forKey: operand) {
+      // The operand's first channels were overwritten by an in-place partial conv.
+      let part = try descriptor(operand).submemory(
+        dims: try graph.shape(of: partial.convolved), offsets: [0, 0, 0, 0])
+      try addReorder(
+        from: memory(partial.convolved),
+        to: DNNLMemory(part, engine: engine, buffer: pointer(operand)),
+        label: "restore '\(graph.values[operand].name)'")
+    }
     let source = try pointer(operand)
     let destination = try pointer(output)
     if source != UnsafeRawPointer(destination) {
@@ -200,9 +224,19 @@ final class FloatEngineBuilder {
 
   private func lowerGemm(_ node: Node, _ g: Gemm) throws {
     let a = node.inputs[0]
-    let aShape = try graph.shape(of: a)
-    guard !g.transA, aShape.count == 2 else {
-      throw UnsupportedNode(reason: "transA or a non-2D A is not lowered")
+    let stored = try graph.shape(of: a)
+    guard stored.count == 2 else { throw UnsupportedNode(reason: "a non-2D A is not lowered") }
+    let aShape = g.transA ? [stored[1], stored[0]] : stored
+    var source = try pointer(a)
+    if g.transA {
+      // A is stored [K, M]: a reorder from a transposed-strides view makes it [M, K].
+      let view = try DNNLMemoryDescriptor(
+        dims: aShape, dataType: .f32, strides: [1, aShape[0]])
+      source = temporary(try byteCount(a))
+      try addReorder(
+        from: DNNLMemory(view, engine: engine, buffer: pointer(a)),
+        to: DNNLMemory(Self.plainDescriptor(aShape, .f32), engine: engine, buffer: source),
+        label: "\(node.name) (transA)")
     }
     guard let b = graph.constants[node.inputs[1]]?.floats else {
       throw UnsupportedNode(reason: "B is not a float constant")
@@ -228,33 +262,71 @@ final class FloatEngineBuilder {
       }
     }
     try addInnerProduct(
-      node, source: a, rows: aShape[0], inner: k, columns: n, weights: weights, bias: bias,
-      postOps: g.postOps)
+      node, source: source, destination: pointer(node.outputs[0]), rows: aShape[0], inner: k,
+      columns: n, weights: weights, bias: bias, postOps: g.postOps)
   }
 
   private func lowerMatMul(_ node: Node) throws {
     let a = node.inputs[0]
+    let b = node.inputs[1]
+    let output = node.outputs[0]
     let aShape = try graph.shape(of: a)
-    guard let b = graph.constants[node.inputs[1]]?.floats,
-      try graph.shape(of: node.inputs[1]).count == 2
-    else { throw UnsupportedNode(reason: "only MatMul by a constant 2D matrix is lowered") }
-    guard aShape.count != 4 || isPlainEquivalent(aShape) else {
-      throw UnsupportedNode(reason: "MatMul on a 4D activation is not lowered")
+    let bShape = try graph.shape(of: b)
+    if let constant = graph.constants[b]?.floats, bShape.count == 2 {
+      // Rows of A (any rank) times a constant matrix: an inner product with reordered weights.
+      let (k, n) = (bShape[0], bShape[1])
+      var weights = [Float](repeating: 0, count: n * k)
+      for row in 0..<n {
+        for column in 0..<k { weights[row * k + column] = constant[column * n + row] }
+      }
+      let destination = try rowMajorTarget(output)
+      try addInnerProduct(
+        node, source: rowMajor(a, label: node.name), destination: destination,
+        rows: aShape.dropLast().reduce(1, *), inner: k, columns: n, weights: weights, bias: nil,
+        postOps: [])
+      try finishRowMajor(output, from: destination, label: node.name)
+      return
     }
-    let bShape = try graph.shape(of: node.inputs[1])
-    let (k, n) = (bShape[0], bShape[1])
-    var weights = [Float](repeating: 0, count: n * k)
-    for row in 0..<n { for column in 0..<k { weights[row * k + column] = b[column * n + row] } }
-    try addInnerProduct(
-      node, source: a, rows: aShape.dropLast().reduce(1, *), inner: k, columns: n, weights: weights,
-      bias: nil, postOps: [])
+    // numpy matmul: vectors gain a unit dimension, batch dimensions broadcast.
+    var a2 = aShape.count == 1 ? [1] + aShape : aShape
+    var b2 = bShape.count == 1 ? bShape + [1] : bShape
+    let rank = max(a2.count, b2.count)
+    a2 = [Int](repeating: 1, count: rank - a2.count) + a2
+    b2 = [Int](repeating: 1, count: rank - b2.count) + b2
+    var y2 = [a2[rank - 2], b2[rank - 1]]
+    for d in (0..<(rank - 2)).reversed() {
+      guard a2[d] == b2[d] || a2[d] == 1 || b2[d] == 1 else {
+        throw UnsupportedNode(reason: "batch dimensions \(aShape) and \(bShape) do not broadcast")
+      }
+      y2.insert(max(a2[d], b2[d]), at: 0)
+    }
+    let aDescriptor = try Self.plainDescriptor(a2, .f32)
+    let bDescriptor = try Self.plainDescriptor(b2, .f32)
+    let yDescriptor = try Self.plainDescriptor(y2, .f32)
+    let primitive = try engine.makeMatmul(
+      source: aDescriptor, weights: bDescriptor, bias: nil, destination: yDescriptor,
+      label: node.name)
+    let destination = try rowMajorTarget(output)
+    add(
+      primitive,
+      [
+        (
+          .source,
+          try DNNLMemory(aDescriptor, engine: engine, buffer: rowMajor(a, label: node.name))
+        ),
+        (
+          .weights,
+          try DNNLMemory(bDescriptor, engine: engine, buffer: rowMajor(b, label: node.name))
+        ),
+        (.destination, try DNNLMemory(yDescriptor, engine: engine, buffer: destination)),
+      ], node: node)
+    try finishRowMajor(output, from: destination, label: node.name)
   }
 
   private func addInnerProduct(
-    _ node: Node, source: ValueID, rows: Int, inner: Int, columns: Int, weights: [Float],
-    bias: [Float]?, postOps chain: [PostOp]
+    _ node: Node, source: UnsafeMutableRawPointer, destination: UnsafeMutableRawPointer, rows: Int,
+    inner: Int, columns: Int, weights: [Float], bias: [Float]?, postOps chain: [PostOp]
   ) throws {
-    let output = node.outputs[0]
     let sourceDescriptor = try DNNLMemoryDescriptor(
       dims: [rows, inner], dataType: .f32, format: .ab)
     let destinationDescriptor = try DNNLMemoryDescriptor(
@@ -268,14 +340,14 @@ final class FloatEngineBuilder {
       bias: biasDescriptor, destination: destinationDescriptor,
       attributes: DNNLAttributes(postOps: try postOps(chain)), label: node.name)
     var arguments: [(DNNLArgument, DNNLMemory)] = [
-      (.source, try DNNLMemory(sourceDescriptor, engine: engine, buffer: pointer(source))),
+      (.source, try DNNLMemory(sourceDescriptor, engine: engine, buffer: source)),
       (
         .weights,
         try constantMemory(
           weights, dims: [columns, inner], as: primitive.memoryDescriptor(.weights))
       ),
       (
-        .destination, try DNNLMemory(destinationDescriptor, engine: engine, buffer: pointer(output))
+        .destination, try DNNLMemory(destinationDescriptor, engine: engine, buffer: destination)
       ),
     ]
     if let bias, let biasDescriptor {
@@ -294,20 +366,27 @@ final class FloatEngineBuilder {
       try graph.shape(of: id) == outShape
     }
     // oneDNN broadcasts only the second source, and runs in place only over the first.
+    var expandFirst = false
     if try !fullShape(first) || (graph.constants[first] != nil && graph.constants[second] == nil) {
-      guard commutative, try fullShape(second) else {
-        throw UnsupportedNode(reason: "the first operand is broadcast in a non-commutative op")
+      if commutative, try fullShape(second) {
+        swap(&first, &second)
+      } else {
+        // Sub/Div with a broadcast or constant first operand: materialise it at full shape.
+        expandFirst = true
       }
-      swap(&first, &second)
     }
-    if commutative, try fullShape(second), try pointer(second) == UnsafeRawPointer(pointer(output))
+    if !expandFirst, commutative, try fullShape(second),
+      try pointer(second) == UnsafeRawPointer(pointer(output))
     {
       swap(&first, &second)
     }
-    if graph.constants[first] != nil {
+    if graph.constants[first] != nil && graph.constants[second] != nil {
       throw UnsupportedNode(reason: "both operands are constant")
     }
-    let secondDescriptor = try broadcastDescriptor(second, rank: outShape.count)
+    let firstMemory =
+      expandFirst
+      ? try expanded(first, to: output, label: node.name) : try memory(first)
+    var secondDescriptor = try broadcastDescriptor(second, rank: outShape.count)
     let algorithm: DNNLBinaryAlgorithm
     switch op {
     case .add: algorithm = .add
@@ -315,34 +394,104 @@ final class FloatEngineBuilder {
     case .mul: algorithm = .mul
     case .div: algorithm = .div
     }
-    let primitive = try engine.makeBinary(
-      algorithm, source0: descriptor(first), source1: secondDescriptor,
-      destination: descriptor(output), label: node.name)
+    var expandedSecond: DNNLMemory?
+    var primitive = try fastPrimitive {
+      try engine.makeBinary(
+        algorithm, source0: firstMemory.descriptor, source1: secondDescriptor,
+        destination: descriptor(output), label: node.name)
+    }
+    if primitive == nil, try !fullShape(second) {
+      // oneDNN's JIT binary broadcasts scalars and per-channel operands only; other patterns
+      // (e.g. [1, C, 1, W]) are expanded to the full shape first.
+      let full = try expanded(second, to: output, label: node.name)
+      expandedSecond = full
+      secondDescriptor = full.descriptor
+      primitive = nil
+    }
+    let made =
+      try primitive
+      ?? engine.makeBinary(
+        algorithm, source0: firstMemory.descriptor, source1: secondDescriptor,
+        destination: descriptor(output), label: node.name)
     let secondMemory: DNNLMemory
-    if let constant = graph.constants[second] {
+    if let expandedSecond {
+      secondMemory = expandedSecond
+    } else if let constant = graph.constants[second] {
       secondMemory = try constantMemory(
         constant.floatValues, dims: secondDescriptor.dims, as: secondDescriptor)
     } else {
       secondMemory = try DNNLMemory(secondDescriptor, engine: engine, buffer: pointer(second))
     }
     let outputPointer = UnsafeRawPointer(try pointer(output))
-    let aliasesSecond = try graph.constants[second] == nil && pointer(second) == outputPointer
+    let aliasesSecond =
+      try expandedSecond == nil && graph.constants[second] == nil
+      && pointer(second) == outputPointer
     if aliasesSecond {
       // Writing over the second source while reading it is not supported; go via scratch.
       let scratchMemory = try DNNLMemory(descriptor(output), engine: engine, buffer: scratch)
       add(
-        primitive,
-        [(.source, try memory(first)), (.source1, secondMemory), (.destination, scratchMemory)],
+        made,
+        [(.source, firstMemory), (.source1, secondMemory), (.destination, scratchMemory)],
         node: node)
       steps.append(.copy(from: scratch, to: try pointer(output), byteCount: try byteCount(output)))
     } else {
       add(
-        primitive,
+        made,
         [
-          (.source, try memory(first)), (.source1, secondMemory),
+          (.source, firstMemory), (.source1, secondMemory),
           (.destination, try memory(output)),
         ], node: node)
     }
+  }
+
+  /// `value` broadcast to `target`'s shape and layout: a constant expanded at build time, or
+  /// an activation expanded by a copy step into a buffer of its own.
+  private func expanded(_ value: ValueID, to target: ValueID, label: String) throws -> DNNLMemory {
+    let shape = try graph.shape(of: value)
+    let targetShape = try graph.shape(of: target)
+    let padded = [Int](repeating: 1, count: targetShape.count - shape.count) + shape
+    let sourceStrides = engineStrides(shape)
+    let paddedStrides = [Int](repeating: 0, count: targetShape.count - shape.count) + sourceStrides
+    if let constant = graph.constants[value] {
+      // Row-major expansion, then the usual constant reorder into the target's layout.
+      let values = constant.floatValues
+      var plainStrides = [Int](repeating: 0, count: padded.count)
+      var running = 1
+      for d in padded.indices.reversed() {
+        plainStrides[d] = padded[d] == 1 ? 0 : running
+        running *= padded[d]
+      }
+      var result = [Float](repeating: 0, count: targetShape.reduce(1, *))
+      var index = [Int](repeating: 0, count: targetShape.count)
+      for k in result.indices {
+        var offset = 0
+        for d in index.indices { offset += index[d] * plainStrides[d] }
+        result[k] = values[offset]
+        var d = index.count - 1
+        while d >= 0 {
+          index[d] += 1
+          if index[d] < targetShape[d] { break }
+          index[d] = 0
+          d -= 1
+        }
+      }
+      return try constantMemory(result, dims: targetShape, as: descriptor(target))
+    }
+    let targetStrides = engineStrides(targetShape)
+    let groups = targetShape.indices.map { d in
+      (
+        input: (0..<targetShape[d]).map { padded[d] == 1 ? 0 : $0 * paddedStrides[d] },
+        output: (0..<targetShape[d]).map { $0 * targetStrides[d] }
+      )
+    }
+    let buffer = temporary(try byteCount(target))
+    addKernel(
+      IndexedCopy(
+        groups: Self.innermostLast(groups), elementSize: 4, source: try pointer(value),
+        destination: buffer), label: "\(label) (broadcast)")
+    let result = try DNNLMemory(descriptor(target), engine: engine, buffer: buffer)
+    retained.append(result)
+    return result
   }
 
   /// The descriptor of `value` seen with numpy broadcasting at `rank` (leading 1s).
@@ -385,16 +534,75 @@ final class FloatEngineBuilder {
     let shape = try graph.shape(of: node.inputs[0])
     let resolved = axis < 0 ? axis + shape.count : axis
     let isLastAxis = resolved == shape.count - 1
-    guard
-      !coerceTo2D || isLastAxis || (shape.count == 4 && resolved == 1 && isPlainEquivalent(shape))
-    else { throw UnsupportedNode(reason: "opset<13 softmax over several axes is not lowered") }
-    let primitive = try engine.makeSoftmax(
-      source: descriptor(node.inputs[0]), destination: descriptor(node.outputs[0]), axis: resolved,
+    if coerceTo2D, !isLastAxis,
+      !(shape.count == 4 && resolved == 1 && isPlainEquivalent(shape))
+    {
+      // Opset < 13 normalises over all axes from `axis` on: a 2D softmax over the row-major
+      // bytes.
+      let output = node.outputs[0]
+      let view = try Self.plainDescriptor(
+        [shape[..<resolved].reduce(1, *), shape[resolved...].reduce(1, *)], .f32)
+      let primitive = try engine.makeSoftmax(
+        source: view, destination: view, axis: 1, label: node.name)
+      let destination = try rowMajorTarget(output)
+      add(
+        primitive,
+        [
+          (
+            .source,
+            try DNNLMemory(view, engine: engine, buffer: rowMajor(node.inputs[0], label: node.name))
+          ),
+          (.destination, try DNNLMemory(view, engine: engine, buffer: destination)),
+        ], node: node)
+      try finishRowMajor(output, from: destination, label: node.name)
+      return
+    }
+    if let primitive = try fastPrimitive({
+      try engine.makeSoftmax(
+        source: descriptor(node.inputs[0]), destination: descriptor(node.outputs[0]),
+        axis: resolved, label: node.name)
+    }) {
+      add(
+        primitive,
+        [(.source, try memory(node.inputs[0])), (.destination, try memory(node.outputs[0]))],
+        node: node)
+      return
+    }
+    // oneDNN's JIT softmax wants the axis innermost: reorder into such a layout and back.
+    let order = shape.indices.filter { $0 != resolved } + [resolved]
+    var strides = [Int](repeating: 1, count: shape.count)
+    var running = 1
+    for d in order.reversed() {
+      strides[d] = running
+      running *= shape[d]
+    }
+    let inner = try DNNLMemoryDescriptor(dims: shape, dataType: .f32, strides: strides)
+    let bytes = try byteCount(node.inputs[0])
+    let (staged, result) = (temporary(bytes), temporary(bytes))
+    try addReorder(
+      from: memory(node.inputs[0]), to: DNNLMemory(inner, engine: engine, buffer: staged),
       label: node.name)
+    let primitive = try engine.makeSoftmax(
+      source: inner, destination: inner, axis: resolved, label: node.name)
     add(
       primitive,
-      [(.source, try memory(node.inputs[0])), (.destination, try memory(node.outputs[0]))],
-      node: node)
+      [
+        (.source, try DNNLMemory(inner, engine: engine, buffer: staged)),
+        (.destination, try DNNLMemory(inner, engine: engine, buffer: result)),
+      ], node: node)
+    try addReorder(
+      from: DNNLMemory(inner, engine: engine, buffer: result), to: memory(node.outputs[0]),
+      label: node.name)
+  }
+
+  /// Creates a primitive unless oneDNN would run it on a reference kernel (nil then), so the
+  /// caller can choose other layouts.
+  private func fastPrimitive(_ make: () throws -> DNNLPrimitive) throws -> DNNLPrimitive? {
+    let strict = engine.strict
+    engine.strict = false
+    defer { engine.strict = strict }
+    let primitive = try make()
+    return primitive.usesReferenceImplementation ? nil : primitive
   }
 
   private func lowerBatchNormalization(_ node: Node, epsilon: Float) throws {
@@ -441,21 +649,65 @@ final class FloatEngineBuilder {
     let output = node.outputs[0]
     let inShape = try graph.shape(of: x)
     let outShape = try graph.shape(of: output)
-    guard inShape.count == 4, p.kernelShape.count == 2 else {
-      throw UnsupportedNode(reason: "only 2D pooling is lowered")
+    guard (3...4).contains(inShape.count), p.kernelShape.count == inShape.count - 2 else {
+      throw UnsupportedNode(reason: "only 1D and 2D pooling is lowered")
     }
     let (left, right) = p.oneDNNPadding(input: inShape, output: outShape)
-    let primitive = try engine.makePooling(
-      algorithm, source: descriptor(x), destination: descriptor(output), kernel: p.kernelShape,
-      strides: p.strides, paddingLeft: left, paddingRight: right, dilations: p.dilations,
-      label: node.name)
-    add(primitive, [(.source, try memory(x)), (.destination, try memory(output))], node: node)
+    let make = {
+      try self.engine.makePooling(
+        algorithm, source: self.descriptor(x), destination: self.descriptor(output),
+        kernel: p.kernelShape, strides: p.strides, paddingLeft: left, paddingRight: right,
+        dilations: p.dilations, label: node.name)
+    }
+    guard algorithm == .max, try fastPrimitive(make) == nil else {
+      add(try make(), [(.source, try memory(x)), (.destination, try memory(output))], node: node)
+      return
+    }
+    // Dilated max pooling runs oneDNN's reference kernel: a loop over precomputed taps.
+    let inStrides = engineStrides(inShape)
+    let outStrides = engineStrides(outShape)
+    let spatial = p.kernelShape.count
+    var positions = [0]
+    var windows: [[Int]] = [[]]
+    for d in 0..<spatial {
+      var nextPositions: [Int] = []
+      var nextWindows: [[Int]] = []
+      for (position, window) in zip(positions, windows) {
+        for o in 0..<outShape[d + 2] {
+          nextPositions.append(position + o * outStrides[d + 2])
+          var taps: [Int] = []
+          for k in 0..<p.kernelShape[d] {
+            let i = o * p.strides[d] - p.pads[d] + k * p.dilations[d]
+            let valid = i >= 0 && i < inShape[d + 2]
+            if window.isEmpty && d == 0 {
+              taps.append(valid ? i * inStrides[d + 2] : -1)
+            } else {
+              for t in window { taps.append(valid && t >= 0 ? t + i * inStrides[d + 2] : -1) }
+            }
+          }
+          nextWindows.append(taps)
+        }
+      }
+      positions = nextPositions
+      windows = nextWindows
+    }
+    addKernel(
+      MaxPoolKernel(
+        source: try pointer(x).assumingMemoryBound(to: Float.self),
+        destination: try pointer(output).assumingMemoryBound(to: Float.self),
+        batch: inShape[0], channels: inShape[1],
+        strides: (inStrides[0], inStrides[1], outStrides[0], outStrides[1]),
+        positions: positions, taps: windows.flatMap { $0 },
+        tapCount: p.kernelShape.reduce(1, *)), label: node.name)
   }
 
   private func lowerGlobalAverage(_ node: Node) throws {
     let x = node.inputs[0]
     let shape = try graph.shape(of: x)
-    guard shape.count == 4 else { throw UnsupportedNode(reason: "only 4D inputs are lowered") }
+    guard shape.count == 4 else {
+      try lowerReduction(node, axes: Set(2..<shape.count))
+      return
+    }
     let destination = try DNNLMemoryDescriptor(
       dims: [shape[0], shape[1], 1, 1], dataType: .f32, format: .nhwc)
     let primitive = try engine.makePooling(
@@ -478,11 +730,70 @@ final class FloatEngineBuilder {
     let shape = try graph.shape(of: node.inputs[0])
     let normalized = Set((axes ?? []).map { $0 < 0 ? $0 + shape.count : $0 })
     guard shape.count == 4, normalized == [2, 3] else {
-      throw UnsupportedNode(
-        reason: "only ReduceMean over the spatial axes of a 4D tensor is lowered")
+      try lowerReduction(node, axes: axes.map { _ in normalized } ?? Set(shape.indices))
+      return
     }
     // [N, C, 1, 1] in NHWC and [N, C] share their bytes, so keepDims does not matter.
     try lowerGlobalAverage(node)
+  }
+
+  /// Mean over `axes` with oneDNN's reduction primitive; the destination keeps the input's
+  /// rank (reduced axes of size 1) and is described with the strides of the output's layout, so
+  /// keepDims changes nothing in the bytes.
+  private func lowerReduction(_ node: Node, axes: Set<Int>) throws {
+    let x = node.inputs[0]
+    let output = node.outputs[0]
+    let shape = try graph.shape(of: x)
+    let outShape = try graph.shape(of: output)
+    let outStrides = engineStrides(outShape)
+    var dims = shape
+    var strides = [Int](repeating: 1, count: shape.count)
+    let keepDims = outShape.count == shape.count
+    var o = 0
+    for d in shape.indices {
+      if axes.contains(d) {
+        dims[d] = 1
+        if keepDims { o += 1 }
+        continue
+      }
+      strides[d] = outStrides[o]
+      o += 1
+    }
+    if keepDims { strides = outStrides }
+    let destination = try DNNLMemoryDescriptor(dims: dims, dataType: .f32, strides: strides)
+    guard
+      let primitive = try fastPrimitive({
+        try engine.makeReduction(
+          .mean, source: descriptor(x), destination: destination, label: node.name)
+      })
+    else {
+      // A loop over precomputed offsets: kept positions × reduced positions.
+      let inStrides = engineStrides(shape)
+      var keptInput = [0]
+      var keptOutput = [0]
+      var reduced = [0]
+      for d in shape.indices {
+        let extent = shape[d]
+        if axes.contains(d) {
+          reduced = reduced.flatMap { base in (0..<extent).map { base + $0 * inStrides[d] } }
+        } else {
+          keptInput = keptInput.flatMap { base in (0..<extent).map { base + $0 * inStrides[d] } }
+          keptOutput = keptOutput.flatMap { base in (0..<extent).map { base + $0 * strides[d] } }
+        }
+      }
+      addKernel(
+        MeanKernel(
+          source: try pointer(x).assumingMemoryBound(to: Float.self),
+          destination: try pointer(output).assumingMemoryBound(to: Float.self),
+          keptInput: keptInput, keptOutput: keptOutput, reduced: reduced), label: node.name)
+      return
+    }
+    add(
+      primitive,
+      [
+        (.source, try memory(x)),
+        (.destination, try DNNLMemory(destination, engine: engine, buffer: pointer(output))),
+      ], node: node)
   }
 
   private func lowerView(_ node: Node) throws {
@@ -499,10 +810,11 @@ final class FloatEngineBuilder {
       return
     }
     // Channels-last on one side: go through the logical row-major order in scratch.
-    let plainIn = try DNNLMemoryDescriptor(
-      dims: inShape, dataType: .f32, format: Self.plainFormat(inShape.count))
-    let plainOut = try DNNLMemoryDescriptor(
-      dims: outShape, dataType: .f32, format: Self.plainFormat(outShape.count))
+    guard let type = dataType(x) else {
+      throw UnsupportedNode(reason: "int64 values are only reshaped in row-major layouts")
+    }
+    let plainIn = try Self.plainDescriptor(inShape, type)
+    let plainOut = try Self.plainDescriptor(outShape, type)
     try addReorder(
       from: memory(x), to: DNNLMemory(plainIn, engine: engine, buffer: scratch), label: node.name)
     try addReorder(
@@ -517,13 +829,26 @@ final class FloatEngineBuilder {
   /// a dense buffer and convolved (a convolution on a strided channel slice would run oneDNN's
   /// reference kernel), then the output is `x` copied whole with the convolved channels
   /// written over its first `p`.
+  ///
+  /// In a FasterNet block `x` is otherwise only the residual operand of the block's last conv,
+  /// which accumulates into `x`'s buffer. Then the whole copy is avoided: the concat output
+  /// lives in `x`'s buffer (the convolved channels written over its first `p`), the dense copy
+  /// of the first `p` channels gets a buffer of its own, and it is written back just before the
+  /// residual conv, once the concat output's readers are done.
   struct PartialConvolution {
     var source: ValueID
     /// The split output the convolution reads (channels `0..<p`).
     var convolved: ValueID
     var convolutionOutput: ValueID
     var channels: Int
+    /// The concat output shares the source's buffer (see above).
+    var inPlace: Bool
   }
+
+  /// Values whose bytes live somewhere other than their planned arena slot.
+  private var aliases: [ValueID: UnsafeMutableRawPointer] = [:]
+  /// In-place partial convolutions by source, restored before the conv that sums into it.
+  private var pendingRestores: [ValueID: PartialConvolution] = [:]
 
   /// How many partial convolutions were lowered with the slice trick.
   var partialConvolutionCount: Int { partialByConcat.count }
@@ -557,9 +882,22 @@ final class FloatEngineBuilder {
         (lastRead[split.inputs[0]] ?? -1) > concatIndex || outputs.contains(split.inputs[0]),
         index < concatIndex
       else { continue }
-      let partial = PartialConvolution(
+      var partial = PartialConvolution(
         source: split.inputs[0], convolved: split.outputs[0],
-        convolutionOutput: convolution.outputs[0], channels: first[1])
+        convolutionOutput: convolution.outputs[0], channels: first[1], inPlace: false)
+      let x = split.inputs[0]
+      let readers = consumers[x]
+      if x != inputValue, !outputs.contains(x), !outputs.contains(concat.outputs[0]),
+        readers.count == 2, readers[0] == index, readers[1] > concatIndex,
+        graph.nodes[readers[1]].sumOperand == x,
+        consumers[concat.outputs[0]].allSatisfy({ $0 < readers[1] }),
+        let base = plan.offsets[x], let bytes = plan.sizes[split.outputs[0]]
+      {
+        partial.inPlace = true
+        aliases[concat.outputs[0]] = arena + base
+        aliases[split.outputs[0]] = temporary(bytes)
+        pendingRestores[x] = partial
+      }
       partialBySplit[split.inputs[0]] = partial
       partialByConcat[concat.outputs[0]] = partial
     }
@@ -576,10 +914,12 @@ final class FloatEngineBuilder {
 
   private func lowerPartialConcat(_ node: Node, _ partial: PartialConvolution) throws {
     let output = node.outputs[0]
-    steps.append(
-      .copy(
-        from: try pointer(partial.source), to: try pointer(output), byteCount: try byteCount(output)
-      ))
+    if !partial.inPlace {
+      steps.append(
+        .copy(
+          from: try pointer(partial.source), to: try pointer(output),
+          byteCount: try byteCount(output)))
+    }
     let part = try descriptor(output).submemory(
       dims: try graph.shape(of: partial.convolutionOutput), offsets: [0, 0, 0, 0])
     try addReorder(
@@ -626,9 +966,25 @@ final class FloatEngineBuilder {
     let x = node.inputs[0]
     let shape = try graph.shape(of: x)
     let output = node.outputs[0]
-    guard let starts else { throw UnsupportedNode(reason: "starts are not constant") }
-    guard (sliceSteps ?? []).allSatisfy({ $0 == 1 }) else {
-      throw UnsupportedNode(reason: "strided slices are not lowered")
+    guard let starts, let ends else {
+      throw UnsupportedNode(reason: "starts are not constant")
+    }
+    guard (sliceSteps ?? []).allSatisfy({ $0 == 1 }), dataType(x) != nil else {
+      // Strided (or reversed) slices: a copy by per-axis offset tables.
+      var first = [Int](repeating: 0, count: shape.count)
+      var step = [Int](repeating: 1, count: shape.count)
+      for index in starts.indices {
+        let rawAxis = axes?[index] ?? index
+        let axis = rawAxis < 0 ? rawAxis + shape.count : rawAxis
+        let (begin, _, by, _) = try ShapeRules.sliceRange(
+          dim: shape[axis], start: starts[index], end: ends[index],
+          step: sliceSteps?[index] ?? 1, node)
+        first[axis] = begin
+        step[axis] = by
+      }
+      let inStrides = engineStrides(shape)
+      try addCopy(node) { d, i in (first[d] + i * step[d]) * inStrides[d] }
+      return
     }
     var offsets = [Int](repeating: 0, count: shape.count)
     for (index, start) in starts.enumerated() {
@@ -641,6 +997,230 @@ final class FloatEngineBuilder {
     try addReorder(
       from: DNNLMemory(part, engine: engine, buffer: pointer(x)), to: memory(output),
       label: node.name)
+  }
+
+  // MARK: Data movement
+
+  private func lowerTranspose(_ node: Node, perm: [Int]?) throws {
+    let x = node.inputs[0]
+    let output = node.outputs[0]
+    let shape = try graph.shape(of: x)
+    let perm = perm ?? Array(shape.indices.reversed())
+    let inStrides = engineStrides(shape)
+    if let type = dataType(x), shape.count >= 1 {
+      // A reorder from the input seen with permuted strides; oneDNN's JIT reorders cover most
+      // permutations, the rest go to the copy loop below.
+      let outShape = try graph.shape(of: output)
+      let view = try DNNLMemoryDescriptor(
+        dims: outShape, dataType: type, strides: perm.map { inStrides[$0] })
+      if let primitive = try? engine.makeReorder(
+        from: view, to: descriptor(output), label: node.name),
+        !primitive.usesReferenceImplementation
+      {
+        let source = try DNNLMemory(view, engine: engine, buffer: pointer(x))
+        add(primitive, [(.source, source), (.destination, try memory(output))], node: node)
+        return
+      }
+    }
+    try addCopy(node) { d, i in i * inStrides[perm[d]] }
+  }
+
+  private func lowerPad(_ node: Node, mode: PadMode, pads: [Int]?, value: Float) throws {
+    guard let pads else { throw UnsupportedNode(reason: "pads are not constant") }
+    let x = node.inputs[0]
+    let shape = try graph.shape(of: x)
+    let rank = shape.count
+    let inStrides = engineStrides(shape)
+    if mode == .reflect,
+      shape.indices.contains(where: { pads[$0] >= shape[$0] || pads[$0 + rank] >= shape[$0] })
+    {
+      throw ModelError(
+        .invalidNode,
+        "node '\(node.name)' (Pad): reflect pads \(pads) must be smaller than the input \(shape)")
+    }
+    if mode != .constant, shape.contains(0) {
+      throw ModelError(
+        .invalidNode, "node '\(node.name)' (Pad): \(mode) padding of an empty input \(shape)")
+    }
+    let fill: UInt64
+    switch graph.values[x].elementType {
+    case .float32: fill = UInt64(value.bitPattern)
+    default: fill = UInt64(bitPattern: CastKernel.truncate(value))
+    }
+    try addCopy(node, fill: fill) { d, i in
+      var j = i - pads[d]
+      let n = shape[d]
+      if j < 0 || j >= n {
+        switch mode {
+        case .constant: return -1
+        case .edge: j = min(max(j, 0), n - 1)
+        case .reflect: j = j < 0 ? -j : 2 * (n - 1) - j
+        }
+      }
+      return j * inStrides[d]
+    }
+  }
+
+  private func lowerGather(_ node: Node, axis: Int) throws {
+    let x = node.inputs[0]
+    let indices = node.inputs[1]
+    let output = node.outputs[0]
+    let shape = try graph.shape(of: x)
+    let indexShape = try graph.shape(of: indices)
+    let outShape = try graph.shape(of: output)
+    let inStrides = engineStrides(shape)
+    let outStrides = engineStrides(outShape)
+    let dimension = shape[axis]
+    let indexCount = indexShape.reduce(1, *)
+    // The output offset of each index position, in the indices' logical order.
+    var positions = [Int](repeating: 0, count: indexCount)
+    var indexOffsets = [Int](repeating: 0, count: indexCount)
+    let indexStrides = engineStrides(indexShape)
+    var counter = [Int](repeating: 0, count: indexShape.count)
+    for j in 0..<indexCount {
+      for k in counter.indices {
+        positions[j] += counter[k] * outStrides[axis + k]
+        indexOffsets[j] += counter[k] * indexStrides[k]
+      }
+      var k = counter.count - 1
+      while k >= 0 {
+        counter[k] += 1
+        if counter[k] < indexShape[k] { break }
+        counter[k] = 0
+        k -= 1
+      }
+    }
+    var gathered = [Int](repeating: 0, count: indexCount)
+    if let constant = graph.constants[indices]?.integers {
+      for (j, raw) in constant.enumerated() {
+        let i = raw < 0 ? raw + Int64(dimension) : raw
+        guard i >= 0, i < Int64(dimension) else {
+          throw ModelError(
+            .invalidNode,
+            "node '\(node.name)' (Gather): index \(raw) is out of range for dimension \(dimension)")
+        }
+        gathered[j] = Int(i) * inStrides[axis]
+      }
+    }
+    var groups: [(input: [Int], output: [Int])] = []
+    for d in 0..<axis {
+      groups.append(
+        ((0..<shape[d]).map { $0 * inStrides[d] }, (0..<shape[d]).map { $0 * outStrides[d] }))
+    }
+    let gatherGroup = groups.count
+    groups.append((gathered, positions))
+    for d in (axis + 1)..<shape.count {
+      let o = d - 1 + indexShape.count
+      groups.append(
+        ((0..<shape[d]).map { $0 * inStrides[d] }, (0..<shape[d]).map { $0 * outStrides[o] }))
+    }
+    let copy = IndexedCopy(
+      groups: groups, elementSize: graph.values[x].elementType.byteCount,
+      source: try pointer(x), destination: try pointer(output))
+    if graph.constants[indices] != nil {
+      addKernel(copy, label: node.name)
+      return
+    }
+    addKernel(
+      RuntimeGather(
+        copy: copy, group: gatherGroup, indices: try pointer(indices),
+        indexType: graph.values[indices].elementType, indexOffsets: indexOffsets,
+        dimension: dimension, stride: inStrides[axis], node: node.name), label: node.name)
+  }
+
+  private func lowerCast(_ node: Node, to type: ElementType) throws {
+    let x = node.inputs[0]
+    let output = node.outputs[0]
+    addKernel(
+      CastKernel(
+        source: try pointer(x), from: graph.values[x].elementType, destination: try pointer(output),
+        to: type, count: try graph.shape(of: output).reduce(1, *)), label: node.name)
+  }
+
+  /// A copy where output element `i` (per dimension `d`) reads input offset `offset(d, i_d)`
+  /// (summed over dimensions; negative: `fill`).
+  private func addCopy(
+    _ node: Node, fill: UInt64 = 0, offset: (Int, Int) -> Int
+  ) throws {
+    let output = node.outputs[0]
+    let outShape = try graph.shape(of: output)
+    let outStrides = engineStrides(outShape)
+    let groups = outShape.indices.map { d in
+      (
+        input: (0..<outShape[d]).map { offset(d, $0) },
+        output: (0..<outShape[d]).map { $0 * outStrides[d] }
+      )
+    }
+    addKernel(
+      IndexedCopy(
+        groups: Self.innermostLast(groups),
+        elementSize: graph.values[output].elementType.byteCount, fillBits: fill,
+        source: try pointer(node.inputs[0]), destination: try pointer(output)), label: node.name)
+  }
+
+  /// Orders per-dimension copy groups so the innermost loop walks the smallest output stride.
+  static func innermostLast(_ groups: [(input: [Int], output: [Int])]) -> [(
+    input: [Int], output: [Int]
+  )] {
+    func stride(_ g: (input: [Int], output: [Int])) -> Int {
+      g.output.count > 1 ? g.output[1] - g.output[0] : Int.max
+    }
+    return groups.enumerated().sorted {
+      stride($0.element) != stride($1.element)
+        ? stride($0.element) > stride($1.element) : $0.offset < $1.offset
+    }.map(\.element)
+  }
+
+  private func addKernel(_ kernel: FloatKernel, label: String) {
+    retained.append(kernel)
+    implementations.append((label, kernel.implementation))
+    steps.append(.kernel(kernel))
+  }
+
+  /// A buffer that lives as long as the engine, for values that need a second layout.
+  private func temporary(_ byteCount: Int) -> UnsafeMutableRawPointer {
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 64), alignment: 64)
+    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 64))
+    ownedBuffers.append(buffer)
+    return buffer
+  }
+
+  /// `value`'s elements in row-major order: its own buffer when the engine's layout already is,
+  /// otherwise a temporary that a reorder step fills.
+  private func rowMajor(_ value: ValueID, label: String) throws -> UnsafeMutableRawPointer {
+    let shape = try graph.shape(of: value)
+    if let constant = graph.constants[value] {
+      let result = try constantMemory(
+        constant.floatValues, dims: shape.isEmpty ? [1] : shape,
+        as: Self.plainDescriptor(shape, .f32))
+      guard let buffer = result.buffer else {
+        throw UnsupportedNode(reason: "constant '\(graph.values[value].name)' has no buffer")
+      }
+      return buffer
+    }
+    if isPlainEquivalent(shape) { return try pointer(value) }
+    let buffer = temporary(try byteCount(value))
+    try addReorder(
+      from: memory(value),
+      to: DNNLMemory(Self.plainDescriptor(shape, .f32), engine: engine, buffer: buffer),
+      label: label)
+    return buffer
+  }
+
+  /// Where a primitive writes `value` row-major; `finishRowMajor` then moves it into place.
+  private func rowMajorTarget(_ value: ValueID) throws -> UnsafeMutableRawPointer {
+    try isPlainEquivalent(graph.shape(of: value))
+      ? pointer(value) : temporary(try byteCount(value))
+  }
+
+  private func finishRowMajor(
+    _ value: ValueID, from buffer: UnsafeMutableRawPointer, label: String
+  ) throws {
+    guard try buffer != pointer(value) else { return }
+    try addReorder(
+      from: DNNLMemory(
+        Self.plainDescriptor(graph.shape(of: value), .f32), engine: engine, buffer: buffer),
+      to: memory(value), label: label)
   }
 
   // MARK: Post-ops and activations
@@ -684,6 +1264,32 @@ final class FloatEngineBuilder {
     }
   }
 
+  /// A row-major descriptor of any rank (a scalar is one element).
+  static func plainDescriptor(_ shape: [Int], _ type: DNNLDataType) throws
+    -> DNNLMemoryDescriptor
+  {
+    let dims = shape.isEmpty ? [1] : shape
+    if dims.count <= 5 {
+      return try DNNLMemoryDescriptor(dims: dims, dataType: type, format: plainFormat(dims.count))
+    }
+    var strides = [Int](repeating: 1, count: dims.count)
+    for d in stride(from: dims.count - 2, through: 0, by: -1) {
+      strides[d] = strides[d + 1] * dims[d + 1]
+    }
+    return try DNNLMemoryDescriptor(dims: dims, dataType: type, strides: strides)
+  }
+
+  /// The oneDNN element type of `value`, nil for int64 (which oneDNN does not have).
+  private func dataType(_ value: ValueID) -> DNNLDataType? {
+    switch graph.values[value].elementType {
+    case .float32: return .f32
+    case .int32: return .s32
+    case .int8: return .s8
+    case .uint8: return .u8
+    case .int64: return nil
+    }
+  }
+
   /// Rank-4 values are channels-last; everything else is row-major.
   static func layout(_ shape: [Int]) -> DNNLFormat {
     shape.count == 4 ? .nhwc : plainFormat(shape.count)
@@ -696,17 +1302,22 @@ final class FloatEngineBuilder {
 
   private func descriptor(_ value: ValueID) throws -> DNNLMemoryDescriptor {
     let shape = try graph.shape(of: value)
-    guard (1...5).contains(shape.count) else {
-      throw UnsupportedNode(reason: "value '\(graph.values[value].name)' has rank \(shape.count)")
+    guard let type = dataType(value) else {
+      throw UnsupportedNode(
+        reason: "value '\(graph.values[value].name)' is \(graph.values[value].elementType)")
     }
-    return try DNNLMemoryDescriptor(dims: shape, dataType: .f32, format: Self.layout(shape))
+    if shape.count == 4 {
+      return try DNNLMemoryDescriptor(dims: shape, dataType: type, format: .nhwc)
+    }
+    return try Self.plainDescriptor(shape, type)
   }
 
   private func byteCount(_ value: ValueID) throws -> Int {
-    try graph.shape(of: value).reduce(1, *) * 4
+    try graph.shape(of: value).reduce(1, *) * graph.values[value].elementType.byteCount
   }
 
   private func pointer(_ value: ValueID) throws -> UnsafeMutableRawPointer {
+    if let alias = aliases[value] { return alias }
     if value == inputValue { return inputBuffer }
     if let offset = plan.offsets[value] { return arena + offset }
     if graph.constants[value] != nil, let buffer = try constantMemoryFor(value).buffer {

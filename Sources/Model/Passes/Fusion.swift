@@ -210,7 +210,10 @@ extension GraphPasses {
         let convOut = add.inputs[k]
         guard convOut != s, let c = r.producer(convOut), r.soleConsumer(convOut) == i,
           case .conv(var conv) = r.graph.nodes[c].op, !conv.postOps.contains(.sum),
-          let sp = r.producer(s), sp < c, !r.outputs.contains(s),
+          // The raw producer index: when it is an Add fused earlier in this pass (the
+          // previous residual block), the conv that now writes `s` sits before it, so the
+          // order still holds.
+          let sp = r.producers[s], sp < c, !r.outputs.contains(s),
           r.consumers[s].allSatisfy({ $0 < c || $0 == i }), !r.graph.nodes[c].inputs.contains(s),
           let shape = graph.values[s].shape, shape == graph.values[convOut].shape,
           shape == graph.values[add.outputs[0]].shape, graph.values[s].elementType == .float32
