@@ -40,8 +40,14 @@ struct Int8ChannelSliceTests {
   func table() throws {
     let cases: [(QuantParams, QuantParams)] = [
       (try QuantParams(type: .int8, scale: 0.05), try QuantParams(type: .int8, scale: 0.031)),
-      (try QuantParams(type: .uint8, scale: 0.02, zeroPoint: 128), try QuantParams(type: .int8, scale: 0.04)),
-      (try QuantParams(type: .int8, scale: 0.01), try QuantParams(type: .uint8, scale: 0.5, zeroPoint: 3)),
+      (
+        try QuantParams(type: .uint8, scale: 0.02, zeroPoint: 128),
+        try QuantParams(type: .int8, scale: 0.04)
+      ),
+      (
+        try QuantParams(type: .int8, scale: 0.01),
+        try QuantParams(type: .uint8, scale: 0.5, zeroPoint: 3)
+      ),
     ]
     for (input, output) in cases {
       let table = try #require(try Int8ChannelSlices.requantizationTable(from: input, to: output))
@@ -65,7 +71,9 @@ struct Int8ChannelSliceTests {
     let shape = [n, c, h, w]
     let sizes = [3, 9]
     let wholeParams = try QuantParams(type: .int8, scale: 0.05)
-    let partParams = [try QuantParams(type: .int8, scale: 0.05), try QuantParams(type: .int8, scale: 0.02)]
+    let partParams = [
+      try QuantParams(type: .int8, scale: 0.05), try QuantParams(type: .int8, scale: 0.02),
+    ]
     let whole = randomCodes(n * c * h * w, seed: 11)
     let wholeFloats = try floats(whole, shape, wholeParams)
 
@@ -193,7 +201,8 @@ struct Int8ChannelSliceEngineTests {
       return output
     }
     let sliced = try logits(engine)
-    #expect(sliced.allSatisfy(\.isFinite))
+    let finite = sliced.allSatisfy { $0.isFinite }
+    #expect(finite)
     #expect(sliced == (try logits(fallback)))
   }
 }
