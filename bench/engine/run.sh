@@ -27,8 +27,11 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # The same flags as CI, so this reuses the test build instead of rebuilding everything.
-swift build -c release -Xswiftc -enable-testing --product imagenet-eval > "$out/build.log" 2>&1 \
-  || { tail -20 "$out/build.log"; exit 1; }
+# SKIP_BUILD=1 uses the existing .build/release/imagenet-eval as it is.
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  swift build -c release -Xswiftc -enable-testing --product imagenet-eval > "$out/build.log" 2>&1 \
+    || { tail -20 "$out/build.log"; exit 1; }
+fi
 bin=.build/release/imagenet-eval
 
 cache=.build/fasternet-cache

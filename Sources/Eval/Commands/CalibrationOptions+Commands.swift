@@ -4,7 +4,7 @@ import Model
 extension CalibrationOptions {
   /// The `--calib` advice every command without calibration images gives (what to pass).
   static let missingCalibrationMessage =
-    "--engines int8 quantizes the float model on calibration images, and none were given: pass "
+    "the int8 engine quantizes the float model on calibration images, and none were given: pass "
     + "--calib DATA (a tar, directory or shard pattern of JPEGs, e.g. "
     + "../shared/datasets/ilsvrc2012-val-subset-1300.tar) and --calib-count N (e.g. 32), with "
     + "the model's preprocessing (--preset and its overrides, as for `run`)"
