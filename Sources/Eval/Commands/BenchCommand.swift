@@ -12,6 +12,10 @@ struct BenchCommand: ParsableCommand {
       Inputs are fixed pseudo-random tensors (no decoding or preprocessing): this measures \
       the engine alone. Each measurement warms up, then runs batches for --seconds (at least \
       5 batches). --json writes the bench.json that `table --bench` reads.
+
+      The int8 engine quantizes the float model first: give it calibration images with \
+      --calib DATA --calib-count N and the model's preprocessing (--preset …), as for `run`. \
+      It calibrates once and builds one engine per batch size from that calibration.
       """)
 
   @Option(help: ArgumentHelp("The ONNX classifier.", valueName: "file"))
@@ -40,6 +44,12 @@ struct BenchCommand: ParsableCommand {
   @Option(help: ArgumentHelp("Write the results as bench.json here.", valueName: "file"))
   var json: String?
 
+  @OptionGroup(title: "int8 calibration")
+  var calibrationOptions: CalibrationOptions
+
+  @OptionGroup(title: "Preprocessing of the calibration images")
+  var preprocessing: CalibrationPreprocessOptions
+
   func validate() throws {
     if let threads, threads < 1 {
       throw ValidationError("--threads must be at least 1, got \(threads)")
@@ -48,6 +58,11 @@ struct BenchCommand: ParsableCommand {
       throw ValidationError("--seconds must be positive, got \(seconds)")
     }
     _ = try batchSizes()
+    if (try? EngineFactory.parseNames(engines))?.contains("int8") == true,
+      calibrationOptions.calib.isEmpty
+    {
+      throw ValidationError(CalibrationOptions.missingCalibrationMessage)
+    }
   }
 
   func batchSizes() throws -> [Int] {
@@ -66,12 +81,23 @@ struct BenchCommand: ParsableCommand {
     let modelName = name ?? URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
     print("model \(modelName) (\(model)), threads \(threads.map(String.init) ?? "default")")
     print("engine     batch   images/s   mean ms    p50 ms    p90 ms   batches")
+    let calibration =
+      names.contains("int8")
+      ? try calibrationOptions.calibrateOnce(
+        graph: graph, preprocessing: preprocessing, threads: threads, modelPath: model) : nil
     var entries = [BenchReport.Entry]()
     for engineName in names {
       for batchSize in sizes {
         let engine = try EngineFactory.makeEngine(
           named: engineName, graph: graph, batchSize: batchSize, threads: threads,
-          strict: false, modelPath: model)
+          strict: false, modelPath: model, calibration: calibration)
+        if let int8 = engine as? Int8Engine, batchSize == sizes[0],
+          !int8.floatFallbackNodes.isEmpty
+        {
+          printError(
+            "int8: \(int8.floatFallbackNodes.count) nodes run in float between dequantise and "
+              + "quantise: \(int8.floatFallbackNodes.joined(separator: ", "))")
+        }
         let result = try Self.measure(engine, seconds: seconds)
         entries.append(
           BenchReport.Entry(

@@ -74,6 +74,9 @@ public enum EngineFactory {
     public var imageCount: Int
     /// Fills the next calibration batch.
     public var nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+    /// A calibration already made from these images (commands that build the int8 engine at
+    /// several batch sizes calibrate once); when set, `nextBatch` is not called.
+    public var calibrated: Int8Calibration?
 
     /// Creates a calibration input.
     public init(
@@ -108,6 +111,11 @@ public enum EngineFactory {
             .input,
             "the int8 engine quantizes the float model on calibration images; this command has "
               + "none: use `imagenet-eval run --engines float,int8` (--calib, --calib-count)")
+        }
+        if let calibrated = calibration.calibrated {
+          return try Int8Engine(
+            graph: graph, batchSize: batchSize, calibration: calibrated,
+            settings: calibration.settings, threads: threads)
         }
         return try Int8Engine.make(
           graph: graph, batchSize: batchSize, calibrationImages: calibration.imageCount,

@@ -12,7 +12,8 @@ struct InferCommand: ParsableCommand {
     discussion: """
       The batch size is the input's first dimension; the rest must match the model input \
       (e.g. [N, 3, 224, 224]). The output is float32 [N, classes], image-major, to compare \
-      with onnxruntime's output for the same tensor.
+      with onnxruntime's output for the same tensor. --engine int8 quantizes the float \
+      model first on --calib images (--calib-count, and the model's preprocessing: --preset …).
       """)
 
   @Option(help: ArgumentHelp("The ONNX classifier.", valueName: "file"))
@@ -35,9 +36,18 @@ struct InferCommand: ParsableCommand {
   @Flag(help: "Refuse models that would run any slow reference kernel.")
   var strict = false
 
+  @OptionGroup(title: "int8 calibration")
+  var calibrationOptions: CalibrationOptions
+
+  @OptionGroup(title: "Preprocessing of the calibration images")
+  var preprocessing: CalibrationPreprocessOptions
+
   func validate() throws {
     if let threads, threads < 1 {
       throw ValidationError("--threads must be at least 1, got \(threads)")
+    }
+    if (try? EngineFactory.parseNames(engine)) == ["int8"], calibrationOptions.calib.isEmpty {
+      throw ValidationError(CalibrationOptions.missingCalibrationMessage)
     }
   }
 
@@ -61,9 +71,13 @@ struct InferCommand: ParsableCommand {
         .input, "--input: \(input) has shape \(array.shape); expected a batch [N, …] with N ≥ 1")
     }
     let graph = try EngineFactory.loadModel(at: model)
+    let calibration =
+      names[0] == "int8"
+      ? try calibrationOptions.calibrateOnce(
+        graph: graph, preprocessing: preprocessing, threads: threads, modelPath: model) : nil
     let built = try EngineFactory.makeEngine(
       named: names[0], graph: graph, batchSize: batchSize, threads: threads, strict: strict,
-      modelPath: model)
+      modelPath: model, calibration: calibration)
     guard built.inputShape == array.shape else {
       throw EvalError(
         .input,

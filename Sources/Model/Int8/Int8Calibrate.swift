@@ -29,7 +29,7 @@ extension Int8Engine {
     guard imageCount > 0 else {
       throw QuantizationError.invalidParameter("calibration needs at least 1 image")
     }
-    let prepared = try GraphPasses.prepare(graph, batchSize: batchSize)
+    let prepared = try prepareForInt8(graph, batchSize: batchSize)
     guard prepared.inputs.count == 1, let output = prepared.outputs.first else {
       throw ModelError(.invalidGraph, "int8 calibration: expected one input and one output")
     }

@@ -55,7 +55,7 @@ public final class Int8Engine: InferenceEngine {
     guard batchSize > 0 else {
       throw ModelError(.invalidGraph, "int8 engine: batch size must be positive, got \(batchSize)")
     }
-    let graph = try GraphPasses.prepare(original, batchSize: batchSize)
+    let graph = try Int8Engine.prepareForInt8(original, batchSize: batchSize)
     let preparedNames = Set(graph.nodes.map(\.name))
     let originalNames = Set(original.nodes.map(\.name))
     for name in settings.floatNodes.sorted() where !preparedNames.contains(name) {

@@ -32,13 +32,28 @@ enum Int8Layout {
     let layout = channelsLast(shape)
     func store<Code: FixedWidthInteger>(_: Code.Type) {
       let out = codes.assumingMemoryBound(to: Code.self)
-      for i in 0..<values.count {
-        let v = values[i] / scale
+      @inline(__always) func code(_ x: Float) -> Code {
+        let v = x / scale
         // NaN input: the zero point (the engine's documented treatment, as in `Quantizer`).
         let clamped = v.isNaN ? 0 : (v < low ? low : (v > high ? high : v))
-        let q = Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven) + zp))
-        let j = layout.map { engineIndex(i, c: $0.c, hw: $0.hw) } ?? i
-        out[j] = q
+        return Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven) + zp))
+      }
+      guard let (c, hw) = layout, values.count % (c * hw) == 0 else {
+        for i in 0..<values.count { out[i] = code(values[i]) }
+        return
+      }
+      // Row-major order in, channel stride out: no index division per element (this runs on
+      // every input image).
+      var i = 0
+      for n in 0..<values.count / (c * hw) {
+        for ch in 0..<c {
+          var j = n * hw * c + ch
+          for _ in 0..<hw {
+            out[j] = code(values[i])
+            i += 1
+            j += c
+          }
+        }
       }
     }
     switch params.type {

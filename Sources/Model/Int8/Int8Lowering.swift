@@ -117,6 +117,9 @@ final class Int8Lowering {
     case .flatten, .reshape, .squeeze, .unsqueeze, .identity:
       try lowerView(node)
       return false
+    case .split(1, _), .concat(1):
+      try lowerChannelSlices(node)
+      return true
     default:
       throw Fallback(reason: "no int8 kernel")
     }
@@ -428,6 +431,47 @@ final class Int8Lowering {
       steps.append(
         Int8Step(work: .swift({ destination.copyMemory(from: source, byteCount: bytes) })))
     }
+  }
+
+  /// Split or Concat of rank-4 tensors along channels, as channel-slice copies on codes
+  /// (through a requantisation table where the parameters differ; see `Int8ChannelSlices`).
+  private func lowerChannelSlices(_ node: Node) throws {
+    let isSplit: Bool
+    if case .split = node.op { isSplit = true } else { isSplit = false }
+    let whole = isSplit ? node.inputs[0] : node.outputs[0]
+    let parts = isSplit ? node.outputs : node.inputs
+    let shape = try graph.shape(of: whole)
+    guard shape.count == 4, let wholeParams = params[whole], wholeParams.isPerTensor,
+      wholeParams.type == .int8 || wholeParams.type == .uint8
+    else { throw Fallback(reason: "channel slices need rank-4 per-tensor 8-bit codes") }
+    let pixels = shape[0] * shape[2] * shape[3]
+    let wholePointer = try pointer(whole).assumingMemoryBound(to: UInt8.self)
+    var slices: [Int8ChannelSlice] = []
+    var offset = 0
+    for part in parts {
+      guard graph.constants[part] == nil, let partParams = params[part], partParams.isPerTensor,
+        partParams.type == .int8 || partParams.type == .uint8
+      else { throw Fallback(reason: "a constant or non-8-bit channel slice") }
+      let channels = try graph.shape(of: part)[1]
+      let partPointer = try pointer(part).assumingMemoryBound(to: UInt8.self)
+      slices.append(
+        isSplit
+          ? Int8ChannelSlice(
+            source: UnsafePointer(wholePointer), sourceStride: shape[1], sourceOffset: offset,
+            destination: partPointer, destinationStride: channels, destinationOffset: 0,
+            channels: channels,
+            table: try Int8ChannelSlices.requantizationTable(from: wholeParams, to: partParams))
+          : Int8ChannelSlice(
+            source: UnsafePointer(partPointer), sourceStride: channels, sourceOffset: 0,
+            destination: wholePointer, destinationStride: shape[1], destinationOffset: offset,
+            channels: channels,
+            table: try Int8ChannelSlices.requantizationTable(from: partParams, to: wholeParams)))
+      offset += channels
+    }
+    guard offset == shape[1] else { throw Fallback(reason: "slices do not cover the channels") }
+    let kernel = Int8ChannelSliceKernel(pixels: pixels, slices: slices)
+    retained.append(kernel)
+    steps.append(Int8Step(work: .swift({ kernel.run() })))
   }
 
   // MARK: Float fallback
