@@ -87,6 +87,11 @@ final class Int8Lowering {
     for output in node.outputs where graph.values[output].elementType != .float32 {
       throw Fallback(reason: "non-float output")
     }
+    // int16 codes (Int8Settings.int16Nodes) have no integer kernel: the node runs on the
+    // dequantised int16 grid with float arithmetic.
+    if (node.inputs + node.outputs).contains(where: { params[$0]?.type == .int16 }) {
+      throw Fallback(reason: "int16 activations")
+    }
     switch node.op {
     case .conv(let c):
       try lowerConvolution(index, node, c, consumers: consumers)
