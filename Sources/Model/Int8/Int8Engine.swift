@@ -22,9 +22,12 @@ public final class Int8Engine: InferenceEngine {
   public let floatFallbackNodes: [String]
   /// Nodes run with integer kernels.
   public let quantizedNodes: [String]
-  /// Nodes whose output activations are held as int16 codes (`Int8Settings.int16Nodes`), in
-  /// graph order. Every node reading or writing int16 codes runs in float on the dequantised
-  /// int16 grid ("int16 grid, float accumulation") and is listed in `floatFallbackNodes`.
+  /// Nodes whose output activations are held as int16 codes (`Int8Settings.int16Nodes`,
+  /// symmetric, scale = T / 32767), in graph order. Convolutions reading or writing int16
+  /// codes run the scalar integer kernel (`ReferenceKernels.conv2d`: int8 weights, exact
+  /// integer accumulation, the int8 kernels' requantisation); any other node touching int16
+  /// codes runs in float on the dequantised int16 grid ("int16 grid, float accumulation")
+  /// and is listed in `floatFallbackNodes`.
   public let int16Nodes: [String]
   /// The calibration this engine was built from.
   public let calibration: Int8Calibration

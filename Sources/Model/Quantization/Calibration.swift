@@ -212,6 +212,17 @@ public enum CalibrationAlgorithms {
   public static func klThreshold(
     _ histogram: [Int64], binWidth: Double, levels: Int = 128
   ) throws -> Double {
+    let divergences = try klDivergences(histogram, levels: levels)
+    var best = (index: histogram.count, divergence: Double.infinity)
+    for (offset, divergence) in divergences.enumerated() where divergence <= best.divergence {
+      best = (levels + offset, divergence)
+    }
+    return Double(best.index) * binWidth
+  }
+
+  /// KL(P‖Q) of every candidate `i` in `levels…bins` (element `i − levels`; infinity for a
+  /// candidate ruled out), steps 1 and 2 of `klThreshold`.
+  static func klDivergences(_ histogram: [Int64], levels: Int = 128) throws -> [Double] {
     let bins = histogram.count
     guard bins >= levels, levels > 0, bins >= 2 else {
       throw QuantizationError.invalidParameter(
@@ -225,10 +236,10 @@ public enum CalibrationAlgorithms {
     var suffix = [Double](repeating: 0, count: bins + 1)
     for j in stride(from: bins - 1, through: 0, by: -1) { suffix[j] = suffix[j + 1] + counts[j] }
     let total = suffix[0]
-    guard total > 0 else { return Double(bins) * binWidth }
+    var divergences = [Double](repeating: .infinity, count: bins - levels + 1)
+    guard total > 0 else { return divergences }
     var levelSum = [Double](repeating: 0, count: levels)
     var levelMembers = [Int](repeating: 0, count: levels)
-    var best = (index: bins, divergence: Double.infinity)
     counts.withUnsafeBufferPointer { h in
       for i in levels...bins {
         let outliers = suffix[i]
@@ -254,10 +265,10 @@ public enum CalibrationAlgorithms {
           let p = pj / total
           divergence += p * log(p / (qj / inside))
         }
-        if divergence <= best.divergence { best = (i, divergence) }
+        divergences[i - levels] = divergence
       }
     }
-    return Double(best.index) * binWidth
+    return divergences
   }
 
   /// The threshold `T = i·w` (`i` in `1…bins`) minimising the expected squared error of
