@@ -46,7 +46,8 @@ struct Int8AccuracyTests {
     let observeSeconds = Date().timeIntervalSince(started)
     #expect(observation.imageCount == 100)
 
-    // Which tensors KL clips hardest relative to their maximum (diagnosis of the KL defect).
+    // Which tensors KL clips hardest relative to their maximum (what went wrong before the
+    // zero-bin fix: every ReLU6 output clipped at 255/2048 of its range).
     let kl = try observation.calibration(settings: Int8Settings(method: .kl))
     let max = try observation.calibration(settings: Int8Settings(method: .max))
     let clipped = kl.thresholds.compactMap { name, t -> (String, Float)? in
@@ -55,6 +56,12 @@ struct Int8AccuracyTests {
     }.sorted { $0.1 < $1.1 }.prefix(8)
     print(
       "KL threshold / max, smallest: " + clipped.map { "\($0.0) \($0.1)" }.joined(separator: ", "))
+
+    // KL on every real activation histogram equals the independent numpy implementation of
+    // TensorRT's entropy calibration (scripts/reference/quant_kl.py).
+    if TestEnvironment.pythonAvailable {
+      try checkKLAgainstReference(observation.observers)
+    }
 
     let float = try FloatEngine(graph: graph, batchSize: Self.batch)
     var engines: [(String, Int8Engine)] = []
@@ -99,21 +106,12 @@ struct Int8AccuracyTests {
     #expect(total == 1300)
     let floatTop1 = 100 * Double(floatHits) / Double(total)
     var lines = [
-      "float top-1 \(floatTop1)% on \(total) images; observation (reference evaluator, 100 images) \(Int(observeSeconds)) s; default candidates \(cosines)"
+      "float top-1 \(floatTop1)% on \(total) images; observation (float engine, 100 images) \(String(format: "%.1f", observeSeconds)) s; default candidates \(cosines)"
     ]
     for (index, (label, _)) in engines.enumerated() {
       let top1 = 100 * Double(hits[index]) / Double(total)
       lines.append("int8 \(label): top-1 \(top1)% (drop \(floatTop1 - top1))")
-      if label.hasPrefix("kl") {
-        // Known defect: KL thresholds clip some EfficientNet-Lite0 tensors far too tightly
-        // (measured: 0.7 % top-1); `default` rejects KL by its cosine. Remove this wrapper once
-        // the KL search is fixed; the known issue then reports itself as not recorded.
-        withKnownIssue("KL calibration collapses EfficientNet-Lite0") {
-          #expect(floatTop1 - top1 <= 1.5, "\(label): \(top1)% vs float \(floatTop1)%")
-        }
-      } else {
-        #expect(floatTop1 - top1 <= 1.5, "\(label): \(top1)% vs float \(floatTop1)%")
-      }
+      #expect(floatTop1 - top1 <= 1.5, "\(label): \(top1)% vs float \(floatTop1)%")
     }
     if let report, let engine = engines.last?.1 {
       #expect(report.layers.count == engine.quantizedNodes.count)
@@ -127,4 +125,34 @@ struct Int8AccuracyTests {
     print(lines.joined(separator: "\n"))
     #expect(floatTop1 > 60)
   }
+}
+
+/// Runs scripts/reference/quant_kl.py on every observed histogram and checks that our KL
+/// threshold index is the reference's (or ties with it in floating point).
+private func checkKLAgainstReference(_ observers: [TensorObserver]) throws {
+  let usable = observers.filter { $0.histogram.contains { $0 > 0 } && $0.minimum != $0.maximum }
+  let directory = try TestEnvironment.makeTemporaryDirectory("kl-lite0")
+  defer { try? FileManager.default.removeItem(at: directory) }
+  let file = directory.appendingPathComponent("histograms.json")
+  try JSONSerialization.data(withJSONObject: usable.map { $0.histogram.map(Int.init) })
+    .write(to: file)
+  let output = try PythonReference.run(
+    script: "scripts/reference/quant_kl.py", arguments: [file.path])
+  let results = try #require(
+    try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
+  try #require(results.count == usable.count)
+  var mismatches: [String] = []
+  for (observer, reference) in zip(usable, results) {
+    let t = try CalibrationAlgorithms.klThreshold(observer.histogram, binWidth: observer.binWidth)
+    let mine = Int((t / observer.binWidth).rounded())
+    let expected = try #require(reference["index"] as? Int)
+    if mine == expected { continue }
+    let divergences = try #require(reference["divergences"] as? [String: Any])
+    let theirs = divergences[String(expected)] as? Double
+    let atMine = divergences[String(mine)] as? Double
+    if let theirs, let atMine, abs(theirs - atMine) <= 1e-9 * max(abs(theirs), 1e-12) { continue }
+    mismatches.append("\(observer.name): \(mine) vs \(expected)")
+  }
+  #expect(mismatches.isEmpty, "KL differs from the reference on \(mismatches)")
+  print("KL equals the numpy reference on \(usable.count) real activation histograms")
 }

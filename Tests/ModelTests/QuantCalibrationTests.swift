@@ -76,36 +76,86 @@ struct QuantCalibrationTests {
     #expect(t >= exact && t - exact <= o.binWidth * 1.000001, "threshold \(t), exact \(exact)")
   }
 
-  @Test(
-    "KL threshold equals an independent numpy implementation",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing),
-    arguments: [1 as UInt64, 2, 3])
-  func klMatchesNumpy(seed: UInt64) throws {
-    var rng = QuantRandom(seed: seed)
-    var o = TensorObserver(name: "relu_out")
-    // A ReLU-like activation: half zeros, a Gaussian body and a few far outliers.
-    var values = (0..<100_000).map { _ in Float(max(0, rng.gaussian())) }
-    for i in 0..<Int(seed * 5) { values[i] = Float(8 + Double(i) * 3) }
-    try observe(&o, values)
-    let bins = o.histogram
-    let t = try CalibrationAlgorithms.klThreshold(bins, binWidth: o.binWidth)
-    let index = Int((t / o.binWidth).rounded())
-    let reference = try #require(
-      try quantReference("quant_kl.py", case: bins.map(Int.init)) as? [String: Any])
-    let expected = try #require(reference["index"] as? Int)
-    let divergences = try #require(reference["divergences"] as? [String: Double])
-    if index != expected {
-      // Only a floating-point near-tie may separate the two argmins.
-      let mine = try #require(divergences[String(index)])
-      let theirs = try #require(divergences[String(expected)])
-      #expect(
-        abs(mine - theirs) <= 1e-12 * max(abs(theirs), 1e-300), "index \(index) vs \(expected)")
+  /// Histograms (2048 bins of |x|, as the observer builds them) for the KL comparisons.
+  private static func klCases() throws -> [(name: String, observer: TensorObserver)] {
+    var rng = QuantRandom(seed: 5)
+    var cases: [(String, [Float])] = []
+    // ReLU6-like: a third exact zeros, a wide body and a spike exactly at 6 (the top bin).
+    cases.append(
+      (
+        "relu6", (0..<200_000).map { _ in Float(min(6, max(0, 1 + 2 * rng.gaussian()))) }
+      ))
+    // ReLU with a few far outliers, which KL must clip.
+    var relu = (0..<100_000).map { _ in Float(max(0, rng.gaussian())) }
+    for i in 0..<10 { relu[i] = Float(8 + Double(i) * 3) }
+    cases.append(("relu-outliers", relu))
+    cases.append(("gaussian", (0..<200_000).map { _ in Float(rng.gaussian()) }))
+    cases.append(
+      (
+        "laplace",
+        (0..<200_000).map { _ -> Float in
+          let u = Double.random(in: -0.5..<0.5, using: &rng)
+          return Float(-(u < 0 ? -1.0 : 1.0) * log(1 - 2 * abs(u)))
+        }
+      ))
+    // Sparse: most bins empty, so Q's zero bins and empty last bins matter.
+    cases.append(("sparse", (0..<3_000).map { _ in Float(Int.random(in: 0...40, using: &rng)) }))
+    return try cases.map { name, values in
+      var o = TensorObserver(name: name)
+      // Two batches, the second wider, so the histogram has been re-binned once.
+      let half = values.count / 2
+      try Array(values[..<half]).withUnsafeBufferPointer { try o.observe($0) }
+      try Array(values[half...]).withUnsafeBufferPointer { try o.observe($0) }
+      return (name, o)
     }
-    // The outliers are clipped: the threshold is well inside the range.
-    #expect(t < o.histogramRange * 0.9)
-    #expect(t > 1)
-    var warnings: [CalibrationWarning] = []
-    #expect(try o.threshold(.kl, warnings: &warnings) == Float(t))
+  }
+
+  @Test(
+    "KL threshold equals an independent numpy implementation of TensorRT's entropy calibration",
+    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing))
+  func klMatchesNumpy() throws {
+    let cases = try Self.klCases()
+    var histograms = cases.map { $0.observer.histogram.map(Int.init) }
+    histograms.append([Int](repeating: 0, count: 2048))  // all-zero
+    let reference = try #require(
+      try quantReference("quant_kl.py", case: histograms) as? [[String: Any]])
+    try #require(reference.count == histograms.count)
+    for (k, (name, observer)) in cases.enumerated() {
+      let t = try CalibrationAlgorithms.klThreshold(
+        observer.histogram, binWidth: observer.binWidth)
+      try expectSameKLIndex(
+        Int((t / observer.binWidth).rounded()), reference[k], name,
+        width: observer.binWidth)
+      var warnings: [CalibrationWarning] = []
+      #expect(try observer.threshold(.kl, warnings: &warnings) == Float(t))
+      let relative = t / observer.histogramRange
+      switch name {
+      case "relu6":
+        // The spike at the top and the zeros in bin 0 must not pull the threshold down.
+        #expect(relative > 0.95, "relu6: threshold \(t)")
+      case "relu-outliers":
+        #expect(t > 2 && t < 6, "the outliers must be clipped: threshold \(t)")
+      case "gaussian":
+        #expect(t > 2.5, "gaussian: threshold \(t) of \(observer.histogramRange)")
+      case "laplace":
+        // The heavy tail is clipped.
+        #expect(t > 2.5 && relative < 0.9, "laplace: threshold \(t) of \(observer.histogramRange)")
+      default:
+        break
+      }
+    }
+    // No count: the reference has no candidate and ours throws.
+    #expect(reference.last?["index"] is NSNull)
+    #expect(throws: QuantizationError.self) {
+      try CalibrationAlgorithms.klThreshold([Int64](repeating: 0, count: 2048), binWidth: 1)
+    }
+  }
+
+  @Test("KL keeps the full range when the only mass is in bin 0")
+  func klOnlyZeroBin() throws {
+    var histogram = [Int64](repeating: 0, count: 256)
+    histogram[0] = 1000
+    #expect(try CalibrationAlgorithms.klThreshold(histogram, binWidth: 0.5) == 128)
   }
 
   @Test("MSE threshold is near the analytic optimum for Gaussian and Laplace data")
@@ -241,4 +291,23 @@ struct QuantCalibrationTests {
     #expect(partial.method == .kl && partial.warnings.count == 2)
     #expect(throws: QuantizationError.self) { try session.selectDefault { _, _ in .nan } }
   }
+}
+
+/// Checks that the KL index `mine` is the reference's, or ties with it in floating point
+/// (the two implementations sum in different orders).
+func expectSameKLIndex(
+  _ mine: Int, _ reference: [String: Any], _ name: String, width: Double,
+  sourceLocation: SourceLocation = #_sourceLocation
+) throws {
+  let expected = try #require(reference["index"] as? Int, sourceLocation: sourceLocation)
+  guard mine != expected else { return }
+  let divergences = try #require(
+    reference["divergences"] as? [String: Any], sourceLocation: sourceLocation)
+  let theirs = try #require(
+    divergences[String(expected)] as? Double, sourceLocation: sourceLocation)
+  let atMine = divergences[String(mine)] as? Double
+  #expect(
+    atMine.map { abs($0 - theirs) <= 1e-9 * max(abs(theirs), 1e-12) } == true,
+    "\(name): KL index \(mine) (divergence \(atMine.map { "\($0)" } ?? "inf")) vs reference \(expected) (\(theirs)), bin width \(width)",
+    sourceLocation: sourceLocation)
 }

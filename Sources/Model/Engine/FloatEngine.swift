@@ -24,6 +24,14 @@ public final class FloatEngine: InferenceEngine {
   /// Split→Conv→Concat partial convolutions lowered without materialising the untouched part.
   let partialConvolutionCount: Int
 
+  /// The prepared graph the engine runs; the observation hook's node indices and values
+  /// refer to it.
+  let graph: Graph
+  /// Per lowered node, the number of steps after which its outputs are complete.
+  let nodeEnds: [(node: Int, endStep: Int)]
+  /// Where every observable activation lives (see `FloatEngine+Observation.swift`).
+  let activations: [ValueID: FloatActivation]
+
   private let engine: DNNLEngine
   private let steps: [FloatEngineStep]
   private let inputMemory: DNNLMemory
@@ -46,13 +54,17 @@ public final class FloatEngine: InferenceEngine {
 
   /// Without `requiresClassifierOutput` the first graph output may have any shape (the op
   /// conformance tests run single ops); `run` then fills `outputElementCount` values.
+  ///
+  /// With `graphIsPrepared`, `graph` is taken as already prepared for `batchSize` (the int8
+  /// engine's graph, whose nodes calibration and the layer report observe one for one).
   init(
-    graph: Graph, batchSize: Int, threads: Int?, strict: Bool, requiresClassifierOutput: Bool
+    graph: Graph, batchSize: Int, threads: Int?, strict: Bool, requiresClassifierOutput: Bool,
+    graphIsPrepared: Bool = false
   ) throws {
     guard batchSize > 0 else {
       throw ModelError(.invalidGraph, "batch size must be positive, got \(batchSize)")
     }
-    let prepared = try GraphPasses.prepare(graph, batchSize: batchSize)
+    let prepared = graphIsPrepared ? graph : try GraphPasses.prepare(graph, batchSize: batchSize)
     let engine = try DNNLEngine(threads: threads, strict: strict)
     let builder = try FloatEngineBuilder(
       graph: prepared, engine: engine, requiresClassifierOutput: requiresClassifierOutput)
@@ -68,6 +80,9 @@ public final class FloatEngine: InferenceEngine {
     self.retained = builder.retained
     self.implementations = builder.implementations
     self.partialConvolutionCount = builder.partialConvolutionCount
+    self.graph = prepared
+    self.nodeEnds = builder.nodeEnds
+    self.activations = FloatActivation.locate(in: prepared, builder: builder)
     var info = DNNLEngine.versionInfo
     info["engine"] = "float (oneDNN primitives, NHWC)"
     info["threads"] = threads.map(String.init) ?? "default"
@@ -81,6 +96,15 @@ public final class FloatEngine: InferenceEngine {
   public func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>)
     throws
   {
+    try run(input: input, output: output, afterNode: nil)
+  }
+
+  /// Runs one batch, calling `afterNode(index)` as soon as the outputs of node `index` of
+  /// `graph` are complete (read them with `withActivation`, before returning).
+  func run(
+    input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>,
+    afterNode: ((Int) throws -> Void)?
+  ) throws {
     guard input.count == inputElementCount, output.count == outputElementCount,
       let inputBase = input.baseAddress, let outputBase = output.baseAddress
     else {
@@ -92,7 +116,8 @@ public final class FloatEngine: InferenceEngine {
     engine.applyThreadCount()
     try inputMemory.setBuffer(UnsafeMutableRawPointer(mutating: inputBase))
     try outputMemory.setBuffer(UnsafeMutableRawPointer(outputBase))
-    for step in steps {
+    var nextNode = 0
+    for (index, step) in steps.enumerated() {
       switch step {
       case .primitive(let execution):
         try execution.run()
@@ -106,8 +131,18 @@ public final class FloatEngine: InferenceEngine {
         try engine.wait()
         try kernel.run()
       }
+      if let afterNode, nextNode < nodeEnds.count, nodeEnds[nextNode].endStep <= index + 1 {
+        try engine.wait()
+        while nextNode < nodeEnds.count, nodeEnds[nextNode].endStep <= index + 1 {
+          try afterNode(nodeEnds[nextNode].node)
+          nextNode += 1
+        }
+      }
     }
     try engine.wait()
+    if let afterNode {
+      for end in nodeEnds[nextNode...] { try afterNode(end.node) }
+    }
   }
 }
 

@@ -13,6 +13,8 @@ final class FloatEngineBuilder {
   private(set) var ownedBuffers: [UnsafeMutableRawPointer] = []
   private(set) var retained: [AnyObject] = []
   private(set) var implementations: [(node: String, implementation: String)] = []
+  /// Per lowered node (index in `graph`), the number of steps once its outputs are complete.
+  private(set) var nodeEnds: [(node: Int, endStep: Int)] = []
   private(set) var inputMemory: DNNLMemory
   private(set) var outputMemory: DNNLMemory
 
@@ -79,9 +81,10 @@ final class FloatEngineBuilder {
 
     findPartialConvolutions()
     var unsupported: [String] = []
-    for node in graph.nodes {
+    for (index, node) in graph.nodes.enumerated() {
       do {
         try lower(node)
+        nodeEnds.append((index, steps.count))
       } catch let error as UnsupportedNode {
         unsupported.append("'\(node.name)' (\(node.op.name)): \(error.reason)")
       }
@@ -849,6 +852,16 @@ final class FloatEngineBuilder {
   private var aliases: [ValueID: UnsafeMutableRawPointer] = [:]
   /// In-place partial convolutions by source, restored before the conv that sums into it.
   private var pendingRestores: [ValueID: PartialConvolution] = [:]
+
+  /// The partial convolutions lowered with the slice trick (their split's second output is
+  /// never materialised).
+  var partialConvolutions: [PartialConvolution] { Array(partialByConcat.values) }
+
+  /// Where a non-constant value lives (rank 4 channels-last), for observers; nil for
+  /// constants and values without a buffer.
+  func activationPointer(_ value: ValueID) -> UnsafeMutableRawPointer? {
+    graph.constants[value] == nil ? try? pointer(value) : nil
+  }
 
   /// How many partial convolutions were lowered with the slice trick.
   var partialConvolutionCount: Int { partialByConcat.count }

@@ -1,11 +1,11 @@
 import Foundation
 
 extension Int8Engine {
-  /// Calibrates `graph` for int8: runs the float model (the reference evaluator, node by node,
-  /// on the prepared graph) on up to `imageCount` images and observes every activation the
-  /// engine quantises (the graph input and every node output, i.e. Conv/Gemm outputs after
-  /// their fused activation and residual sum, Add and pooling outputs), then picks thresholds
-  /// by `settings.method`.
+  /// Calibrates `graph` for int8: runs the float model (`FloatEngine`, observing every node
+  /// of the prepared graph as it completes) on up to `imageCount` images and observes every
+  /// activation the engine quantises (the graph input and every node output, i.e. Conv/Gemm
+  /// outputs after their fused activation and residual sum, Add and pooling outputs), then
+  /// picks thresholds by `settings.method`.
   ///
   /// `nextBatch` fills a batch of `batchSize` preprocessed images (the model's input layout)
   /// and returns how many it filled; 0 ends calibration. When fewer than `imageCount` images
@@ -16,20 +16,43 @@ extension Int8Engine {
     threads: Int? = nil, nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
   ) throws -> Int8Calibration {
     try observe(
-      graph: graph, batchSize: batchSize, imageCount: imageCount, nextBatch: nextBatch
+      graph: graph, batchSize: batchSize, imageCount: imageCount, threads: threads,
+      nextBatch: nextBatch
     ).calibration(settings: settings, threads: threads)
   }
 
   /// The float pass of `calibrate` alone: statistics from which every method's calibration
-  /// can be derived without running the float model again.
+  /// can be derived without running the float model again. `threads` is the float engine's
+  /// thread count (nil: one per core).
   public static func observe(
-    graph: Graph, batchSize: Int, imageCount: Int,
+    graph: Graph, batchSize: Int, imageCount: Int, threads: Int? = nil,
+    nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+  ) throws -> Int8Observation {
+    try observe(
+      graph: graph, batchSize: batchSize, imageCount: imageCount, threads: threads,
+      referenceEvaluator: false, nextBatch: nextBatch)
+  }
+
+  /// `observe`, with the float model run either by `FloatEngine` or, when
+  /// `referenceEvaluator` is true, by the (slow, independent) reference evaluator node by
+  /// node — kept to prove the two observe the same statistics.
+  static func observe(
+    graph: Graph, batchSize: Int, imageCount: Int, threads: Int?, referenceEvaluator: Bool,
     nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
   ) throws -> Int8Observation {
     guard imageCount > 0 else {
       throw QuantizationError.invalidParameter("calibration needs at least 1 image")
     }
+    guard batchSize > 0 else {
+      throw QuantizationError.invalidParameter("calibration batch size must be positive")
+    }
     let prepared = try prepareForInt8(graph, batchSize: batchSize)
+    let float =
+      referenceEvaluator
+      ? nil
+      : try FloatEngine(
+        graph: prepared, batchSize: batchSize, threads: threads, strict: false,
+        requiresClassifierOutput: true, graphIsPrepared: true)
     guard prepared.inputs.count == 1, let output = prepared.outputs.first else {
       throw ModelError(.invalidGraph, "int8 calibration: expected one input and one output")
     }
@@ -37,10 +60,12 @@ extension Int8Engine {
     let perImageInput = inputShape.dropFirst().reduce(1, *)
     let perImageOutput = try prepared.shape(of: output).dropFirst().reduce(1, *)
     var observed = [prepared.inputs[0]]
-    for node in prepared.nodes {
+    var observedOutputs = [[ValueID]](repeating: [], count: prepared.nodes.count)
+    for (index, node) in prepared.nodes.enumerated() {
       for out in node.outputs
       where prepared.constants[out] == nil && prepared.values[out].elementType == .float32 {
         observed.append(out)
+        observedOutputs[index].append(out)
       }
     }
     var session = try CalibrationSession(
@@ -50,24 +75,44 @@ extension Int8Engine {
     var batches: [(input: [Float], images: Int)] = []
     var reference: [Float] = []
     var buffer = [Float](repeating: 0, count: batchSize * perImageInput)
+    var logits = [Float](repeating: 0, count: batchSize * perImageOutput)
+    var scratch: [Float] = []
     while session.imageCount < imageCount {
       for i in buffer.indices { buffer[i] = 0 }
       let filled = try buffer.withUnsafeMutableBufferPointer { try nextBatch($0) }
       guard filled > 0 else { break }
       let images = min(filled, batchSize, imageCount - session.imageCount)
-      let outputs = try referenceActivations(
-        prepared, input: Tensor(shape: inputShape, floats: buffer)
-      ) { id, tensor in
-        guard observedSet.contains(id), let values = tensor.floats else { return }
-        let perImage = tensor.shape.first == batchSize ? values.count / batchSize : 0
-        let count = perImage > 0 ? perImage * images : values.count
-        try values.withUnsafeBufferPointer {
+      if let float {
+        try buffer.withUnsafeBufferPointer { x in
           try session.observe(
-            prepared.values[id].name, UnsafeBufferPointer(rebasing: $0[0..<count]))
+            prepared.values[prepared.inputs[0]].name,
+            UnsafeBufferPointer(rebasing: x[0..<(images * perImageInput)]))
+          try logits.withUnsafeMutableBufferPointer { y in
+            try float.run(input: x, output: y) { index in
+              for value in observedOutputs[index] {
+                try float.withActivation(value, images: images, scratch: &scratch) {
+                  try session.observe(prepared.values[value].name, $0)
+                }
+              }
+            }
+          }
         }
-      }
-      guard let logits = outputs.floats else {
-        throw ModelError(.invalidGraph, "int8 calibration: the output is not float32")
+      } else {
+        let outputs = try referenceActivations(
+          prepared, input: Tensor(shape: inputShape, floats: buffer)
+        ) { id, tensor in
+          guard observedSet.contains(id), let values = tensor.floats else { return }
+          let perImage = tensor.shape.first == batchSize ? values.count / batchSize : 0
+          let count = perImage > 0 ? perImage * images : values.count
+          try values.withUnsafeBufferPointer {
+            try session.observe(
+              prepared.values[id].name, UnsafeBufferPointer(rebasing: $0[0..<count]))
+          }
+        }
+        guard let values = outputs.floats else {
+          throw ModelError(.invalidGraph, "int8 calibration: the output is not float32")
+        }
+        logits = values
       }
       reference += logits[0..<(images * perImageOutput)]
       batches.append((buffer, images))
@@ -96,6 +141,9 @@ public struct Int8Observation {
 
   /// Images observed.
   public var imageCount: Int { session.imageCount }
+
+  /// Every observed tensor's statistics (histogram, range), in graph order.
+  public var observers: [TensorObserver] { session.observers }
 
   /// The calibration by `settings.method` (and `settings.percentile`).
   public func calibration(settings: Int8Settings, threads: Int? = nil) throws -> Int8Calibration {
@@ -149,62 +197,95 @@ public struct Int8Observation {
 }
 
 extension Int8Engine {
-  /// Compares every quantised node's output with the float model's on one batch of images
-  /// (`images` of them valid): SQNR and cosine, worst first.
+  /// Compares every quantised node's output with the float model's (`FloatEngine`, built on
+  /// the first call) on one batch of images (`images` of them valid): SQNR and cosine, worst
+  /// first. Both engines hold rank-4 activations channels-last, so the comparison runs in
+  /// that order without permuting.
   public func layerReport(input: UnsafeBufferPointer<Float>, images: Int) throws -> LayerReport {
     let batch = inputShape[0]
     guard images > 0, images <= batch else {
       throw ModelError(.invalidGraph, "layer report: \(images) images for a batch of \(batch)")
     }
-    var dequantized: [Int: [Float]] = [:]
+    let float: FloatEngine
+    if let existing = floatEngine {
+      float = existing
+    } else {
+      float = try FloatEngine(
+        graph: graph, batchSize: batch, threads: threads, strict: false,
+        requiresClassifierOutput: true, graphIsPrepared: true)
+      floatEngine = float
+    }
+    // The float engine runs this engine's prepared graph; values are matched by name.
+    var compared: [String: Int] = [:]
+    for (index, node) in graph.nodes.enumerated() where nodeIsQuantized[index] {
+      compared[graph.values[node.outputs[0]].name] = index
+    }
+    // The float activations of the compared values, first `images` images.
+    var reference: [Int: [Float]] = [:]
+    var scratch: [Float] = []
     var logits = [Float](repeating: 0, count: batch * classCount)
     try logits.withUnsafeMutableBufferPointer { y in
-      try run(input: input, output: y) { index, codes in
-        guard self.nodeIsQuantized[index] else { return }
-        let value = self.graph.nodes[index].outputs[0]
-        let shape = try self.graph.shape(of: value)
-        let count = shape.reduce(1, *)
-        var values = [Float](repeating: 0, count: count)
-        if value == self.graph.outputs[0], self.logitsAreFloat {
-          values = Array(
-            UnsafeBufferPointer(start: codes.assumingMemoryBound(to: Float.self), count: count))
-        } else if let p = self.params[value] {
-          try values.withUnsafeMutableBufferPointer {
-            try Int8Layout.dequantize(codes, shape: shape, params: p, into: $0)
+      try float.run(input: input, output: y) { index in
+        for out in float.graph.nodes[index].outputs {
+          guard let mine = compared[float.graph.values[out].name] else { continue }
+          reference[mine] = try float.withActivation(out, images: images, scratch: &scratch) {
+            Array($0)
           }
         }
-        dequantized[index] = values
       }
-    }
-    var producer: [ValueID: Int] = [:]
-    for (index, node) in graph.nodes.enumerated() where nodeIsQuantized[index] {
-      producer[node.outputs[0]] = index
     }
     var layers: [LayerQuality] = []
-    _ = try Self.referenceActivations(graph, input: Tensor(shape: inputShape, floats: Array(input)))
-    { id, tensor in
-      guard let index = producer[id], let mine = dequantized[index], let theirs = tensor.floats
-      else { return }
-      let count = theirs.count / batch * images
-      let x = Array(theirs[0..<count])
-      let y = Array(mine[0..<count])
-      var signal = 0.0
-      var noise = 0.0
-      for (a, b) in zip(x, y) {
-        signal += Double(a) * Double(a)
-        noise += Double(a - b) * Double(a - b)
+    try logits.withUnsafeMutableBufferPointer { y in
+      try run(input: input, output: y) { index, codes in
+        guard self.nodeIsQuantized[index], let x = reference[index] else { return }
+        let value = self.graph.nodes[index].outputs[0]
+        var dequantized = [Float](repeating: 0, count: x.count)
+        if value == self.graph.outputs[0], self.logitsAreFloat {
+          _ = dequantized.withUnsafeMutableBufferPointer {
+            $0.update(
+              from: UnsafeBufferPointer(
+                start: codes.assumingMemoryBound(to: Float.self), count: x.count))
+          }
+        } else if let p = self.params[value] {
+          try Self.dequantizeInEngineLayout(codes, params: p, into: &dequantized)
+        }
+        var signal = 0.0
+        var noise = 0.0
+        for (a, b) in zip(x, dequantized) {
+          signal += Double(a) * Double(a)
+          noise += Double(a - b) * Double(a - b)
+        }
+        let node = self.graph.nodes[index]
+        let range = self.weightRanges[index]
+        layers.append(
+          LayerQuality(
+            node: node.name, op: node.op.name,
+            sqnrDB: noise == 0 ? .infinity : 10 * log10(signal / noise),
+            cosine: Self.cosineSimilarity(x, dequantized), weightMinimum: range?.0,
+            weightMaximum: range?.1, activationScale: self.params[value]?.scale ?? 1))
       }
-      let node = graph.nodes[index]
-      let range = weightRanges[index]
-      layers.append(
-        LayerQuality(
-          node: node.name, op: node.op.name,
-          sqnrDB: noise == 0 ? .infinity : 10 * log10(signal / noise),
-          cosine: Self.cosineSimilarity(x, y), weightMinimum: range?.0, weightMaximum: range?.1,
-          activationScale: params[id]?.scale ?? 1))
     }
     layers.sort { $0.sqnrDB < $1.sqnrDB }
     return LayerReport(imageCount: images, layers: layers)
+  }
+
+  /// `(code − zp) · scale` element by element, keeping the codes' (engine) order.
+  static func dequantizeInEngineLayout(
+    _ codes: UnsafeRawPointer, params: QuantParams, into values: inout [Float]
+  ) throws {
+    let scale = params.scale
+    let zp = params.zeroPoint
+    func load<Code: FixedWidthInteger>(_: Code.Type) {
+      let input = codes.assumingMemoryBound(to: Code.self)
+      for i in values.indices { values[i] = Float(Int32(input[i]) - zp) * scale }
+    }
+    switch params.type {
+    case .int8: load(Int8.self)
+    case .uint8: load(UInt8.self)
+    case .int16: load(Int16.self)
+    case .int32:
+      throw QuantizationError.invalidParameter("activations of type \(params.type.rawValue)")
+    }
   }
 
   /// Cosine similarity in float64 (1 when both are zero vectors, NaN when only one is).

@@ -22,6 +22,13 @@ public final class Int8Engine: InferenceEngine {
   public let floatFallbackNodes: [String]
   /// Nodes run with integer kernels.
   public let quantizedNodes: [String]
+  /// Nodes whose output activations are held as int16 codes (`Int8Settings.int16Nodes`,
+  /// symmetric, scale = T / 32767), in graph order. Convolutions reading or writing int16
+  /// codes run the scalar integer kernel (`ReferenceKernels.conv2d`: int8 weights, exact
+  /// integer accumulation, the int8 kernels' requantisation); any other node touching int16
+  /// codes runs in float on the dequantised int16 grid ("int16 grid, float accumulation")
+  /// and is listed in `floatFallbackNodes`.
+  public let int16Nodes: [String]
   /// The calibration this engine was built from.
   public let calibration: Int8Calibration
 
@@ -44,6 +51,10 @@ public final class Int8Engine: InferenceEngine {
   /// The last node writes float logits directly (no output codes).
   let logitsAreFloat: Bool
   private let retained: [AnyObject]
+  /// The thread count, for the float engine of the layer report.
+  let threads: Int?
+  /// Built on the first layer report.
+  var floatEngine: FloatEngine?
 
   /// Quantises `graph` (prepared here for `batchSize`) with `calibration`'s thresholds and
   /// builds its kernels. Throws when a `floatNodes` name is not a node of the model, or a
@@ -65,10 +76,12 @@ public final class Int8Engine: InferenceEngine {
           ? "floatNodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
           : "floatNodes: the model has no node named '\(name)'")
     }
-    if let name = settings.int16Nodes.sorted().first {
+    for name in settings.int16Nodes.sorted() where !preparedNames.contains(name) {
       throw ModelError(
-        .unsupportedOperators,
-        "int16Nodes: int16 activations (node '\(name)') are not implemented by the int8 engine yet")
+        .invalidGraph,
+        originalNames.contains(name)
+          ? "int16Nodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
+          : "int16Nodes: the model has no node named '\(name)'")
     }
     guard graph.inputs.count == 1, let output = graph.outputs.first else {
       throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
@@ -82,11 +95,17 @@ public final class Int8Engine: InferenceEngine {
         .invalidGraph, "int8 engine: expected logits [batch, classes], got \(outShape)")
     }
     self.graph = graph
+    self.threads = threads
     inputShape = input
     classCount = outShape.dropFirst().reduce(1, *)
     self.calibration = calibration
 
     // Activation parameters; views and max pooling keep their input's codes unchanged.
+    // Outputs of `int16Nodes` are int16 symmetric (scale = T / 32767) whatever the scheme.
+    var int16Values = Set<ValueID>()
+    for node in graph.nodes where settings.int16Nodes.contains(node.name) {
+      for out in node.outputs where graph.constants[out] == nil { int16Values.insert(out) }
+    }
     var params: [ValueID: QuantParams] = [:]
     func activationParams(_ id: ValueID) throws -> QuantParams {
       let name = graph.values[id].name
@@ -95,6 +114,9 @@ public final class Int8Engine: InferenceEngine {
       else {
         throw ModelError(
           .invalidGraph, "int8 engine: tensor '\(name)' has no calibration threshold")
+      }
+      if int16Values.contains(id) {
+        return try .symmetric(threshold: threshold, type: .int16)
       }
       return try settings.scheme.activationParams(threshold: threshold, minimum: low, maximum: high)
     }
@@ -109,10 +131,19 @@ public final class Int8Engine: InferenceEngine {
       }
     }
     self.params = params
+    int16Nodes = graph.nodes.filter { settings.int16Nodes.contains($0.name) }.map(\.name)
 
     // The arena holds codes: one byte per activation element.
     var codeGraph = graph
-    for (id, p) in params { codeGraph.values[id].elementType = p.type == .uint8 ? .uint8 : .int8 }
+    // There is no 16-bit element type; int32 reserves (more than) enough bytes for int16 codes.
+    for (id, p) in params {
+      codeGraph.values[id].elementType =
+        switch p.type {
+        case .uint8: .uint8
+        case .int16: .int32
+        default: .int8
+        }
+    }
     let plan = try MemoryPlan(codeGraph)
     self.plan = plan
     let scratchOffset = (plan.arenaSize + 63) / 64 * 64

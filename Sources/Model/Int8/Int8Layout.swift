@@ -59,6 +59,7 @@ enum Int8Layout {
     switch params.type {
     case .int8: store(Int8.self)
     case .uint8: store(UInt8.self)
+    case .int16: store(Int16.self)
     default:
       throw QuantizationError.invalidParameter("activations of type \(params.type.rawValue)")
     }
@@ -82,6 +83,7 @@ enum Int8Layout {
     switch params.type {
     case .int8: load(Int8.self)
     case .uint8: load(UInt8.self)
+    case .int16: load(Int16.self)
     default:
       throw QuantizationError.invalidParameter("activations of type \(params.type.rawValue)")
     }

@@ -87,6 +87,15 @@ final class Int8Lowering {
     for output in node.outputs where graph.values[output].elementType != .float32 {
       throw Fallback(reason: "non-float output")
     }
+    // int16 codes (Int8Settings.int16Nodes): convolutions run the exact scalar integer kernel
+    // (see `lowerConvolution`); anything else runs in float on the dequantised int16 grid.
+    var isConvolution = false
+    if case .conv = node.op { isConvolution = true }
+    if !isConvolution,
+      (node.inputs + node.outputs).contains(where: { params[$0]?.type == .int16 })
+    {
+      throw Fallback(reason: "int16 activations")
+    }
     switch node.op {
     case .conv(let c):
       try lowerConvolution(index, node, c, consumers: consumers)
@@ -238,6 +247,13 @@ final class Int8Lowering {
       outputChannels: yShape[1], kernelHeight: kh, kernelWidth: kw,
       strides: (c.strides[0], c.strides[1]), pads: (c.pads[0], c.pads[1], c.pads[2], c.pads[3]),
       dilations: (c.dilations[0], c.dilations[1]), groups: c.group)
+    if inputParams.type == .int16 || outputParams.type == .int16 {
+      guard !floatOutput else { throw Fallback(reason: "int16 input into the float logits") }
+      try lowerInt16Convolution(
+        node, geometry: geometry, input: inputParams, output: outputParams, weights: codes,
+        bias: bias, requantization: r, residual: sum)
+      return
+    }
     let kernel: Int8ConvolutionKernel
     do {
       kernel = try Int8ConvolutionKernel(
@@ -260,6 +276,65 @@ final class Int8Lowering {
     retained.append(kernel)
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(x), destination: destination))))
+  }
+
+  /// A convolution reading or writing int16 codes (`Int8Settings.int16Nodes`), which oneDNN's
+  /// int8 convolution cannot: the scalar `ReferenceKernels.conv2d` on the codes, with the
+  /// same int8 weights, exact integer accumulation and requantisation as the int8 kernel.
+  /// Slow, but meant for the one or two early layers a toolchain config promotes.
+  private func lowerInt16Convolution(
+    _ node: Node, geometry: Conv2DGeometry, input: QuantParams, output: QuantParams,
+    weights: [Int8], bias: [Int32]?, requantization r: Requantization, residual: Bool
+  ) throws {
+    let x = node.inputs[0]
+    let y = node.outputs[0]
+    let source = UnsafeRawPointer(try pointer(x))
+    let destination = try pointer(y)
+    let inputCount = try graph.shape(of: x).reduce(1, *)
+    let outputCount = try graph.shape(of: y).reduce(1, *)
+    if residual, let operand = node.sumOperand {
+      let from = try pointer(operand)
+      let bytes = outputCount * (output.type == .int16 ? 2 : 1)
+      if from != UnsafeRawPointer(destination) {
+        steps.append(
+          Int8Step(work: .swift({ destination.copyMemory(from: from, byteCount: bytes) })))
+      }
+    }
+    let zeroPoint = input.zeroPoint
+    func work<In: FixedWidthInteger, Out: FixedWidthInteger>(_: In.Type, _: Out.Type)
+      -> () throws -> Void
+    {
+      {
+        let out = UnsafeMutableBufferPointer(
+          start: destination.assumingMemoryBound(to: Out.self), count: outputCount)
+        try weights.withUnsafeBufferPointer { w in
+          try (bias ?? []).withUnsafeBufferPointer { b in
+            try ReferenceKernels.conv2d(
+              input: UnsafeBufferPointer(
+                start: source.assumingMemoryBound(to: In.self), count: inputCount),
+              inputZeroPoint: zeroPoint, weights: w, bias: bias == nil ? nil : b,
+              geometry: geometry, requantization: r,
+              residual: residual ? UnsafeBufferPointer(out) : nil, output: out)
+          }
+        }
+      }
+    }
+    func typed<In: FixedWidthInteger>(_: In.Type) throws -> () throws -> Void {
+      switch output.type {
+      case .int8: return work(In.self, Int8.self)
+      case .uint8: return work(In.self, UInt8.self)
+      case .int16: return work(In.self, Int16.self)
+      case .int32: throw Fallback(reason: "int32 output codes")
+      }
+    }
+    let body: () throws -> Void
+    switch input.type {
+    case .int8: body = try typed(Int8.self)
+    case .uint8: body = try typed(UInt8.self)
+    case .int16: body = try typed(Int16.self)
+    case .int32: throw Fallback(reason: "int32 input codes")
+    }
+    steps.append(Int8Step(work: .swift(body)))
   }
 
   private func lowerGemm(_ index: Int, _ node: Node, _ g: Gemm, consumers: [[Int]]) throws {

@@ -6,7 +6,8 @@ public enum CalibrationMethod: String, Sendable, CaseIterable {
   case max
   /// The given percentile of |x| (default 99.995 %), read from the histogram.
   case percentile
-  /// TensorRT/MXNet entropy calibration: the threshold minimising KL(P‖Q) over the histogram.
+  /// TensorRT's entropy calibration: the threshold minimising KL(P‖Q) over the histogram
+  /// (see `CalibrationAlgorithms.klThreshold`).
   case kl
   /// The threshold minimising the expected squared quantisation error over the histogram.
   case mse
@@ -190,72 +191,84 @@ public enum CalibrationAlgorithms {
     return Double(histogram.count) * binWidth
   }
 
-  /// Entropy calibration as TensorRT describes it and MXNet implements it, on |x|:
-  /// for each `i` in `levels…bins`: P = `hist[0..<i]` with the outliers `hist[i...]` added to
-  /// its last bin; Q = `hist[0..<i]` (without outliers) merged into `levels` groups of
-  /// `i / levels` bins (the remainder joins the last group), each group's count spread evenly
-  /// over the bins where P is non-zero, and 0 where P is 0. Both are smoothed as MXNet's
-  /// `_smooth_distribution` (zeros get `eps = 1e-4`, non-zeros lose `eps·zeros/nonzeros`;
-  /// a Q with no mass is skipped) and KL(P‖Q) is taken after normalising each to sum 1.
-  /// The threshold is the upper edge `i·w` of the minimising `i` (the first on ties).
+  /// Entropy calibration as NVIDIA publishes it for TensorRT's entropy calibrator (GTC 2017
+  /// "8-bit Inference with TensorRT"; `_compute_amax_entropy` in TensorRT's
+  /// pytorch-quantization), on a histogram of |x|:
+  ///
+  /// 1. `hist[0]` is replaced by `hist[1]`. Bin 0 holds every exact zero — after a ReLU or
+  ///    ReLU6 half the tensor or more — and no threshold represents zero better than another;
+  ///    left in, that spike, spread over the merged bins of Q, outweighs everything else and
+  ///    the search always stops at `i = 2·levels − 1`, the last candidate with one bin per
+  ///    level (it clipped EfficientNet-Lite0's ReLU6 outputs at 0.74 instead of ≈ 6).
+  /// 2. For each `i` in `levels…bins`: P = `hist[0..<i]` with the outliers `hist[i...]` added
+  ///    to its last bin; Q = `hist[0..<i]` cut into `levels` equal ranges (bin `j` goes to
+  ///    level `⌊j·levels / i⌋`), each level's count spread evenly over its non-zero bins, 0 on
+  ///    the zero bins; KL(P‖Q) of the normalised distributions (no smoothing: a Q of 0 under a
+  ///    P > 0, i.e. outliers beyond an empty last bin, rules the candidate out).
+  /// 3. The threshold is the upper edge `i·w` of the minimising `i`, the last one on ties.
+  ///
+  /// A histogram whose only mass is in bin 0 (nothing left after step 1) has no candidate and
+  /// keeps the full range `bins·w`.
   public static func klThreshold(
     _ histogram: [Int64], binWidth: Double, levels: Int = 128
   ) throws -> Double {
-    let bins = histogram.count
-    guard bins >= levels, levels > 0 else {
-      throw QuantizationError.invalidParameter(
-        "KL calibration needs at least \(levels) bins, has \(bins)")
-    }
-    let total = histogram.reduce(0, +)
-    guard total > 0 else { throw QuantizationError.noCalibrationData("empty histogram") }
-    var suffix = [Int64](repeating: 0, count: bins + 1)
-    for j in stride(from: bins - 1, through: 0, by: -1) { suffix[j] = suffix[j + 1] + histogram[j] }
-    var p = [Double](repeating: 0, count: bins)
-    var q = [Double](repeating: 0, count: bins)
-    var best = (index: bins, divergence: Double.infinity)
-    for i in levels...bins {
-      for j in 0..<i { p[j] = Double(histogram[j]) }
-      p[i - 1] += Double(suffix[i])
-      let merged = i / levels
-      for level in 0..<levels {
-        let start = level * merged
-        let stop = level == levels - 1 ? i : start + merged
-        var sum: Int64 = 0
-        var nonZero = 0
-        for j in start..<stop {
-          sum += histogram[j]
-          if p[j] != 0 { nonZero += 1 }
-        }
-        let share = nonZero > 0 ? Double(sum) / Double(nonZero) : 0
-        for j in start..<stop { q[j] = p[j] != 0 ? share : 0 }
-      }
-      guard smooth(&p, count: i), smooth(&q, count: i) else { continue }
-      var pSum = 0.0
-      var qSum = 0.0
-      for j in 0..<i {
-        pSum += p[j]
-        qSum += q[j]
-      }
-      var divergence = 0.0
-      for j in 0..<i where p[j] > 0 {
-        let pj = p[j] / pSum
-        divergence += pj * log(pj / (q[j] / qSum))
-      }
-      if divergence < best.divergence { best = (i, divergence) }
+    let divergences = try klDivergences(histogram, levels: levels)
+    var best = (index: histogram.count, divergence: Double.infinity)
+    for (offset, divergence) in divergences.enumerated() where divergence <= best.divergence {
+      best = (levels + offset, divergence)
     }
     return Double(best.index) * binWidth
   }
 
-  // MXNet's _smooth_distribution; false when the distribution has no mass.
-  private static func smooth(_ d: inout [Double], count: Int) -> Bool {
-    let eps = 0.0001
-    var zeros = 0
-    for j in 0..<count where d[j] == 0 { zeros += 1 }
-    let nonZeros = count - zeros
-    guard nonZeros > 0 else { return false }
-    let eps1 = eps * Double(zeros) / Double(nonZeros)
-    for j in 0..<count { d[j] += d[j] == 0 ? eps : -eps1 }
-    return true
+  /// KL(P‖Q) of every candidate `i` in `levels…bins` (element `i − levels`; infinity for a
+  /// candidate ruled out), steps 1 and 2 of `klThreshold`.
+  static func klDivergences(_ histogram: [Int64], levels: Int = 128) throws -> [Double] {
+    let bins = histogram.count
+    guard bins >= levels, levels > 0, bins >= 2 else {
+      throw QuantizationError.invalidParameter(
+        "KL calibration needs at least \(Swift.max(levels, 2)) bins, has \(bins)")
+    }
+    guard histogram.contains(where: { $0 > 0 }) else {
+      throw QuantizationError.noCalibrationData("empty histogram")
+    }
+    var counts = histogram.map(Double.init)
+    counts[0] = counts[1]
+    var suffix = [Double](repeating: 0, count: bins + 1)
+    for j in stride(from: bins - 1, through: 0, by: -1) { suffix[j] = suffix[j + 1] + counts[j] }
+    let total = suffix[0]
+    var divergences = [Double](repeating: .infinity, count: bins - levels + 1)
+    guard total > 0 else { return divergences }
+    var levelSum = [Double](repeating: 0, count: levels)
+    var levelMembers = [Int](repeating: 0, count: levels)
+    counts.withUnsafeBufferPointer { h in
+      for i in levels...bins {
+        let outliers = suffix[i]
+        let inside = total - outliers
+        // Q has no mass, or P's last bin holds outliers where Q is 0: KL is infinite.
+        if inside <= 0 || (outliers > 0 && h[i - 1] == 0) { continue }
+        for level in 0..<levels {
+          levelSum[level] = 0
+          levelMembers[level] = 0
+        }
+        for j in 0..<i where h[j] != 0 {
+          let level = j * levels / i
+          levelSum[level] += h[j]
+          levelMembers[level] += 1
+        }
+        // Σ p log(p / q) with p = P / total and q = Q / inside.
+        var divergence = 0.0
+        for j in 0..<i {
+          let pj = j == i - 1 ? h[j] + outliers : h[j]
+          guard pj > 0 else { continue }
+          let level = j * levels / i
+          let qj = levelSum[level] / Double(levelMembers[level])
+          let p = pj / total
+          divergence += p * log(p / (qj / inside))
+        }
+        divergences[i - levels] = divergence
+      }
+    }
+    return divergences
   }
 
   /// The threshold `T = i·w` (`i` in `1…bins`) minimising the expected squared error of
