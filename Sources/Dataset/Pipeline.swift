@@ -233,7 +233,8 @@ final class WorkerContext: @unchecked Sendable {
     self.decoder = decoder
     multi = transform as? MultiOutputTransform
     elementCounts = multi?.outputElementCounts ?? [transform.outputElementCount]
-    outputs = Array(repeating: UnsafeMutableBufferPointer(start: nil, count: 0), count: elementCounts.count)
+    outputs = Array(
+      repeating: UnsafeMutableBufferPointer(start: nil, count: 0), count: elementCounts.count)
   }
 }
 
@@ -373,7 +374,8 @@ final class PipelineState: @unchecked Sendable {
     return PipelineSummary(
       layout: layout, samples: sequenceCount, sourceSamples: sourceSampleCount,
       skipped: skippedTotal, warnings: warningTotal, decodedImages: decodedTotal,
-      bytesRead: bytesRead, totalBytes: totalBytes, ignoredMembers: ignored, ignoredMemberCount: ignoredCount,
+      bytesRead: bytesRead, totalBytes: totalBytes, ignoredMembers: ignored,
+      ignoredMemberCount: ignoredCount,
       labelSource: labelSource)
   }
 

@@ -58,7 +58,8 @@ extension Int8Setup {
       let mapped: (Int8Settings.Method, Double)
       switch mapper.calibration {
       case .select(_, let p): mapped = (.default, p)
-      case .method(let m, let p): mapped = (Int8Settings.Method(rawValue: m.rawValue) ?? .default, p)
+      case .method(let m, let p):
+        mapped = (Int8Settings.Method(rawValue: m.rawValue) ?? .default, p)
       }
       if options.calibMethod != CalibrationOptions.defaultMethod && method != mapped.0 {
         throw EvalError(
@@ -224,7 +225,8 @@ extension Int8Setup {
       }
       if let color = options.int8Color {
         var requested = base
-        try? requested.apply(key: "color", value: color.lowercased() == "nv12" ? "nv12-full" : color)
+        try? requested.apply(
+          key: "color", value: color.lowercased() == "nv12" ? "nv12-full" : color)
         if requested.chroma != chroma || requested.channels != channels {
           throw EvalError(
             .input,
@@ -236,8 +238,11 @@ extension Int8Setup {
       config.channels = channels
     }
     if mapper.runtimeColor != nil || !mapper.mean.isEmpty || !mapper.scale.isEmpty {
-      let mean = mapper.mean.isEmpty ? [0, 0, 0] : mapper.mean.map(Double.init)
-      let scale = mapper.scale.isEmpty ? [1, 1, 1] : mapper.scale.map(Double.init)
+      // The parser keeps Float; its shortest decimal is the value written in the file
+      // (123.675, not 123.67500305), so a mean equal to --preset's gives the same tensor.
+      func decimal(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }
+      let mean = mapper.mean.isEmpty ? [0, 0, 0] : mapper.mean.map(decimal)
+      let scale = mapper.scale.isEmpty ? [1, 1, 1] : mapper.scale.map(decimal)
       guard mean.count == 3, scale.count == 3 else {
         throw EvalError(
           .input,

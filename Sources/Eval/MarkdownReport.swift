@@ -75,7 +75,8 @@ public enum MarkdownReport {
     }
 
     if let split = m.dropSplit {
-      out += "## Where the \(escape(split.reference)) → \(escape(split.candidate)) drop comes from\n\n"
+      out +=
+        "## Where the \(escape(split.reference)) → \(escape(split.candidate)) drop comes from\n\n"
       out += "| Part | Engines | Top-1 drop (points) |\n| --- | --- | --- |\n"
       out +=
         "| Quantisation | \(escape(split.reference)) → \(escape(split.sameInput)) (same input tensor) | \(opt(split.quantization)) |\n"

@@ -102,7 +102,8 @@ struct MultiOutputPipelineTests {
     let set = try PreprocessorSet(configs: configs)
     #expect(set.outputElementCounts == Array(repeating: 3 * 32 * 32, count: configs.count))
     for seed in 1...4 {
-      let image = PreprocessFixtures.image(width: 37 + 9 * seed, height: 61 - 5 * seed, seed: UInt64(seed))
+      let image = PreprocessFixtures.image(
+        width: 37 + 9 * seed, height: 61 - 5 * seed, seed: UInt64(seed))
       let pointers = configs.map { config in
         let buffer = UnsafeMutableBufferPointer<Float>.allocate(
           capacity: 3 * config.cropSize * config.cropSize)

@@ -118,7 +118,7 @@ struct Int8SetupTests {
     let int8 = try #require(setup.preprocess)
     #expect(int8.chroma == .nv12Full && int8.channels == .rgb)
     #expect(int8.mean == [123.675, 116.28, 103.53])
-    #expect(int8.scale == [0.01712475, 0.017507, 0.01742919].map { Double(Float($0)) })
+    #expect(int8.scale == [0.01712475, 0.017507, 0.01742919])
     #expect(setup.inputPathDifferences.contains("chroma none -> nv12-full"))
     #expect(setup.manifestEntries["mapper_config"] == path)
     #expect(setup.manifestEntries["mapper_config_sha256"]?.count == 64)
@@ -169,8 +169,10 @@ struct Int8SetupTests {
     let shapeMessage = message { _ = try c.resolve(["--mapper-config", shape]) }
     #expect(shapeMessage.contains("input_shape 1x3x224x224") && shapeMessage.contains("32x32"))
     let gray = try c.config(
-      Self.yaml.replacingOccurrences(of: "input_type_train: 'rgb'", with: "input_type_train: 'gray'"))
-    #expect(message { _ = try c.resolve(["--mapper-config", gray]) }.contains("input_type_train gray"))
+      Self.yaml.replacingOccurrences(
+        of: "input_type_train: 'rgb'", with: "input_type_train: 'gray'"))
+    #expect(
+      message { _ = try c.resolve(["--mapper-config", gray]) }.contains("input_type_train gray"))
     let missing = message { _ = try c.resolve(["--mapper-config", c.root.path + "/nope.yaml"]) }
     #expect(missing.contains("nope.yaml"))
   }

@@ -122,7 +122,8 @@ public enum EngineFactory {
         // (long) calibration.
         let known = Set(graph.nodes.map(\.name))
         for (option, names) in [
-          ("--float", calibration.settings.floatNodes), ("--int16", calibration.settings.int16Nodes),
+          ("--float", calibration.settings.floatNodes),
+          ("--int16", calibration.settings.int16Nodes),
         ] {
           if let unknown = names.sorted().first(where: { !known.contains($0) }) {
             throw EvalError(.input, "\(option): \(modelPath) has no node named '\(unknown)'")
