@@ -138,7 +138,8 @@ public enum MarkdownReport {
     if let t = p.timings {
       out +=
         "- time: model load \(format(t.modelLoad, 1)) s, calibration \(format(t.calibration, 1)) s, "
-        + "engine build \(format(t.engineBuild, 1)) s, evaluation \(format(t.evaluation, 1)) s "
+        + "engine build \(format(t.engineBuild, 1)) s, layer report \(format(t.layerReport ?? 0, 1)) s, "
+        + "evaluation \(format(t.evaluation, 1)) s "
         + "(\(t.evaluatedSamples) samples\(t.decodedImages.map { ", \($0) decoded" } ?? "")), "
         + "total \(format(t.total, 1)) s\n"
     }

@@ -87,11 +87,14 @@ public struct PhaseTimings: Codable, Sendable, Equatable {
   public var evaluatedSamples: Int
   /// Images decoded in this session's evaluation (each once, whatever the engine count).
   public var decodedImages: Int?
+  /// The int8 layer-wise comparison with float on the first calibration batch (reference
+  /// evaluator; 0 without an int8 engine).
+  public var layerReport: Double?
 
   /// Creates timings.
   public init(
     modelLoad: Double, calibration: Double, engineBuild: Double, evaluation: Double,
-    total: Double, evaluatedSamples: Int, decodedImages: Int? = nil
+    total: Double, evaluatedSamples: Int, decodedImages: Int? = nil, layerReport: Double? = nil
   ) {
     self.modelLoad = modelLoad
     self.calibration = calibration
@@ -100,6 +103,7 @@ public struct PhaseTimings: Codable, Sendable, Equatable {
     self.total = total
     self.evaluatedSamples = evaluatedSamples
     self.decodedImages = decodedImages
+    self.layerReport = layerReport
   }
 
   enum CodingKeys: String, CodingKey {
@@ -108,6 +112,7 @@ public struct PhaseTimings: Codable, Sendable, Equatable {
     case engineBuild = "engine_build"
     case evaluatedSamples = "evaluated_samples"
     case decodedImages = "decoded_images"
+    case layerReport = "layer_report"
   }
 }
 

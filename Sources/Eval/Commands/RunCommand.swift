@@ -142,6 +142,7 @@ struct RunCommand: ParsableCommand {
     let engineBuildSeconds = Date().timeIntervalSince(buildStart) - calibrationSeconds
     var runWarnings = setup?.warnings ?? []
     var layers: [LayerQuality]?
+    var layerReportSeconds = 0.0
     if let int8, let calibration {
       for name in setup?.forcedQuantized ?? [] where int8.floatFallbackNodes.contains(name) {
         let warning =
@@ -156,11 +157,13 @@ struct RunCommand: ParsableCommand {
           "int8: \(int8.floatFallbackNodes.count) nodes run in float between dequantise and "
             + "quantise: \(int8.floatFallbackNodes.joined(separator: ", "))")
       }
+      let layerStart = Date()
       layers = try calibration.firstBatch.withUnsafeBufferPointer { first in
         try int8.layerReport(input: first, images: calibration.firstBatchCount).layers.map {
           LayerQuality(node: $0.node, sqnrDB: $0.sqnrDB, cosine: $0.cosine)
         }
       }
+      layerReportSeconds = Date().timeIntervalSince(layerStart)
     }
     try Self.checkInput(of: built, against: config, batchSize: batch, modelPath: model)
     let classCount = built[0].classCount
@@ -301,7 +304,7 @@ struct RunCommand: ParsableCommand {
         modelLoad: modelLoadSeconds, calibration: calibrationSeconds,
         engineBuild: engineBuildSeconds, evaluation: evaluationSeconds,
         total: Date().timeIntervalSince(sessionStart), evaluatedSamples: sessionSamples,
-        decodedImages: finalSummary.decodedImages),
+        decodedImages: finalSummary.decodedImages, layerReport: layerReportSeconds),
       warnings: runWarnings.isEmpty ? nil : runWarnings)
     print(Self.keyLines(summary, directory: out), terminator: "")
     if let maxDrop {
@@ -478,9 +481,9 @@ struct RunCommand: ParsableCommand {
           String(
             format:
               "speed:    %.1f images/s over %.1f s of evaluation; wall %.1f s (model load %.1f s, "
-              + "calibration %.1f s, engine build %.1f s)",
+              + "calibration %.1f s, engine build %.1f s, layer report %.1f s)",
             rate, t.evaluation, summary.provenance.wallSeconds, t.modelLoad, t.calibration,
-            t.engineBuild))
+            t.engineBuild, t.layerReport ?? 0))
       } else {
         lines.append(
           String(format: "speed:    %.1f images/s, %.1f s", rate, summary.provenance.wallSeconds))
