@@ -10,7 +10,8 @@
 # first $CALIB images with the same preprocessing. Calibration is inside both sides' timed wall
 # time; the evaluation-only rates (ours: summary.json timings; the peer: after its int8 session
 # exists) are printed too. ENGINES=float gives the float-only table. THREADS overrides the
-# thread count, POLICIES the OpenMP wait policies tried for ours ("default passive").
+# thread count, POLICIES the OpenMP wait policies tried for ours ("default passive"), MODELS the
+# model labels to run (default both), TAR another flat tarball (e.g. a quick subset).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${IMAGENET_EVAL_PYTHON:-.venv/bin/python}
@@ -19,7 +20,8 @@ engines=${ENGINES:-float,int8}
 calib=${CALIB:-100}
 policies=${POLICIES:-default passive}
 shared=${SHARED:-../shared}
-tar=$shared/datasets/ilsvrc2012-val-subset-1300.tar
+tar=${TAR:-$shared/datasets/ilsvrc2012-val-subset-1300.tar}
+models=${MODELS:-FasterNet-T0 EfficientNet-Lite0}
 labels=$shared/labels/caffe_val.txt
 [ -f "$tar" ] || { echo "missing $tar" >&2; exit 1; }
 out=$(mktemp -d)
@@ -43,6 +45,7 @@ echo "| model | engines | OpenMP wait policy | imagenet-eval run img/s | Python 
 echo "|---|---|---|---:|---:|---:|---|---|---|---|"
 for spec in "FasterNet-T0:$t0:torchvision" "EfficientNet-Lite0:models/efficientnet-lite0.onnx:efficientnet-lite"; do
   IFS=: read -r label model preset <<< "$spec"
+  case " $models " in *" $label "*) ;; *) continue ;; esac
   peer=$("$python" bench/e2e/python_peer.py --model "$model" --tar "$tar" --labels "$labels" \
     --preset "$preset" --threads "$threads" "${peer_flags[@]}" 2> "$out/peer.log")
   for policy in $policies; do
