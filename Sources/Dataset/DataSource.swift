@@ -132,6 +132,33 @@ final class SampleReader {
 
   private var containerIndex = 0
   private var reader: MemberReader?
+  /// Bytes of the containers already finished.
+  private var finishedBytes = 0
+
+  /// Bytes consumed from all containers so far (see `PipelineSummary.bytesRead`).
+  var bytesConsumed: Int { finishedBytes + (reader?.bytesConsumed ?? 0) }
+
+  /// The size of one container: the file size, or the sum of a directory's file sizes.
+  static func containerBytes(_ path: String) -> Int {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return 0 }
+    guard isDirectory.boolValue else {
+      let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+      return (attributes?[.size] as? NSNumber)?.intValue ?? 0
+    }
+    guard
+      let enumerator = FileManager.default.enumerator(
+        at: URL(fileURLWithPath: path, isDirectory: true),
+        includingPropertiesForKeys: [.isRegularFileKey, .fileSizeKey], options: [],
+        errorHandler: { _, _ in true })
+    else { return 0 }
+    var total = 0
+    for case let url as URL in enumerator {
+      let values = try? url.resourceValues(forKeys: [.isRegularFileKey, .fileSizeKey])
+      if values?.isRegularFile == true { total += values?.fileSize ?? 0 }
+    }
+    return total
+  }
   private var pending: MemberHeader?
   private var clsScratch: [UInt8] = []
 
@@ -174,6 +201,11 @@ final class SampleReader {
           ? try DirectoryMemberReader(path: path) : try TarMemberReader(path: path)
       }
       if let header = try reader?.nextMember() { return header }
+      if let finished = reader {
+        finishedBytes +=
+          finished is DirectoryMemberReader
+          ? finished.bytesConsumed : SampleReader.containerBytes(finished.containerPath)
+      }
       reader = nil
     }
   }

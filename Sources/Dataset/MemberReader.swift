@@ -18,6 +18,8 @@ protocol MemberReader: AnyObject {
   /// Reads the current member completely into `buffer` (grown if needed, never shrunk) and
   /// returns the byte count.
   func readMember(into buffer: inout [UInt8]) throws -> Int
+  /// Bytes of the container consumed so far (raw, i.e. compressed, bytes for an archive).
+  var bytesConsumed: Int { get }
 }
 
 /// Streams a tar archive, optionally gzip/xz/bzip2/zstd/lz4-compressed, with libarchive:
@@ -57,6 +59,11 @@ final class TarMemberReader: MemberReader {
 
   deinit {
     if let archive { archive_read_free(archive) }
+  }
+
+  var bytesConsumed: Int {
+    guard let archive else { return 0 }
+    return Int(max(0, archive_filter_bytes(archive, -1)))
   }
 
   private func failure(_ member: String?) -> DatasetError {
@@ -118,6 +125,7 @@ final class DirectoryMemberReader: MemberReader {
   private let root: URL
   private var paths: [String] = []
   private var position = 0
+  private(set) var bytesConsumed = 0
 
   init(path: String) throws {
     containerPath = path
@@ -152,6 +160,7 @@ final class DirectoryMemberReader: MemberReader {
     let attributes = try? FileManager.default.attributesOfItem(
       atPath: root.appendingPathComponent(path).path)
     let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+    bytesConsumed += size
     return MemberHeader(path: path, size: size)
   }
 

@@ -47,6 +47,12 @@ public struct Batch {
   public var elementCount: Int
   /// `batchSize * elementCount` floats.
   public var tensor: UnsafeBufferPointer<Float>
+  /// Every output of a ``MultiOutputTransform`` (`tensors[0]` is `tensor`): output `k` holds
+  /// `batchSize * elementCounts[k]` floats, valid samples first, in the same order. One
+  /// element for a single-output transform.
+  public var tensors: [UnsafeBufferPointer<Float>]
+  /// Floats per sample of each of `tensors`.
+  public var elementCounts: [Int]
   /// Samples of this batch's range that were skipped, in order.
   public var skipped: [SkippedSample]
   /// Samples kept despite a decoder warning.
@@ -66,6 +72,14 @@ public struct PipelineSummary: Sendable {
   public var skipped: Int
   /// Samples kept with a decoder warning.
   public var warnings: Int
+  /// Images decoded (each at most once, whatever the number of transform outputs).
+  public var decodedImages: Int = 0
+  /// Bytes the reader has consumed from the containers (compressed bytes for a compressed
+  /// tar), counting finished containers in full; with ``PipelineSummary/totalBytes`` it
+  /// measures how far through the data the run is.
+  public var bytesRead: Int = 0
+  /// Bytes of all containers (file sizes; for a directory the sum of its files' sizes).
+  public var totalBytes: Int = 0
   /// Members that were not samples (at most the first 1000 listed).
   public var ignoredMembers: [IgnoredMember]
   /// All ignored members.
@@ -124,6 +138,9 @@ public final class Pipeline {
   public let batchSize: Int
   /// Floats per sample (the transform's `outputElementCount`).
   public let elementCount: Int
+  /// Floats per sample of each output (one element unless the transform is a
+  /// ``MultiOutputTransform``).
+  public let elementCounts: [Int]
   private let state: PipelineState
   private var nextBatchIndex = 0
   private var finished = false
@@ -149,9 +166,12 @@ public final class Pipeline {
         WorkerContext(
           transform: try transformFactory(), decoder: try JPEGDecoder(options: options.decoder)))
     }
-    let elementCount = workers[0].transform.outputElementCount
+    let elementCounts = workers[0].elementCounts
+    let elementCount = elementCounts[0]
     self.elementCount = elementCount
-    guard elementCount > 0, workers.allSatisfy({ $0.transform.outputElementCount == elementCount })
+    self.elementCounts = elementCounts
+    guard elementCounts.allSatisfy({ $0 > 0 }),
+      workers.allSatisfy({ $0.elementCounts == elementCounts })
     else {
       throw DatasetError.configuration("transforms disagree on or report no output size")
     }
@@ -160,7 +180,7 @@ public final class Pipeline {
       source: source, classes: classes, groundTruth: groundTruth,
       groundTruthProvider: { try GroundTruth.imageNetValidation(classes: classes) })
     state = PipelineState(
-      reader: reader, batchSize: batchSize, elementCount: elementCount, options: options,
+      reader: reader, batchSize: batchSize, elementCounts: elementCounts, options: options,
       slotCount: max(1, options.prefetchBatches) + 1, bufferCount: options.workers * 2 + 2)
     state.start(workers: workers)
   }
@@ -202,11 +222,19 @@ public final class Pipeline {
 /// What a worker owns: not shared, so it needs no locking.
 final class WorkerContext: @unchecked Sendable {
   let transform: ImageTransform
+  let multi: MultiOutputTransform?
+  let elementCounts: [Int]
   let decoder: JPEGDecoder
   var image = RGBImage()
+  /// Reused output views for a multi-output transform (no allocation per image).
+  var outputs: [UnsafeMutableBufferPointer<Float>]
   init(transform: ImageTransform, decoder: JPEGDecoder) {
     self.transform = transform
     self.decoder = decoder
+    multi = transform as? MultiOutputTransform
+    elementCounts = multi?.outputElementCounts ?? [transform.outputElementCount]
+    outputs = Array(
+      repeating: UnsafeMutableBufferPointer(start: nil, count: 0), count: elementCounts.count)
   }
 }
 
@@ -217,7 +245,9 @@ final class ByteBuffer {
 
 /// One batch's worth of reusable output.
 final class BatchSlot {
-  let tensor: UnsafeMutableBufferPointer<Float>
+  /// One tensor per transform output.
+  let tensors: [UnsafeMutableBufferPointer<Float>]
+  var tensor: UnsafeMutableBufferPointer<Float> { tensors[0] }
   var batchIndex: Int
   var keys: [String?]
   var sourceIndices: [Int]
@@ -227,9 +257,12 @@ final class BatchSlot {
   var warnings: [String?]
   var done = 0
 
-  init(batchIndex: Int, batchSize: Int, elementCount: Int) {
-    tensor = .allocate(capacity: batchSize * elementCount)
-    tensor.initialize(repeating: 0)
+  init(batchIndex: Int, batchSize: Int, elementCounts: [Int]) {
+    tensors = elementCounts.map { count in
+      let tensor = UnsafeMutableBufferPointer<Float>.allocate(capacity: batchSize * count)
+      tensor.initialize(repeating: 0)
+      return tensor
+    }
     self.batchIndex = batchIndex
     keys = Array(repeating: nil, count: batchSize)
     sourceIndices = Array(repeating: 0, count: batchSize)
@@ -239,7 +272,7 @@ final class BatchSlot {
     warnings = Array(repeating: nil, count: batchSize)
   }
 
-  deinit { tensor.deallocate() }
+  deinit { for tensor in tensors { tensor.deallocate() } }
 
   func reset(for batchIndex: Int) {
     self.batchIndex = batchIndex
@@ -268,6 +301,7 @@ final class PipelineState: @unchecked Sendable {
   let options: Pipeline.Options
   let batchSize: Int
   let elementCount: Int
+  let elementCounts: [Int]
   private let condition = NSCondition()
   private let reader: SampleReader
   private var freeBuffers: [ByteBuffer]
@@ -283,6 +317,9 @@ final class PipelineState: @unchecked Sendable {
   private var cancelled = false
   private var skippedTotal = 0
   private var warningTotal = 0
+  private var decodedTotal = 0
+  private var bytesRead = 0
+  private let totalBytes: Int
   // Copies of the reader's own state, which only the reader thread may touch.
   private var layout: DataSource.Layout?
   private var ignored: [IgnoredMember] = []
@@ -290,16 +327,18 @@ final class PipelineState: @unchecked Sendable {
   private var groundTruthSource: String?
 
   init(
-    reader: SampleReader, batchSize: Int, elementCount: Int, options: Pipeline.Options,
+    reader: SampleReader, batchSize: Int, elementCounts: [Int], options: Pipeline.Options,
     slotCount: Int, bufferCount: Int
   ) {
     self.reader = reader
     self.batchSize = batchSize
-    self.elementCount = elementCount
+    self.elementCount = elementCounts[0]
+    self.elementCounts = elementCounts
+    totalBytes = reader.source.paths.reduce(0) { $0 + SampleReader.containerBytes($1) }
     self.options = options
     freeBuffers = (0..<bufferCount).map { _ in ByteBuffer() }
     slots = (0..<slotCount).map {
-      BatchSlot(batchIndex: $0, batchSize: batchSize, elementCount: elementCount)
+      BatchSlot(batchIndex: $0, batchSize: batchSize, elementCounts: elementCounts)
     }
     work.reserveCapacity(bufferCount)
   }
@@ -334,8 +373,9 @@ final class PipelineState: @unchecked Sendable {
     }
     return PipelineSummary(
       layout: layout, samples: sequenceCount, sourceSamples: sourceSampleCount,
-      skipped: skippedTotal, warnings: warningTotal,
-      ignoredMembers: ignored, ignoredMemberCount: ignoredCount,
+      skipped: skippedTotal, warnings: warningTotal, decodedImages: decodedTotal,
+      bytesRead: bytesRead, totalBytes: totalBytes, ignoredMembers: ignored,
+      ignoredMemberCount: ignoredCount,
       labelSource: labelSource)
   }
 
@@ -410,7 +450,9 @@ final class PipelineState: @unchecked Sendable {
     let changed = newCount != ignoredCount
     let newIgnored = changed ? reader.ignored : []
     let source = reader.groundTruthSource
+    let consumed = reader.bytesConsumed
     condition.lock()
+    bytesRead = consumed
     layout = newLayout
     groundTruthSource = source
     if changed {
@@ -448,6 +490,7 @@ final class PipelineState: @unchecked Sendable {
       let position = item.sequence % batchSize
       var problem = item.problem
       var warning: String?
+      var decoded = false
       if problem == nil {
         do {
           warning = try item.buffer.bytes.withUnsafeBytes { raw in
@@ -457,10 +500,19 @@ final class PipelineState: @unchecked Sendable {
                 transform.minimumDecodeSize(sourceWidth: width, sourceHeight: height)
               })
           }
-          let output = UnsafeMutableBufferPointer(
-            rebasing: slot.tensor[(position * elementCount)..<((position + 1) * elementCount)])
+          decoded = true
           do {
-            try context.transform.apply(context.image, into: output)
+            if let multi = context.multi {
+              for (k, count) in elementCounts.enumerated() {
+                context.outputs[k] = UnsafeMutableBufferPointer(
+                  rebasing: slot.tensors[k][(position * count)..<((position + 1) * count)])
+              }
+              try multi.apply(context.image, into: context.outputs)
+            } else {
+              let output = UnsafeMutableBufferPointer(
+                rebasing: slot.tensor[(position * elementCount)..<((position + 1) * elementCount)])
+              try context.transform.apply(context.image, into: output)
+            }
           } catch {
             problem = "transform failed: \(error)"
           }
@@ -477,6 +529,7 @@ final class PipelineState: @unchecked Sendable {
       slot.problems[position] = problem
       slot.warnings[position] = warning
       slot.done += 1
+      if decoded { decodedTotal += 1 }
       if problem != nil { skippedTotal += 1 }
       if warning != nil { warningTotal += 1 }
       freeBuffers.append(item.buffer)
@@ -542,23 +595,27 @@ final class PipelineState: @unchecked Sendable {
       let target = keys.count
       if target != position {
         // Close the gap left by skips so valid samples are contiguous.
-        let source = UnsafeBufferPointer(
-          rebasing: slot.tensor[(position * elementCount)..<((position + 1) * elementCount)])
-        _ = UnsafeMutableBufferPointer(
-          rebasing: slot.tensor[(target * elementCount)..<((target + 1) * elementCount)]
-        ).update(fromContentsOf: source)
+        for (tensor, count) in zip(slot.tensors, elementCounts) {
+          let source = UnsafeBufferPointer(
+            rebasing: tensor[(position * count)..<((position + 1) * count)])
+          _ = UnsafeMutableBufferPointer(
+            rebasing: tensor[(target * count)..<((target + 1) * count)]
+          ).update(fromContentsOf: source)
+        }
       }
       keys.append(key)
       sourceIndices.append(slot.sourceIndices[position])
       labels.append(slot.labels[position])
     }
     if keys.count < batchSize {
-      UnsafeMutableBufferPointer(rebasing: slot.tensor[(keys.count * elementCount)...]).update(
-        repeating: 0)
+      for (tensor, count) in zip(slot.tensors, elementCounts) {
+        UnsafeMutableBufferPointer(rebasing: tensor[(keys.count * count)...]).update(repeating: 0)
+      }
     }
     return Batch(
       index: index, firstSample: first, keys: keys, sourceIndices: sourceIndices, labels: labels,
       elementCount: elementCount,
-      tensor: UnsafeBufferPointer(slot.tensor), skipped: skipped, warnings: warnings)
+      tensor: UnsafeBufferPointer(slot.tensor), tensors: slot.tensors.map(UnsafeBufferPointer.init),
+      elementCounts: elementCounts, skipped: skipped, warnings: warnings)
   }
 }

@@ -119,6 +119,18 @@ public enum HTMLReport {
         "<p class=\"muted\">Per-layer SQNR: not available (the int8 engine did not report it).</p>\n"
     }
 
+    if let split = m.dropSplit {
+      func cell(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "n/a" }
+      body +=
+        "<h2>Where the drop comes from</h2>\n<table><tr><th>Part</th><th>Engines</th><th>Top-1 drop (points)</th></tr>\n"
+      body +=
+        "<tr><td>Quantisation</td><td>\(escape(split.reference)) → \(escape(split.sameInput))</td><td>\(cell(split.quantization))</td></tr>\n"
+      body +=
+        "<tr><td>Input path\(escape(MarkdownReport.inputPathNote(run)))</td><td>\(escape(split.sameInput)) → \(escape(split.candidate))</td><td>\(cell(split.inputPath))</td></tr>\n"
+      body +=
+        "<tr><td>Total</td><td>\(escape(split.reference)) → \(escape(split.candidate))</td><td>\(cell(split.total))</td></tr>\n</table>\n"
+    }
+
     if m.skipped.total > 0 {
       body += "<h2>Skipped samples</h2>\n<table><tr><th>Reason</th><th>Samples</th></tr>\n"
       for reason in m.skipped.byReason.keys.sorted() {
@@ -141,7 +153,13 @@ public enum HTMLReport {
     body +=
       "<li>imagenet-eval \(escape(prov.toolVersion)): <code>\(escape(prov.commandLine.joined(separator: " ")))</code></li>\n"
     body +=
-      "<li>wall time \(String(format: "%.1f", prov.wallSeconds)) s, \(prov.imagesPerSecond.map { String(format: "%.1f", $0) } ?? "n/a") images/s</li>\n</ul>\n"
+      "<li>wall time \(String(format: "%.1f", prov.wallSeconds)) s, \(prov.imagesPerSecond.map { String(format: "%.1f", $0) } ?? "n/a") images/s\(prov.timings == nil ? "" : " (evaluation only)")</li>\n"
+    if let t = prov.timings {
+      body +=
+        "<li>time: model load \(String(format: "%.1f", t.modelLoad)) s, calibration \(String(format: "%.1f", t.calibration)) s, engine build \(String(format: "%.1f", t.engineBuild)) s, evaluation \(String(format: "%.1f", t.evaluation)) s, total \(String(format: "%.1f", t.total)) s</li>\n"
+    }
+    for warning in prov.warnings ?? [] { body += "<li>warning: \(escape(warning))</li>\n" }
+    body += "</ul>\n"
 
     return """
       <!DOCTYPE html>

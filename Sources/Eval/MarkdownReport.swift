@@ -74,6 +74,18 @@ public enum MarkdownReport {
       out += "| Mean KL (nats) | \(opt(p.kl, 6)) |\n\n"
     }
 
+    if let split = m.dropSplit {
+      out +=
+        "## Where the \(escape(split.reference)) → \(escape(split.candidate)) drop comes from\n\n"
+      out += "| Part | Engines | Top-1 drop (points) |\n| --- | --- | --- |\n"
+      out +=
+        "| Quantisation | \(escape(split.reference)) → \(escape(split.sameInput)) (same input tensor) | \(opt(split.quantization)) |\n"
+      out +=
+        "| Input path\(inputPathNote(run)) | \(escape(split.sameInput)) → \(escape(split.candidate)) (same quantised model) | \(opt(split.inputPath)) |\n"
+      out +=
+        "| Total | \(escape(split.reference)) → \(escape(split.candidate)) | \(opt(split.total)) |\n\n"
+    }
+
     if engines.count > 1 {
       // Only real losses, as in the HTML chart; gains are visible in summary.json per_class.
       let worst = m.worstClasses(limit: 20).filter { ($0.drop ?? 0) > 0 }
@@ -121,8 +133,27 @@ public enum MarkdownReport {
     }
     out += "- imagenet-eval \(p.toolVersion): `\(p.commandLine.joined(separator: " "))`\n"
     out +=
-      "- wall time \(format(p.wallSeconds, 1)) s, \(p.imagesPerSecond.map { format($0, 1) } ?? "n/a") images/s\n"
+      "- wall time \(format(p.wallSeconds, 1)) s, \(p.imagesPerSecond.map { format($0, 1) } ?? "n/a") images/s"
+      + (p.timings == nil ? "" : " (evaluation only)") + "\n"
+    if let t = p.timings {
+      out +=
+        "- time: model load \(format(t.modelLoad, 1)) s, calibration \(format(t.calibration, 1)) s, "
+        + "engine build \(format(t.engineBuild, 1)) s, layer report \(format(t.layerReport ?? 0, 1)) s, "
+        + "evaluation \(format(t.evaluation, 1)) s "
+        + "(\(t.evaluatedSamples) samples\(t.decodedImages.map { ", \($0) decoded" } ?? "")), "
+        + "total \(format(t.total, 1)) s\n"
+    }
+    if let warnings = p.warnings, !warnings.isEmpty {
+      out += "\n## Warnings\n\n"
+      for warning in warnings { out += "- \(escape(warning))\n" }
+    }
     return out
+  }
+
+  /// ` (chroma none -> nv12-full)`: what differs on the candidate's input path.
+  static func inputPathNote(_ run: RunManifest) -> String {
+    guard let path = run.calibration?["input_path"], !path.isEmpty else { return "" }
+    return " (\(escape(path)))"
   }
 
   static func settings(_ values: [String: String]) -> String {

@@ -20,12 +20,20 @@ public struct Metrics: Codable, Sendable, Equatable {
   public var perClass: [ClassMetrics]
   /// Samples that could not be evaluated.
   public var skipped: SkipSummary
+  /// The reference → candidate drop split at the same engine run on the reference's input
+  /// path (`int8` on NV12 vs `int8-rgb`); nil unless both engines ran.
+  public var dropSplit: DropSplit? = nil
 
   enum CodingKeys: String, CodingKey {
     case images, samples, engines, paired, skipped
     case pairedAdditional = "paired_additional"
     case perClass = "per_class"
+    case dropSplit = "drop_split"
   }
+
+  /// The suffix of the engine name that runs a candidate engine on the reference engine's
+  /// input tensor (`int8` → `int8-rgb`).
+  public static let referenceInputSuffix = "-rgb"
 
   /// How many confusion pairs to keep per engine.
   public static let confusionLimit = 20
@@ -162,10 +170,20 @@ public struct Metrics: Codable, Sendable, Equatable {
     for item in skipItems { byReason[item.reason, default: 0] += 1 }
     var additional = pairs
     let primary = engineNames.count > 1 ? additional.removeValue(forKey: engineNames[1]) : nil
+    var split: DropSplit?
+    for candidate in engineNames.dropFirst()
+    where engineNames.contains(candidate + referenceInputSuffix) {
+      let viaReference = candidate + referenceInputSuffix
+      split = DropSplit(
+        reference: engineNames[0], sameInput: viaReference, candidate: candidate,
+        top1: [engineNames[0], viaReference, candidate].map { engines[$0]?.top1 })
+      break
+    }
     return Metrics(
       images: evaluated.count, samples: records.count, engines: engines, paired: primary,
       pairedAdditional: additional.isEmpty ? nil : additional, perClass: perClass,
-      skipped: SkipSummary(total: skipItems.count, byReason: byReason, samples: skipItems))
+      skipped: SkipSummary(total: skipItems.count, byReason: byReason, samples: skipItems),
+      dropSplit: split)
   }
 
   /// The classes whose top-1 fell the most from reference to primary candidate: largest
@@ -251,6 +269,45 @@ public struct Confusion: Codable, Sendable, Equatable {
     case trueClass = "true"
     case trueName = "true_name"
     case predictedName = "predicted_name"
+  }
+}
+
+/// A candidate's top-1 drop in two parts: quantisation (the reference against the candidate
+/// engine fed the reference's own input tensor) and input path (that against the candidate
+/// on its own input path, e.g. NV12). The parts are differences of the same three top-1
+/// values over the same images, so they add up to the total exactly.
+public struct DropSplit: Codable, Sendable, Equatable {
+  /// Reference engine, e.g. `float`.
+  public var reference: String
+  /// The candidate engine on the reference's input tensor, e.g. `int8-rgb`.
+  public var sameInput: String
+  /// The candidate on its own input path, e.g. `int8` (NV12).
+  public var candidate: String
+  /// Reference top-1 minus candidate top-1, in points.
+  public var total: Double?
+  /// Reference top-1 minus same-input top-1: what quantisation costs.
+  public var quantization: Double?
+  /// Same-input top-1 minus candidate top-1: what the input path (NV12) costs.
+  public var inputPath: Double?
+
+  enum CodingKeys: String, CodingKey {
+    case reference, candidate, total, quantization
+    case sameInput = "same_input"
+    case inputPath = "input_path"
+  }
+
+  /// The split of the top-1 accuracies `[reference, sameInput, candidate]`.
+  init(reference: String, sameInput: String, candidate: String, top1: [Double?]) {
+    self.reference = reference
+    self.sameInput = sameInput
+    self.candidate = candidate
+    func minus(_ a: Double?, _ b: Double?) -> Double? {
+      guard let a, let b else { return nil }
+      return a - b
+    }
+    total = minus(top1[0], top1[2])
+    quantization = minus(top1[0], top1[1])
+    inputPath = minus(top1[1], top1[2])
   }
 }
 

@@ -21,6 +21,11 @@ public struct Provenance: Codable, Sendable, Equatable {
   public var imagesPerSecond: Double?
   /// The directories merged into this summary, in shard order; nil for a direct run.
   public var mergedFrom: [String]?
+  /// Where this session's time went (nil for a merge); when present, `imagesPerSecond`
+  /// is the evaluation rate: samples of this session over `timings.evaluation`.
+  public var timings: PhaseTimings?
+  /// Configuration keys not modelled and other caveats of the run (e.g. mapper YAML keys).
+  public var warnings: [String]?
 
   /// Creates provenance; `imagesPerSecond` is derived from `samples` and `wallSeconds`.
   public init(
@@ -35,6 +40,24 @@ public struct Provenance: Codable, Sendable, Equatable {
     self.mergedFrom = mergedFrom
   }
 
+  /// Provenance of a direct run: `imagesPerSecond` is `timings.evaluatedSamples` over
+  /// `timings.evaluation` (model loading, calibration and engine building excluded), while
+  /// `wallSeconds` stays the whole wall time.
+  public init(
+    run: RunManifest, commandLine: [String], wallSeconds: Double, timings: PhaseTimings,
+    warnings: [String]? = nil, toolVersion: String = ToolInfo.version
+  ) {
+    self.run = run
+    self.toolVersion = toolVersion
+    self.commandLine = commandLine
+    self.wallSeconds = wallSeconds
+    self.imagesPerSecond =
+      timings.evaluation > 0 ? Double(timings.evaluatedSamples) / timings.evaluation : nil
+    self.mergedFrom = nil
+    self.timings = timings
+    self.warnings = warnings
+  }
+
   enum CodingKeys: String, CodingKey {
     case run
     case toolVersion = "tool_version"
@@ -42,6 +65,54 @@ public struct Provenance: Codable, Sendable, Equatable {
     case wallSeconds = "wall_seconds"
     case imagesPerSecond = "images_per_second"
     case mergedFrom = "merged_from"
+    case timings, warnings
+  }
+}
+
+/// Wall seconds of each phase of one `run` session.
+public struct PhaseTimings: Codable, Sendable, Equatable {
+  /// Reading and checking the ONNX model.
+  public var modelLoad: Double
+  /// Running the float model on the calibration images and choosing thresholds (0 without
+  /// an int8 engine).
+  public var calibration: Double
+  /// Building every engine (for int8: quantising and binding its kernels).
+  public var engineBuild: Double
+  /// From the first image read to the last record written: decoding, preprocessing,
+  /// inference, scoring and logging.
+  public var evaluation: Double
+  /// The whole session, summary and reports included.
+  public var total: Double
+  /// Samples (evaluated or skipped) processed in this session's evaluation.
+  public var evaluatedSamples: Int
+  /// Images decoded in this session's evaluation (each once, whatever the engine count).
+  public var decodedImages: Int?
+  /// The int8 layer-wise comparison with float on the first calibration batch (reference
+  /// evaluator; 0 without an int8 engine).
+  public var layerReport: Double?
+
+  /// Creates timings.
+  public init(
+    modelLoad: Double, calibration: Double, engineBuild: Double, evaluation: Double,
+    total: Double, evaluatedSamples: Int, decodedImages: Int? = nil, layerReport: Double? = nil
+  ) {
+    self.modelLoad = modelLoad
+    self.calibration = calibration
+    self.engineBuild = engineBuild
+    self.evaluation = evaluation
+    self.total = total
+    self.evaluatedSamples = evaluatedSamples
+    self.decodedImages = decodedImages
+    self.layerReport = layerReport
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case calibration, evaluation, total
+    case modelLoad = "model_load"
+    case engineBuild = "engine_build"
+    case evaluatedSamples = "evaluated_samples"
+    case decodedImages = "decoded_images"
+    case layerReport = "layer_report"
   }
 }
 
@@ -106,15 +177,21 @@ public enum RunOutput {
   public static func write(
     records: [ImageRecord], manifest: RunManifest, directory: URL, commandLine: [String],
     wallSeconds: Double, classNames: [String]? = nil, layers: [LayerQuality]? = nil,
-    mergedFrom: [String]? = nil
+    mergedFrom: [String]? = nil, timings: PhaseTimings? = nil, warnings: [String]? = nil
   ) throws -> Summary {
     let metrics = try Metrics.compute(
       records: records, engineNames: manifest.engines, classNames: classNames)
-    let summary = Summary(
-      metrics: metrics,
-      provenance: Provenance(
+    var provenance =
+      timings.map {
+        Provenance(
+          run: manifest, commandLine: commandLine, wallSeconds: wallSeconds, timings: $0,
+          warnings: warnings)
+      }
+      ?? Provenance(
         run: manifest, commandLine: commandLine, wallSeconds: wallSeconds,
-        samples: metrics.samples, mergedFrom: mergedFrom))
+        samples: metrics.samples, mergedFrom: mergedFrom)
+    if timings == nil { provenance.warnings = warnings }
+    let summary = Summary(metrics: metrics, provenance: provenance)
     try writeAtomically(summary.jsonData(), to: directory.appendingPathComponent(Summary.fileName))
     try writeAtomically(
       Data(MarkdownReport.render(summary).utf8),

@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# End-to-end images/s of `imagenet-eval run` (read tar, decode, preprocess, float engine, score,
-# log, report) on the 1300 shared ILSVRC2012 images, against bench/e2e/python_peer.py doing the
-# same job with Pillow + onnxruntime, 2 threads each: FasterNet-T0 (random weights, torchvision
-# preset) and EfficientNet-Lite0 (real weights, efficientnet-lite preset). Float only until the
-# int8 engine exists. Run from anywhere; THREADS overrides the thread count.
+# End-to-end images/s of `imagenet-eval run` (read tar, decode, preprocess, engines, score, log,
+# report) on the 1300 shared ILSVRC2012 images, against bench/e2e/python_peer.py doing the same
+# job with Pillow + onnxruntime, 2 threads each: FasterNet-T0 (random weights, torchvision
+# preset) and EfficientNet-Lite0 (real weights, efficientnet-lite preset).
+#
+# ENGINES=float,int8 (the default) runs both engines in one process on each side: ours
+# `run --engines float,int8 --calib-method max --calib-count $CALIB`, the peer the float model
+# plus an onnxruntime QDQ int8 model that quantize_static calibrates (MinMax = max) on the same
+# first $CALIB images with the same preprocessing. Calibration is inside both sides' timed wall
+# time; the evaluation-only rates (ours: summary.json timings; the peer: after its int8 session
+# exists) are printed too. ENGINES=float gives the float-only table. THREADS overrides the
+# thread count, POLICIES the OpenMP wait policies tried for ours ("default passive"), MODELS the
+# model labels to run (default both), TAR another flat tarball (e.g. a quick subset).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${IMAGENET_EVAL_PYTHON:-.venv/bin/python}
 threads=${THREADS:-2}
+engines=${ENGINES:-float,int8}
+calib=${CALIB:-100}
+policies=${POLICIES:-default passive}
 shared=${SHARED:-../shared}
-tar=$shared/datasets/ilsvrc2012-val-subset-1300.tar
+tar=${TAR:-$shared/datasets/ilsvrc2012-val-subset-1300.tar}
+models=${MODELS:-FasterNet-T0 EfficientNet-Lite0}
 labels=$shared/labels/caffe_val.txt
 [ -f "$tar" ] || { echo "missing $tar" >&2; exit 1; }
 out=$(mktemp -d)
@@ -18,29 +30,49 @@ swift build -c release -Xswiftc -enable-testing --product imagenet-eval > "$out/
   || { tail -20 "$out/build.log"; exit 1; }
 bin=.build/release/imagenet-eval
 t0=$("$python" tools/make_fasternet.py --variant t0 --opset 13 --cache-dir .build/fasternet-cache | tail -1)
+int8=0
+peer_flags=()
+ours_flags=(--engines float)
+if [ "$engines" = float,int8 ]; then
+  int8=1
+  peer_flags=(--int8 --calib-count "$calib")
+  ours_flags=(--engines float,int8 --calib-method max --calib-count "$calib")
+fi
 
-echo "| model | OpenMP wait policy | imagenet-eval run img/s | Python peer img/s | ratio | top-1 ours / peer |"
-echo "|---|---|---:|---:|---:|---|"
+echo "load before: $(uptime)"
+echo
+echo "| model | engines | OpenMP wait policy | imagenet-eval run img/s | Python peer img/s | ratio | evaluation only: ours / peer img/s (ratio) | calibration s: ours / peer | top-1 float ours / peer | top-1 int8 ours / peer |"
+echo "|---|---|---|---:|---:|---:|---|---|---|---|"
 for spec in "FasterNet-T0:$t0:torchvision" "EfficientNet-Lite0:models/efficientnet-lite0.onnx:efficientnet-lite"; do
   IFS=: read -r label model preset <<< "$spec"
+  case " $models " in *" $label "*) ;; *) continue ;; esac
   peer=$("$python" bench/e2e/python_peer.py --model "$model" --tar "$tar" --labels "$labels" \
-    --preset "$preset" --threads "$threads")
-  for policy in default passive; do
+    --preset "$preset" --threads "$threads" "${peer_flags[@]}" 2> "$out/peer.log")
+  for policy in $policies; do
     start=$(date +%s.%N)
-    if [ $policy = default ]; then run_env=(env -u OMP_WAIT_POLICY); else run_env=(env OMP_WAIT_POLICY=passive); fi
+    if [ "$policy" = default ]; then run_env=(env -u OMP_WAIT_POLICY); else run_env=(env OMP_WAIT_POLICY=passive); fi
     "${run_env[@]}" "$bin" run --model "$model" --data "$tar" --labels "$labels" --preset "$preset" \
-      --engines float --threads "$threads" --workers "$threads" --out "$out/$label-$policy" --quiet > /dev/null
+      "${ours_flags[@]}" --threads "$threads" --workers "$threads" --out "$out/$label-$policy" \
+      --quiet > /dev/null
     end=$(date +%s.%N)
-    "$python" - "$out/$label-$policy/summary.json" "$start" "$end" "$peer" "$label" "$policy" <<'PY'
+    "$python" - "$out/$label-$policy/summary.json" "$start" "$end" "$peer" "$label" "$policy" "$engines" <<'PY'
 import json, sys
 summary = json.load(open(sys.argv[1]))
-seconds = float(sys.argv[3]) - float(sys.argv[2])  # process wall time, model loading included
+seconds = float(sys.argv[3]) - float(sys.argv[2])  # process wall time, model load and calibration included
 ours = summary["samples"] / seconds
 peer = json.loads(sys.argv[4])
-print(f"| {sys.argv[5]} | {sys.argv[6]} | {ours:.1f} | {peer['images_per_second']:.1f} | "
-      f"{ours / peer['images_per_second']:.2f} | {summary['engines']['float']['top1']:.2f} / {peer['top1']:.2f} |")
+t = summary["provenance"].get("timings") or {}
+ours_eval = summary["provenance"].get("images_per_second") or 0
+peer_eval = peer["images"] / peer["evaluation_seconds"]
+engines = summary["engines"]
+int8 = (f"{engines['int8']['top1']:.2f} / {peer['top1_int8']:.2f}" if "int8" in engines else "n/a")
+print(f"| {sys.argv[5]} | {sys.argv[7]} | {sys.argv[6]} | {ours:.1f} | {peer['images_per_second']:.1f} | "
+      f"{ours / peer['images_per_second']:.2f} | {ours_eval:.1f} / {peer_eval:.1f} ({ours_eval / peer_eval:.2f}) | "
+      f"{t.get('calibration', 0):.1f} / {peer['calibration_seconds']:.1f} | "
+      f"{engines['float']['top1']:.2f} / {peer['top1']:.2f} | {int8} |")
 PY
   done
 done
 echo
-echo "$threads threads each (ours: --threads $threads --workers $threads); wall time of the whole process, model loading included; float only (int8 pending)."
+echo "load after: $(uptime)"
+echo "$threads threads each (ours: --threads $threads --workers $threads); first ratio: wall time of the whole process, model loading and calibration included on both sides."

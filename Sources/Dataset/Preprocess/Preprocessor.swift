@@ -126,6 +126,31 @@ public final class Preprocessor: ImageTransform {
 
   /// Geometry and colour: leaves the final 8-bit image in `canvas`.
   private func render(_ image: RGBImage) throws {
+    try renderGeometry(image)
+    convertColour()
+  }
+
+  /// Writes the tensor for the geometry `leader` has just rendered (before its colour
+  /// conversion): `PreprocessorSet` resamples once for every output that shares a geometry.
+  func applyGeometry(
+    of leader: Preprocessor, into output: UnsafeMutableBufferPointer<Float>
+  ) throws {
+    guard output.count >= outputElementCount else {
+      throw PreprocessError.outputTooSmall(needed: outputElementCount, got: output.count)
+    }
+    let count = side * side * 3
+    if canvas.count < count { canvas = [UInt8](repeating: 0, count: count) }
+    leader.canvas.withUnsafeBufferPointer { source in
+      canvas.withUnsafeMutableBufferPointer { target in
+        _ = target.update(fromContentsOf: UnsafeBufferPointer(rebasing: source[..<count]))
+      }
+    }
+    convertColour()
+    writeTensor(into: output)
+  }
+
+  /// The geometry stage alone (resize, crop or letterbox) into `canvas`, for `PreprocessorSet`.
+  func renderGeometry(_ image: RGBImage) throws {
     let width = image.width
     let height = image.height
     guard width > 0, height > 0 else {
@@ -150,10 +175,22 @@ public final class Preprocessor: ImageTransform {
           outputStride: side * 3)
       }
     }
+  }
+
+  /// The colour stage alone (the NV12 round trip, if configured) on `canvas`.
+  func convertColour() {
     switch config.chroma {
     case .none: break
     case .nv12Full, .nv12Video: convertThroughNV12()
     }
+  }
+
+  /// The normalisation and layout stage alone, from `canvas`, for `PreprocessorSet`.
+  func writeTensorFromCanvas(into output: UnsafeMutableBufferPointer<Float>) throws {
+    guard output.count >= outputElementCount else {
+      throw PreprocessError.outputTooSmall(needed: outputElementCount, got: output.count)
+    }
+    writeTensor(into: output)
   }
 
   private func convertThroughNV12() {

@@ -309,10 +309,18 @@ public struct DatasetOptions: ParsableArguments {
   /// Opens the labels and starts the pipeline: `batchSize` images per batch, one
   /// ``Preprocessor`` per worker.
   ///
+  /// `configs` replaces the `--preset` preprocessing: with several, each image is decoded once
+  /// and every configuration fills its own tensor (``Batch/tensors``), e.g. RGB for the float
+  /// engine and NV12 for the int8 engine.
+  ///
   /// Throws ``EvalError`` (`.input`) naming the file or value when a label or class file cannot
   /// be used; data files are opened lazily, so their errors come from ``Pipeline/next()``.
-  public func makePipeline(batchSize: Int, prefetchBatches: Int = 2) throws -> DatasetPipeline {
-    let config = try inputError { try preprocessConfig() }
+  public func makePipeline(
+    batchSize: Int, prefetchBatches: Int = 2, configs: [PreprocessConfig]? = nil
+  ) throws -> DatasetPipeline {
+    let outputs =
+      try configs.flatMap { $0.isEmpty ? nil : $0 } ?? [inputError { try preprocessConfig() }]
+    let config = outputs[0]
     let source = try inputError {
       try DataSource(patterns: try dataPatterns(), layout: layout.layout)
     }
@@ -342,12 +350,19 @@ public struct DatasetOptions: ParsableArguments {
     let pipeline = try inputError {
       try Pipeline(
         source: source, classes: classIndex, groundTruth: groundTruth, batchSize: batchSize,
-        options: options, transformFactory: { try Preprocessor(config: config) })
+        options: options,
+        transformFactory: {
+          outputs.count == 1
+            ? try Preprocessor(config: config) as ImageTransform
+            : try PreprocessorSet(configs: outputs)
+        })
     }
-    return DatasetPipeline(
+    var opened = DatasetPipeline(
       pipeline: pipeline, source: source, classes: classIndex, groundTruth: groundTruth,
       preprocess: config, decoder: decoderOptions, labelOffset: labelOffset,
       selectedClasses: selected, workers: options.workers)
+    opened.outputs = outputs
+    return opened
   }
 
   /// Splits a `--classes` value into tokens; `@file` reads one entry (or comma list) per line.
@@ -443,6 +458,8 @@ public struct DatasetPipeline {
   public let selectedClasses: [Int]?
   /// Worker threads.
   public let workers: Int
+  /// The preprocessing of every tensor the pipeline fills, `preprocess` first.
+  public var outputs: [PreprocessConfig] = []
 
   /// The synset of a pipeline label (offset applied), or nil when it is outside the classes.
   public func synset(forLabel label: Int) -> String? {

@@ -89,6 +89,15 @@ public enum EngineFactory {
     }
   }
 
+  /// Seconds spent calibrating while engines were built (the rest of the build time is
+  /// quantising, planning and binding kernels), for `summary.json`'s phase timings.
+  public final class BuildClock {
+    /// Seconds of int8 calibration so far.
+    public var calibrationSeconds = 0.0
+    /// Creates a clock at zero.
+    public init() {}
+  }
+
   /// Builds engine `name` for `graph` at `batchSize` images per run.
   ///
   /// `threads` is the oneDNN/OpenMP thread count (nil: one per core); `strict` makes a
@@ -96,7 +105,7 @@ public enum EngineFactory {
   /// (unsupported ops, bad shapes) become ``EvalError``s of kind `.input` naming `modelPath`.
   public static func makeEngine(
     named name: String, graph: Graph, batchSize: Int, threads: Int?, strict: Bool,
-    modelPath: String, calibration: CalibrationInput? = nil
+    modelPath: String, calibration: CalibrationInput? = nil, clock: BuildClock? = nil
   ) throws -> any InferenceEngine {
     do {
       switch name {
@@ -112,14 +121,31 @@ public enum EngineFactory {
             "the int8 engine quantizes the float model on calibration images; this command has "
               + "none: use `imagenet-eval run --engines float,int8` (--calib, --calib-count)")
         }
+        // A calibration made once by the command (bench: one per batch size) is reused.
         if let calibrated = calibration.calibrated {
           return try Int8Engine(
             graph: graph, batchSize: batchSize, calibration: calibrated,
             settings: calibration.settings, threads: threads)
         }
-        return try Int8Engine.make(
-          graph: graph, batchSize: batchSize, calibrationImages: calibration.imageCount,
+        // Calibration and the build are timed apart; misspelt node names fail before the
+        // (long) calibration.
+        let known = Set(graph.nodes.map(\.name))
+        for (option, names) in [
+          ("--float", calibration.settings.floatNodes),
+          ("--int16", calibration.settings.int16Nodes),
+        ] {
+          if let unknown = names.sorted().first(where: { !known.contains($0) }) {
+            throw EvalError(.input, "\(option): \(modelPath) has no node named '\(unknown)'")
+          }
+        }
+        let start = Date()
+        let calibrated = try Int8Engine.calibrate(
+          graph: graph, batchSize: batchSize, imageCount: calibration.imageCount,
           settings: calibration.settings, threads: threads, nextBatch: calibration.nextBatch)
+        clock?.calibrationSeconds += Date().timeIntervalSince(start)
+        return try Int8Engine(
+          graph: graph, batchSize: batchSize, calibration: calibrated,
+          settings: calibration.settings, threads: threads)
       default:
         guard let builder = registered(name) else {
           throw EvalError(
@@ -162,5 +188,29 @@ public enum EngineFactory {
   /// loaded (initializers and Constant nodes, before any folding).
   public static func parameterCount(of graph: Graph) -> Int {
     graph.constants.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+  }
+}
+
+/// An engine run a second time under another name, on another input tensor: the int8
+/// engine on the `--preset` tensor (`int8-rgb`) beside itself on its own NV12 input path.
+/// It shares the wrapped engine's kernels and buffers, so the two are never run at once.
+final class SecondInputEngine: InferenceEngine {
+  let name: String
+  let wrapped: any InferenceEngine
+  var inputShape: [Int] { wrapped.inputShape }
+  var classCount: Int { wrapped.classCount }
+  var versionInfo: [String: String] {
+    wrapped.versionInfo.merging(
+      ["input": "the first engine's tensor (\(wrapped.name) on the --preset input path)"],
+      uniquingKeysWith: { _, new in new })
+  }
+
+  init(name: String, wrapping wrapped: any InferenceEngine) {
+    self.name = name
+    self.wrapped = wrapped
+  }
+
+  func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>) throws {
+    try wrapped.run(input: input, output: output)
   }
 }

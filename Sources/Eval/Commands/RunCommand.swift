@@ -83,6 +83,15 @@ struct RunCommand: ParsableCommand {
     } catch let error as EvalError {
       throw ValidationError(error.message)
     }
+    if !names.contains("int8") {
+      let c = calibrationOptions
+      for (option, given) in [
+        ("--mapper-config", c.mapperConfig != nil), ("--int8-color", c.int8Color != nil),
+        ("--int16", !c.int16Nodes.isEmpty), ("--float", !c.floatNodes.isEmpty),
+      ] where given {
+        throw ValidationError("\(option) configures the int8 engine; --engines \(engines) has none")
+      }
+    }
     if let maxDrop {
       guard maxDrop.isFinite, maxDrop >= 0 else {
         throw ValidationError("--max-drop must be a non-negative number of points, got \(maxDrop)")
@@ -96,35 +105,65 @@ struct RunCommand: ParsableCommand {
 
   func run() throws {
     let sessionStart = Date()
-    let engineNames = try EngineFactory.parseNames(engines)
+    var engineNames = try EngineFactory.parseNames(engines)
     let config = try inputError { try dataset.preprocessConfig() }
 
     // Model first: a bad model or a shape mismatch should fail before any image is read.
     let graph = try EngineFactory.loadModel(at: model)
+    let modelLoadSeconds = Date().timeIntervalSince(sessionStart)
+    let buildStart = Date()
+    // The int8 engine's settings and input path: options, --mapper-config, --int8-color.
+    let setup =
+      engineNames.contains("int8")
+      ? try inputError { try calibrationOptions.resolve(graph: graph, base: config) } : nil
+    for warning in setup?.warnings ?? [] { printError("warning: \(warning)") }
+    let split = Self.inputSplit(engineNames: &engineNames, setup: setup)
     let calibration =
       engineNames.contains("int8")
-      ? try calibrationOptions.makeCalibration(dataset: dataset, batchSize: batch) : nil
+      ? try calibrationOptions.makeCalibration(dataset: dataset, batchSize: batch, setup: setup)
+      : nil
+    let clock = EngineFactory.BuildClock()
     var built = [any InferenceEngine]()
-    for engineName in engineNames {
+    for engineName in engineNames where engineName != split?.secondName {
       built.append(
         try EngineFactory.makeEngine(
           named: engineName, graph: graph, batchSize: batch, threads: threads,
-          strict: dataset.strict, modelPath: model, calibration: calibration?.input))
+          strict: dataset.strict, modelPath: model, calibration: calibration?.input,
+          clock: clock))
     }
     let int8 = built.lazy.compactMap { $0 as? Int8Engine }.first
+    if let split, let int8 {
+      built.append(SecondInputEngine(name: split.secondName, wrapping: int8))
+    }
+    // Which pipeline tensor each engine reads: the int8 engine its own input path, the rest
+    // (int8-rgb included) the --preset tensor.
+    let tensorIndex = built.map { split != nil && $0 is Int8Engine ? 1 : 0 }
+    let calibrationSeconds = clock.calibrationSeconds
+    let engineBuildSeconds = Date().timeIntervalSince(buildStart) - calibrationSeconds
+    var runWarnings = setup?.warnings ?? []
     var layers: [LayerQuality]?
+    var layerReportSeconds = 0.0
     if let int8, let calibration {
+      for name in setup?.forcedQuantized ?? [] where int8.floatFallbackNodes.contains(name) {
+        let warning =
+          "\(calibrationOptions.mapperConfig ?? ""): node '\(name)' is forced onto the BPU but "
+          + "this int8 engine runs it in float (op not quantised here)"
+        printError("warning: \(warning)")
+        runWarnings.append(warning)
+      }
       for warning in int8.calibration.warnings { printError("calibration: \(warning)") }
       if !int8.floatFallbackNodes.isEmpty {
         printError(
           "int8: \(int8.floatFallbackNodes.count) nodes run in float between dequantise and "
             + "quantise: \(int8.floatFallbackNodes.joined(separator: ", "))")
       }
+      let layerStart = Date()
       layers = try calibration.firstBatch.withUnsafeBufferPointer { first in
         try int8.layerReport(input: first, images: calibration.firstBatchCount).layers.map {
           LayerQuality(node: $0.node, sqnrDB: $0.sqnrDB, cosine: $0.cosine)
         }
       }
+      layerReportSeconds = Date().timeIntervalSince(layerStart)
     }
     try Self.checkInput(of: built, against: config, batchSize: batch, modelPath: model)
     let classCount = built[0].classCount
@@ -141,7 +180,9 @@ struct RunCommand: ParsableCommand {
       parameterCount: EngineFactory.parameterCount(of: graph),
       inputShape: [1] + built[0].inputShape.dropFirst(), classCount: classCount)
 
-    let opened = try dataset.makePipeline(batchSize: batch)
+    let evaluationStart = Date()
+    let opened = try dataset.makePipeline(
+      batchSize: batch, configs: split.map { [config, $0.preprocess] })
     let pipeline = opened.pipeline
     defer { pipeline.cancel() }
     // The layout and label source are known once the first image has been read.
@@ -155,7 +196,8 @@ struct RunCommand: ParsableCommand {
         opened, layout: pipelineSummary.layout, classes: opened.selectedClasses),
       labelSource: opened.groundTruth?.source ?? pipelineSummary.labelSource,
       preprocessing: Self.preprocessing(opened, preset: dataset.preset),
-      calibration: int8.map { calibrationOptions.describe($0) }, engines: engineNames,
+      calibration: int8.map { calibrationOptions.describe($0, setup: setup) },
+      engines: engineNames,
       engineVersions: versions,
       shard: dataset.shard)
     let outURL = URL(fileURLWithPath: out)
@@ -175,9 +217,19 @@ struct RunCommand: ParsableCommand {
         .count
     }
     let progress = ProgressReporter(
-      engineNames: engineNames, total: dataset.limit, alreadyDone: log.records.count,
+      engineNames: engineNames,
+      total: ProgressTotal.samples(
+        paths: opened.source.paths, shard: dataset.shard, filtered: dataset.classes != nil,
+        limit: dataset.limit),
+      alreadyDone: log.records.count,
       alreadyEvaluated: log.records.filter { $0.engines != nil && $0.label != nil }.count,
-      alreadyCorrect: alreadyCorrect, enabled: !quiet)
+      alreadyCorrect: alreadyCorrect, enabled: !quiet,
+      fraction: {
+        let summary = pipeline.summary
+        return summary.totalBytes > 0
+          ? Double(summary.bytesRead) / Double(summary.totalBytes) : nil
+      })
+    var sessionSamples = 0
     var warningCount = 0
     do {
       while let batchData = current {
@@ -195,7 +247,7 @@ struct RunCommand: ParsableCommand {
           for (e, engine) in built.enumerated() {
             try outputs[e].withUnsafeMutableBufferPointer { output in
               do {
-                try engine.run(input: batchData.tensor, output: output)
+                try engine.run(input: batchData.tensors[tensorIndex[e]], output: output)
               } catch let error as ModelError {
                 throw EvalError(
                   .internal,
@@ -221,6 +273,7 @@ struct RunCommand: ParsableCommand {
         records.removeAll { $0.index <= resumeAfter }
         try log.append(records)
         progress.add(records, processed: batchData.count + batchData.skipped.count)
+        sessionSamples += batchData.count + batchData.skipped.count
         current = try Self.next(pipeline)
       }
     } catch {
@@ -230,6 +283,7 @@ struct RunCommand: ParsableCommand {
       throw error
     }
     progress.finish()
+    let evaluationSeconds = Date().timeIntervalSince(evaluationStart)
     let sessionSeconds = Date().timeIntervalSince(sessionStart)
     let finalSummary = pipeline.summary
     let wallSeconds: Double
@@ -245,7 +299,13 @@ struct RunCommand: ParsableCommand {
       records: log.records, manifest: manifest, directory: outURL,
       commandLine: CommandLine.arguments, wallSeconds: wallSeconds,
       classNames: ClassNames.shortNames(of: opened.classes, labelOffset: opened.labelOffset),
-      layers: layers)
+      layers: layers,
+      timings: PhaseTimings(
+        modelLoad: modelLoadSeconds, calibration: calibrationSeconds,
+        engineBuild: engineBuildSeconds, evaluation: evaluationSeconds,
+        total: Date().timeIntervalSince(sessionStart), evaluatedSamples: sessionSamples,
+        decodedImages: finalSummary.decodedImages, layerReport: layerReportSeconds),
+      warnings: runWarnings.isEmpty ? nil : runWarnings)
     print(Self.keyLines(summary, directory: out), terminator: "")
     if let maxDrop {
       guard let drop = summary.metrics.paired?.top1Drop else {
@@ -258,6 +318,18 @@ struct RunCommand: ParsableCommand {
         throw EvalExitStatus.dropGateExceeded
       }
     }
+  }
+
+  /// When the int8 engine reads its own input path (`setup.preprocess`), appends the engine
+  /// that runs it on the `--preset` tensor (`int8-rgb`) to `engineNames` and returns its name
+  /// and the int8 preprocessing; nil when every engine reads the same tensor.
+  static func inputSplit(
+    engineNames: inout [String], setup: Int8Setup?
+  ) -> (secondName: String, preprocess: PreprocessConfig)? {
+    guard let preprocess = setup?.preprocess, engineNames.contains("int8") else { return nil }
+    let name = "int8" + Metrics.referenceInputSuffix
+    if !engineNames.contains(name) { engineNames.append(name) }
+    return (name, preprocess)
   }
 
   /// Reads the next batch, turning data errors into input errors that name the container.
@@ -396,9 +468,26 @@ struct RunCommand: ParsableCommand {
         "drop:     \(paired.reference) -> \(paired.candidate) top-1 \(drop) points, agreement \(agreement), McNemar p \(String(format: "%.3g", paired.mcnemarP))"
       )
     }
-    if let rate = summary.provenance.imagesPerSecond {
+    if let split = m.dropSplit {
+      func points(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "n/a" }
       lines.append(
-        String(format: "speed:    %.1f images/s, %.1f s", rate, summary.provenance.wallSeconds))
+        "split:    quantisation \(points(split.quantization)) (\(split.reference) -> \(split.sameInput)) "
+          + "+ input path \(points(split.inputPath)) (\(split.sameInput) -> \(split.candidate)) "
+          + "= \(points(split.total)) points")
+    }
+    if let rate = summary.provenance.imagesPerSecond {
+      if let t = summary.provenance.timings {
+        lines.append(
+          String(
+            format:
+              "speed:    %.1f images/s over %.1f s of evaluation; wall %.1f s (model load %.1f s, "
+              + "calibration %.1f s, engine build %.1f s, layer report %.1f s)",
+            rate, t.evaluation, summary.provenance.wallSeconds, t.modelLoad, t.calibration,
+            t.engineBuild, t.layerReport ?? 0))
+      } else {
+        lines.append(
+          String(format: "speed:    %.1f images/s, %.1f s", rate, summary.provenance.wallSeconds))
+      }
     }
     lines.append("output:   \(directory)/{summary.json,report.md,report.html,predictions.jsonl}")
     return lines.joined(separator: "\n") + "\n"
