@@ -48,7 +48,7 @@ public final class Int8Engine: InferenceEngine {
   /// Quantises `graph` (prepared here for `batchSize`) with `calibration`'s thresholds and
   /// builds its kernels. Throws when a `floatNodes` name is not a node of the model, or a
   /// weight holds NaN/infinity (naming the tensor).
-  public init(
+  public convenience init(
     graph original: Graph, batchSize: Int, calibration: Int8Calibration,
     settings: Int8Settings = Int8Settings(), threads: Int? = nil
   ) throws {
@@ -70,21 +70,10 @@ public final class Int8Engine: InferenceEngine {
         .unsupportedOperators,
         "int16Nodes: int16 activations (node '\(name)') are not implemented by the int8 engine yet")
     }
-    guard graph.inputs.count == 1, let output = graph.outputs.first else {
+    guard graph.inputs.count == 1, graph.outputs.first != nil else {
       throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
     }
-    inputValue = graph.inputs[0]
-    outputValue = output
-    let input = try graph.shape(of: inputValue)
-    let outShape = try graph.shape(of: output)
-    guard outShape.count >= 2, outShape[0] == input[0] else {
-      throw ModelError(
-        .invalidGraph, "int8 engine: expected logits [batch, classes], got \(outShape)")
-    }
-    self.graph = graph
-    inputShape = input
-    classCount = outShape.dropFirst().reduce(1, *)
-    self.calibration = calibration
+    let inputValue = graph.inputs[0]
 
     // Activation parameters; views and max pooling keep their input's codes unchanged.
     var params: [ValueID: QuantParams] = [:]
@@ -108,6 +97,38 @@ public final class Int8Engine: InferenceEngine {
         }
       }
     }
+    try self.init(
+      prepared: graph, params: params, explicit: nil, calibration: calibration,
+      settings: settings, threads: threads, description: calibration.method.rawValue)
+  }
+
+  /// Builds the kernels of a prepared graph whose activation parameters are known: calibrated
+  /// (`explicit` nil) or taken from a quantized model (`explicit` holds its weight and bias
+  /// codes; values without parameters are held as float32 and computed in float).
+  init(
+    prepared graph: Graph, params: [ValueID: QuantParams], explicit: ExplicitQuantization?,
+    calibration: Int8Calibration, settings: Int8Settings, threads: Int?, description: String
+  ) throws {
+    guard graph.inputs.count == 1, let output = graph.outputs.first else {
+      throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
+    }
+    inputValue = graph.inputs[0]
+    outputValue = output
+    let input = try graph.shape(of: inputValue)
+    let outShape = try graph.shape(of: output)
+    guard outShape.count >= 2, outShape[0] == input[0] else {
+      throw ModelError(
+        .invalidGraph, "int8 engine: expected logits [batch, classes], got \(outShape)")
+    }
+    guard params[inputValue] != nil else {
+      throw ModelError(
+        .invalidGraph,
+        "int8 engine: the model input '\(graph.values[inputValue].name)' has no quantisation parameters")
+    }
+    self.graph = graph
+    inputShape = input
+    classCount = outShape.dropFirst().reduce(1, *)
+    self.calibration = calibration
     self.params = params
 
     // The arena holds codes: one byte per activation element.
@@ -130,7 +151,7 @@ public final class Int8Engine: InferenceEngine {
       graph: graph, params: params, engine: engine, arena: arena, plan: plan,
       scratch: arena + scratchOffset, inputValue: inputValue, inputCodes: inputCodes,
       outputValue: output, logits: logits, scheme: settings.scheme,
-      floatNodes: settings.floatNodes)
+      floatNodes: settings.floatNodes, explicit: explicit)
     try lowering.lower()
     steps = lowering.steps
     retained = lowering.retained
@@ -143,7 +164,7 @@ public final class Int8Engine: InferenceEngine {
     }
     var info = DNNLEngine.versionInfo
     info["engine"] = "int8 (oneDNN int8 primitives, NHWC codes)"
-    info["calibration"] = calibration.method.rawValue
+    info["calibration"] = description
     info["threads"] = threads.map(String.init) ?? "default"
     versionInfo = info
   }
