@@ -70,9 +70,11 @@ def output_scale(path: Path) -> float:
     raise SystemExit(f"{path}: the output is not produced by a DequantizeLinear")
 
 
-def session(path: Path) -> ort.InferenceSession:
+def session(path: Path, optimize: bool = True) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -171,8 +173,12 @@ def ops(out: Path) -> None:
                 dst = directory / "model.onnx"
                 quantize(src, dst, calibration, fmt, activations)
                 result = session(dst).run(None, {"input": test})[0]
+                # The model's definition (no fusions): what onnxruntime computes before its
+                # graph optimisations swap in fused integer kernels.
+                definition = session(dst, optimize=False).run(None, {"input": test})[0]
                 np.save(directory / "input.npy", test)
                 np.save(directory / "output.npy", result.astype(np.float32))
+                np.save(directory / "definition.npy", definition.astype(np.float32))
                 ops = sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}"
                               for n in onnx.load(str(dst)).graph.node})
                 manifest.append({"name": name, "case": case, "format": fmt, "activations": activations,

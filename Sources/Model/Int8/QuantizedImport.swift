@@ -177,10 +177,16 @@ struct QuantizedImport {
             )
           }
           node.inputs = inputs
-          for out in node.outputs {
-            g.values[out].elementType = .float32
-            params[out] = first
-            floatOf[out] = out
+          // The op now moves the float value the codes stand for; its codes outputs stay
+          // codes (read only through DequantizeLinear or other such ops).
+          node.outputs = node.outputs.map { out in
+            let moved = g.addValue(
+              Value(
+                name: "\(g.values[out].name)/float", elementType: .float32,
+                shape: g.values[out].shape))
+            params[moved] = first
+            floatOf[out] = moved
+            return moved
           }
         }
         kept.append(node)
@@ -201,7 +207,8 @@ struct QuantizedImport {
     try node.inputs.map { id in
       guard let t = g.constants[id] else {
         throw ModelError(
-          .invalidNode, "node '\(node.name)' (\(node.op.name)): '\(g.values[id].name)' is not constant")
+          .invalidNode,
+          "node '\(node.name)' (\(node.op.name)): '\(g.values[id].name)' is not constant")
       }
       return t
     }
@@ -266,7 +273,8 @@ struct QuantizedImport {
     default:
       throw ModelError(
         .unsupportedOperators,
-        "node '\(node.name)' (\(node.op.name)): \(p.type.rawValue) activation codes are not supported")
+        "node '\(node.name)' (\(node.op.name)): \(p.type.rawValue) activation codes are not supported"
+      )
     }
     do {
       return try QuantParams(type: type, scale: p.scales[0], zeroPoint: Int32(p.zeroPoints[0]))
