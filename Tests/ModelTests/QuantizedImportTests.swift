@@ -153,3 +153,121 @@ struct QuantizedImportTests {
     }
   }
 }
+
+private let efficientNetLite0 = TestEnvironment.packageRoot.appendingPathComponent(
+  "models/efficientnet-lite0.onnx")
+
+/// Whole models quantized by onnxruntime's `quantize_static` (QDQ with int8 activations,
+/// QOperator with uint8 activations; int8 per-channel weights; calibrated on the first 32
+/// images) run on the 1300 shared ILSVRC2012 images, preprocessed once by our pipeline
+/// (efficientnet-lite preset) and fed to both engines as the same tensors.
+@Suite(
+  "quantized FasterNet-T0 and EfficientNet-Lite0 against onnxruntime on 1300 images",
+  .serialized,
+  .enabled(
+    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)),
+  .enabled(if: TestEnvironment.sharedAvailable, "needs ../shared (the 1300-image subset)"),
+  .enabled(
+    if: FileManager.default.fileExists(atPath: efficientNetLite0.path),
+    "needs models/efficientnet-lite0.onnx (run scripts/setup-assets.sh)"))
+struct QuantizedWholeModelTests {
+  static let batch = 20
+
+  /// Writes every preprocessed image to `url` as one float32 `.npy` `[n, 3, 224, 224]`,
+  /// streaming (the tensors never all sit in memory); returns the image count.
+  private func writeImages(to url: URL) throws -> Int {
+    let pipeline = try Pipeline(
+      source: DataSource(paths: [
+        TestEnvironment.shared("datasets/ilsvrc2012-val-subset-1300.tar").path
+      ]),
+      classes: ClassIndex.imageNet1k(), batchSize: Self.batch,
+      transformFactory: { try Preprocessor(preset: .efficientnetLite) })
+    let expectedCount = 1300
+    var header =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (\(expectedCount), 3, 224, 224), }"
+    let unpadded = 10 + header.utf8.count + 1
+    header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+    var prefix: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
+    let length = UInt16(header.utf8.count)
+    prefix += [UInt8(length & 0xff), UInt8(length >> 8)] + Array(header.utf8)
+    FileManager.default.createFile(atPath: url.path, contents: Data(prefix))
+    let file = try FileHandle(forWritingTo: url)
+    defer { try? file.close() }
+    try file.seekToEnd()
+    var count = 0
+    while let batch = try pipeline.next() {
+      try #require(batch.skipped.isEmpty, "skipped: \(batch.skipped)")
+      file.write(Data(buffer: batch.tensor))
+      count += batch.count
+    }
+    return count
+  }
+
+  @Test("final outputs within ±1 LSB on >= 99% of elements, top-1 identical on >= 99.5%")
+  func wholeModels() throws {
+    let directory = try TestEnvironment.makeTemporaryDirectory("quantized-models")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let images = directory.appendingPathComponent("images.npy")
+    let imageCount = try writeImages(to: images)
+    #expect(imageCount == 1300)
+    let fasterNet = directory.appendingPathComponent("fasternet-t0.onnx")
+    try PythonReference.run(
+      script: "tools/make_fasternet.py",
+      arguments: ["--variant", "t0", "--opset", "13", "--out", fasterNet.path])
+    try PythonReference.run(
+      script: "scripts/reference/ort_quantize.py",
+      arguments: [
+        "models", directory.path, "--inputs", images.path, "--calibration", "32",
+        "fasternet-t0=\(fasterNet.path)", "efficientnet-lite0=\(efficientNetLite0.path)",
+      ])
+    let cases = try JSONDecoder().decode(
+      [QuantizedCase].self,
+      from: Data(contentsOf: directory.appendingPathComponent("manifest.json")))
+    #expect(cases.count == 4)
+    let pixels = try Data(contentsOf: images, options: .alwaysMapped)
+    let headerLength = 10 + Int(pixels[8]) + Int(pixels[9]) << 8
+    let perImage = 3 * 224 * 224
+    for c in cases {
+      let graph = try ONNXLoader.load(
+        contentsOf: directory.appendingPathComponent(try #require(c.model)))
+      #expect(graph.isQuantized)
+      let expected = try readFloats(directory.appendingPathComponent(try #require(c.expected)))
+      #expect(expected.shape == [imageCount, 1000])
+      let engine = try Int8Engine(quantizedGraph: graph, batchSize: Self.batch)
+      var output = [Float](repeating: 0, count: imageCount * 1000)
+      let started = Date()
+      try pixels.withUnsafeBytes { raw in
+        let floats = UnsafeRawBufferPointer(rebasing: raw[headerLength...]).bindMemory(
+          to: Float.self)
+        var input = [Float](repeating: 0, count: Self.batch * perImage)
+        for start in stride(from: 0, to: imageCount, by: Self.batch) {
+          let n = min(Self.batch, imageCount - start)
+          input.withUnsafeMutableBufferPointer { destination in
+            for i in 0..<(n * perImage) { destination[i] = floats[start * perImage + i] }
+          }
+          var logits = [Float](repeating: 0, count: Self.batch * 1000)
+          try input.withUnsafeBufferPointer { x in
+            try logits.withUnsafeMutableBufferPointer { try engine.run(input: x, output: $0) }
+          }
+          for i in 0..<(n * 1000) { output[start * 1000 + i] = logits[i] }
+        }
+      }
+      let seconds = Date().timeIntervalSince(started)
+      var agreement = Agreement()
+      agreement.add(output, expected.values, scale: c.outputScale)
+      var sameTop1 = 0
+      for image in 0..<imageCount {
+        let row = (image * 1000)..<((image + 1) * 1000)
+        let ours = row.max { output[$0] < output[$1] }
+        let theirs = row.max { expected.values[$0] < expected.values[$1] }
+        if ours == theirs { sameTop1 += 1 }
+      }
+      let top1 = Double(sameTop1) / Double(imageCount)
+      print(
+        "\(c.name): \(agreement); top-1 identical on \(sameTop1)/\(imageCount) (\(String(format: "%.2f", 100 * top1))%); \(engine.quantizedNodes.count) integer nodes, float fallback \(engine.floatFallbackNodes.count): \(engine.floatFallbackNodes.prefix(8))…; \(String(format: "%.1f", seconds)) s"
+      )
+      #expect(agreement.withinOneFraction >= 0.99, "\(c.name): \(agreement)")
+      #expect(top1 >= 0.995, "\(c.name): top-1 identical on \(sameTop1)/\(imageCount)")
+    }
+  }
+}
