@@ -59,7 +59,7 @@ public final class Int8Engine: InferenceEngine {
   /// Quantises `graph` (prepared here for `batchSize`) with `calibration`'s thresholds and
   /// builds its kernels. Throws when a `floatNodes` name is not a node of the model, or a
   /// weight holds NaN/infinity (naming the tensor).
-  public init(
+  public convenience init(
     graph original: Graph, batchSize: Int, calibration: Int8Calibration,
     settings: Int8Settings = Int8Settings(), threads: Int? = nil
   ) throws {
@@ -83,22 +83,10 @@ public final class Int8Engine: InferenceEngine {
           ? "int16Nodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
           : "int16Nodes: the model has no node named '\(name)'")
     }
-    guard graph.inputs.count == 1, let output = graph.outputs.first else {
+    guard graph.inputs.count == 1, graph.outputs.first != nil else {
       throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
     }
-    inputValue = graph.inputs[0]
-    outputValue = output
-    let input = try graph.shape(of: inputValue)
-    let outShape = try graph.shape(of: output)
-    guard outShape.count >= 2, outShape[0] == input[0] else {
-      throw ModelError(
-        .invalidGraph, "int8 engine: expected logits [batch, classes], got \(outShape)")
-    }
-    self.graph = graph
-    self.threads = threads
-    inputShape = input
-    classCount = outShape.dropFirst().reduce(1, *)
-    self.calibration = calibration
+    let inputValue = graph.inputs[0]
 
     // Activation parameters; views and max pooling keep their input's codes unchanged.
     // Outputs of `int16Nodes` are int16 symmetric (scale = T / 32767) whatever the scheme.
@@ -130,6 +118,40 @@ public final class Int8Engine: InferenceEngine {
         }
       }
     }
+    try self.init(
+      prepared: graph, params: params, explicit: nil, calibration: calibration,
+      settings: settings, threads: threads, description: calibration.method.rawValue)
+  }
+
+  /// Builds the kernels of a prepared graph whose activation parameters are known: calibrated
+  /// (`explicit` nil) or taken from a quantized model (`explicit` holds its weight and bias
+  /// codes; values without parameters are held as float32 and computed in float).
+  init(
+    prepared graph: Graph, params: [ValueID: QuantParams], explicit: ExplicitQuantization?,
+    calibration: Int8Calibration, settings: Int8Settings, threads: Int?, description: String
+  ) throws {
+    guard graph.inputs.count == 1, let output = graph.outputs.first else {
+      throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
+    }
+    inputValue = graph.inputs[0]
+    outputValue = output
+    let input = try graph.shape(of: inputValue)
+    let outShape = try graph.shape(of: output)
+    guard outShape.count >= 2, outShape[0] == input[0] else {
+      throw ModelError(
+        .invalidGraph, "int8 engine: expected logits [batch, classes], got \(outShape)")
+    }
+    guard params[inputValue] != nil else {
+      throw ModelError(
+        .invalidGraph,
+        "int8 engine: the model input '\(graph.values[inputValue].name)' has no quantisation parameters"
+      )
+    }
+    self.graph = graph
+    self.threads = threads
+    inputShape = input
+    classCount = outShape.dropFirst().reduce(1, *)
+    self.calibration = calibration
     self.params = params
     int16Nodes = graph.nodes.filter { settings.int16Nodes.contains($0.name) }.map(\.name)
 
@@ -161,7 +183,7 @@ public final class Int8Engine: InferenceEngine {
       graph: graph, params: params, engine: engine, arena: arena, plan: plan,
       scratch: arena + scratchOffset, inputValue: inputValue, inputCodes: inputCodes,
       outputValue: output, logits: logits, scheme: settings.scheme,
-      floatNodes: settings.floatNodes)
+      floatNodes: settings.floatNodes, explicit: explicit)
     try lowering.lower()
     steps = lowering.steps
     retained = lowering.retained
@@ -174,7 +196,7 @@ public final class Int8Engine: InferenceEngine {
     }
     var info = DNNLEngine.versionInfo
     info["engine"] = "int8 (oneDNN int8 primitives, NHWC codes)"
-    info["calibration"] = calibration.method.rawValue
+    info["calibration"] = description
     info["threads"] = threads.map(String.init) ?? "default"
     versionInfo = info
   }

@@ -204,6 +204,24 @@ final class Int8InnerProductKernel: Int8WeightedKernel {
       throw QuantizationError.invalidParameter(
         "inner product '\(label)': a fused residual is not supported")
     }
+    // oneDNN 2.x inner products take no source zero point: fold it into the bias exactly,
+    // Σ (q_x - zp_x)·w = Σ q_x·w - zp_x·Σ w, in int32.
+    var bias = bias
+    var inputZeroPoint = inputZeroPoint
+    if inputZeroPoint != 0 {
+      bias = (0..<n).map { row in
+        let sum = weights[(row * k)..<((row + 1) * k)].reduce(Int32(0)) { $0 &+ Int32($1) }
+        return (bias?[row] ?? 0) &- inputZeroPoint &* sum
+      }
+      inputZeroPoint = 0
+    }
+    // Nor a destination zero point: add it as a linear post-op after the clamp, the same
+    // float32 addition before the rounding store.
+    var attributes = try int8Attributes(r, inputZeroPoint: inputZeroPoint)
+    if r.outputZeroPoint != 0 {
+      attributes.zeroPoints.removeAll { $0.0 == .destination }
+      attributes.postOps.append(.eltwise(.linear(scale: 1, shift: Float(r.outputZeroPoint))))
+    }
     self.engine = engine
     sourceDescriptor = try DNNLMemoryDescriptor(
       dims: [m, k], dataType: dnnlDataType(inputType), format: .ab)
@@ -217,7 +235,7 @@ final class Int8InnerProductKernel: Int8WeightedKernel {
       source: sourceDescriptor,
       weights: DNNLMemoryDescriptor(dims: [n, k], dataType: .s8, format: .any),
       bias: biasDescriptor, destination: destinationDescriptor,
-      attributes: int8Attributes(r, inputZeroPoint: inputZeroPoint), label: label)
+      attributes: attributes, label: label)
     weightMemory = try Int8ConvolutionKernel.reordered(
       weights, from: plainWeights, to: primitive.memoryDescriptor(.weights), engine: engine,
       label: label)

@@ -14,6 +14,8 @@ final class Int8Lowering {
   let logits: UnsafeMutablePointer<Float>
   let scheme: QuantizationScheme
   let floatNodes: Set<String>
+  /// Weights, biases and output codes taken from a quantized model (nil when calibrated).
+  let explicit: ExplicitQuantization?
 
   private(set) var steps: [Int8Step] = []
   private(set) var retained: [AnyObject] = []
@@ -29,8 +31,10 @@ final class Int8Lowering {
     graph: Graph, params: [ValueID: QuantParams], engine: DNNLEngine,
     arena: UnsafeMutableRawPointer, plan: MemoryPlan, scratch: UnsafeMutableRawPointer,
     inputValue: ValueID, inputCodes: UnsafeMutableRawPointer, outputValue: ValueID,
-    logits: UnsafeMutablePointer<Float>, scheme: QuantizationScheme, floatNodes: Set<String>
+    logits: UnsafeMutablePointer<Float>, scheme: QuantizationScheme, floatNodes: Set<String>,
+    explicit: ExplicitQuantization? = nil
   ) {
+    self.explicit = explicit
     self.graph = graph
     self.params = params
     self.engine = engine
@@ -158,6 +162,7 @@ final class Int8Lowering {
   private func quantizedWeights(
     _ node: Node, _ values: [Float], outputChannels: Int
   ) throws -> (codes: [Int8], params: QuantParams) {
+    if let weights = explicit?.weights[node.name] { return weights }
     let tensor = graph.values[node.inputs[1]].name
     if let bad = values.firstIndex(where: { !$0.isFinite }) {
       throw ModelError(
@@ -177,6 +182,7 @@ final class Int8Lowering {
   private func quantizedBias(_ node: Node, _ bias: [Float], inputScale: Float, weights: QuantParams)
     throws -> [Int32]
   {
+    if let codes = explicit?.biases[node.name] { return codes }
     if let bad = bias.firstIndex(where: { !$0.isFinite }) {
       throw ModelError(
         .invalidGraph,
@@ -188,6 +194,7 @@ final class Int8Lowering {
   /// Output parameters and whether the node writes the float logits directly.
   private func outputSide(_ node: Node, consumers: [[Int]]) throws -> (QuantParams, Bool) {
     let output = node.outputs[0]
+    if explicit != nil, let p = params[output] { return (p, false) }
     if output == outputValue, consumers[output].isEmpty {
       return (try QuantParams(type: .int32, scale: 1), true)
     }
@@ -447,6 +454,7 @@ final class Int8Lowering {
     guard inShape.count == 4, p.kernelShape.count == 2, let pi = params[x] else {
       throw Fallback(reason: "only 2D pooling")
     }
+    guard params[output] == pi else { throw Fallback(reason: "output parameters differ") }
     let (left, right) = p.oneDNNPadding(input: inShape, output: outShape)
     let kernel = try Int8MaxPoolKernel(
       engine: engine, type: pi.type, input: inShape, output: outShape, kernel: p.kernelShape,
@@ -497,6 +505,9 @@ final class Int8Lowering {
   private func lowerView(_ node: Node) throws {
     let x = node.inputs[0]
     let output = node.outputs[0]
+    guard params[x] != nil, params[output] == params[x] else {
+      throw Fallback(reason: "float32 values or a change of parameters")
+    }
     guard Int8Layout.channelsLast(try graph.shape(of: x)) == nil,
       Int8Layout.channelsLast(try graph.shape(of: output)) == nil
     else { throw Fallback(reason: "a reshape across the channels-last layout") }
@@ -559,6 +570,8 @@ final class Int8Lowering {
     for input in node.inputs {
       if graph.constants[input] != nil {
         sources.append((input, nil, nil, []))
+      } else if explicit != nil, params[input] == nil {
+        sources.append((input, UnsafeRawPointer(try pointer(input)), nil, try graph.shape(of: input)))
       } else {
         guard let p = params[input] else {
           throw ModelError(
@@ -567,21 +580,35 @@ final class Int8Lowering {
         sources.append((input, UnsafeRawPointer(try pointer(input)), p, try graph.shape(of: input)))
       }
     }
-    var targets: [(UnsafeMutableRawPointer, QuantParams, [Int])] = []
+    var targets: [(UnsafeMutableRawPointer, QuantParams?, [Int])] = []
     for output in node.outputs {
+      if explicit != nil, params[output] == nil {
+        let target =
+          output == outputValue ? UnsafeMutableRawPointer(logits) : try pointer(output)
+        targets.append((target, nil, try graph.shape(of: output)))
+        continue
+      }
       guard let p = params[output] else {
         throw ModelError(
           .invalidGraph, "int8 engine: '\(graph.values[output].name)' has no parameters")
       }
       targets.append((try pointer(output), p, try graph.shape(of: output)))
     }
-    let floatOutput = node.outputs == [outputValue]
+    let floatOutput = node.outputs == [outputValue] && (explicit == nil || params[outputValue] == nil)
     let logits = self.logits
     if floatOutput { logitsAreFloat = true }
     steps.append(
       Int8Step(
         work: .swift({
           let inputs = try sources.map { id, pointer, p, shape -> Tensor in
+            if let pointer, p == nil {
+              let count = shape.reduce(1, *)
+              return Tensor(
+                shape: shape,
+                floats: Array(
+                  UnsafeBufferPointer(
+                    start: pointer.assumingMemoryBound(to: Float.self), count: count)))
+            }
             guard let pointer, let p else {
               guard let constant = graph.constants[id] else {
                 throw ModelError(.missingValue, "constant '\(graph.values[id].name)' is missing")
@@ -603,10 +630,14 @@ final class Int8Lowering {
             if floatOutput {
               _ = UnsafeMutableBufferPointer(start: logits, count: values.count)
                 .update(fromContentsOf: values)
-            } else {
+            } else if let p = target.1 {
               try values.withUnsafeBufferPointer {
-                try Int8Layout.quantize($0, shape: target.2, params: target.1, into: target.0)
+                try Int8Layout.quantize($0, shape: target.2, params: p, into: target.0)
               }
+            } else {
+              _ = UnsafeMutableBufferPointer(
+                start: target.0.assumingMemoryBound(to: Float.self), count: values.count
+              ).update(fromContentsOf: values)
             }
           }
         })))

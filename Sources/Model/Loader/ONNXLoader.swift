@@ -62,7 +62,7 @@ public enum ONNXLoader {
 }
 
 /// Typed access to a node's attributes with ONNX defaults.
-private struct AttributeReader {
+struct AttributeReader {
   let values: [String: Onnx_AttributeProto]
   let context: String
 
@@ -100,7 +100,7 @@ private struct AttributeReader {
   }
 }
 
-private struct GraphBuilder {
+struct GraphBuilder {
   let fileName: String
   let opset: Int
   let decoder: TensorDecoder
@@ -134,6 +134,7 @@ private struct GraphBuilder {
     var unsupported: [String] = []
     for (index, node) in proto.node.enumerated() {
       let domainOK = node.domain == "" || node.domain == "ai.onnx"
+      if Self.isQuantizedOperator(node) { continue }
       if !domainOK || !Self.supported.contains(node.opType) {
         let name = node.name.isEmpty ? "#\(index)" : node.name
         let domain = node.domain.isEmpty ? "ai.onnx" : node.domain
@@ -181,7 +182,11 @@ private struct GraphBuilder {
       graph.declaredInputShapes.append(dims)
     }
     for (index, node) in try topologicallySorted(proto) {
-      try addNode(node, index: index)
+      if Self.isQuantizedOperator(node) {
+        try addQuantizedOperator(node, index: index)
+      } else {
+        try addNode(node, index: index)
+      }
     }
     for output in proto.output {
       guard let id = ids[output.name] else {

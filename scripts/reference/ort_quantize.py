@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Builds quantized ONNX models with onnxruntime's quantize_static and runs onnxruntime on them.
+
+The references for the int8 engine's import of quantized models (QDQ and QOperator formats).
+
+Usage:
+  ort_quantize.py ops OUTDIR
+      Small float graphs, one per quantizable op (Conv, depthwise Conv, Gemm, MatMul, Add, Mul,
+      AveragePool, GlobalAveragePool, MaxPool, Concat, Sigmoid, LeakyRelu), each quantized in
+      both formats with int8 and uint8 activations (int8 weights per channel), calibrated on 8
+      fixed random inputs. Writes OUTDIR/<case>/{model.onnx,input.npy,output.npy} and
+      OUTDIR/manifest.json.
+  ort_quantize.py models OUTDIR --inputs X.npy --calibration N NAME=FLOAT.onnx ...
+      Quantizes each float model twice (QDQ with int8 activations, QOperator with uint8
+      activations; int8 per-channel weights), calibrated on the first N images of X.npy,
+      and runs onnxruntime on all of X. Writes OUTDIR/<name>-<format>.onnx and
+      OUTDIR/<name>-<format>.npy (outputs) and OUTDIR/manifest.json.
+
+Every manifest entry names the model, the expected output file, and the scale of the
+model's final QuantizeLinear (one LSB of the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+logging.getLogger().setLevel(logging.ERROR)
+
+
+class Reader(CalibrationDataReader):
+    """Feeds fixed batches to the calibrator."""
+
+    def __init__(self, name: str, batches: list[np.ndarray]):
+        self.name, self.batches, self.index = name, batches, 0
+
+    def get_next(self):
+        if self.index >= len(self.batches):
+            return None
+        self.index += 1
+        return {self.name: self.batches[self.index - 1]}
+
+
+def quantize(src: Path, dst: Path, batches: list[np.ndarray], fmt: str, activations: str) -> None:
+    name = onnx.load(str(src)).graph.input[0].name
+    quantize_static(
+        str(src), str(dst), Reader(name, batches),
+        quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+        activation_type=QuantType.QInt8 if activations == "s8" else QuantType.QUInt8,
+        weight_type=QuantType.QInt8, per_channel=True)
+
+
+def output_scale(path: Path) -> float:
+    """The scale of the DequantizeLinear that produces the graph output."""
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    out = model.graph.output[0].name
+    for node in model.graph.node:
+        if out in node.output and node.op_type == "DequantizeLinear":
+            return float(inits[node.input[1]].reshape(-1)[0])
+    raise SystemExit(f"{path}: the output is not produced by a DequantizeLinear")
+
+
+def session(path: Path, optimize: bool = True) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-op cases
+
+
+def weight(rng, *shape, scale=None):
+    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+    return (rng.standard_normal(shape) * (scale or np.sqrt(2.0 / fan_in))).astype(np.float32)
+
+
+def conv(nodes, inits, rng, x, name, cin, cout, k=3, stride=1, group=1, bias=True):
+    w = helper.make_tensor(f"{name}.w", TensorProto.FLOAT, (cout, cin // group, k, k),
+                           weight(rng, cout, cin // group, k, k).ravel())
+    inits.append(w)
+    inputs = [x, w.name]
+    if bias:
+        b = numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), f"{name}.b")
+        inits.append(b)
+        inputs.append(b.name)
+    nodes.append(helper.make_node("Conv", inputs, [name], name=name, kernel_shape=[k, k],
+                                  pads=[k // 2] * 4, strides=[stride, stride], group=group))
+    return name
+
+
+def build_case(case: str, rng) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+    nodes, inits = [], []
+    shape = (2, 4, 12, 12)
+    if case == "conv":
+        y = conv(nodes, inits, rng, "input", "conv1", 4, 8)
+        nodes.append(helper.make_node("Relu", [y], ["relu1"], name="relu1"))
+        out = conv(nodes, inits, rng, "relu1", "dwconv", 8, 8, stride=2, group=8)
+    elif case in ("gemm", "matmul"):
+        shape = (4, 24)
+        w = weight(rng, 16, 24) if case == "gemm" else weight(rng, 24, 16)
+        inits.append(numpy_helper.from_array(w, "fc.w"))
+        inits.append(numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "fc.b"))
+        if case == "gemm":
+            nodes.append(helper.make_node("Gemm", ["input", "fc.w", "fc.b"], ["output"], name="fc", transB=1))
+        else:
+            nodes.append(helper.make_node("MatMul", ["input", "fc.w"], ["mm"], name="fc"))
+            nodes.append(helper.make_node("Add", ["mm", "fc.b"], ["output"], name="fc.add"))
+        out = "output"
+    elif case in ("add", "mul", "concat"):
+        a = conv(nodes, inits, rng, "input", "a", 4, 6)
+        b = conv(nodes, inits, rng, "input", "b", 4, 6)
+        op = {"add": "Add", "mul": "Mul", "concat": "Concat"}[case]
+        attrs = {"axis": 1} if case == "concat" else {}
+        nodes.append(helper.make_node(op, [a, b], [case], name=case, **attrs))
+        out = conv(nodes, inits, rng, case, "after", 12 if case == "concat" else 6, 4, k=1)
+    elif case in ("avgpool", "maxpool", "gap", "sigmoid", "leakyrelu"):
+        y = conv(nodes, inits, rng, "input", "conv1", 4, 8)
+        if case == "avgpool":
+            nodes.append(helper.make_node("AveragePool", [y], [case], name=case, kernel_shape=[3, 3],
+                                          strides=[2, 2], pads=[1, 1, 1, 1]))
+        elif case == "maxpool":
+            nodes.append(helper.make_node("MaxPool", [y], [case], name=case, kernel_shape=[3, 3],
+                                          strides=[2, 2], pads=[1, 1, 1, 1]))
+        elif case == "gap":
+            nodes.append(helper.make_node("GlobalAveragePool", [y], [case], name=case))
+        elif case == "sigmoid":
+            nodes.append(helper.make_node("Sigmoid", [y], [case], name=case))
+        else:
+            nodes.append(helper.make_node("LeakyRelu", [y], [case], name=case, alpha=0.1))
+        out = conv(nodes, inits, rng, case, "after", 8, 4, k=1)
+    else:
+        raise SystemExit(f"unknown case {case}")
+    graph = helper.make_graph(
+        nodes, case, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape[1:]])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N"] + [None] * (len(shape) - 1))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model, shape
+
+
+CASES = ["conv", "gemm", "matmul", "add", "mul", "concat", "avgpool", "maxpool", "gap", "sigmoid",
+         "leakyrelu"]
+
+
+def ops(out: Path) -> None:
+    manifest = []
+    for case in CASES:
+        rng = np.random.default_rng(CASES.index(case))
+        model, shape = build_case(case, rng)
+        calibration = [rng.standard_normal(shape).astype(np.float32) for _ in range(8)]
+        test = rng.standard_normal(shape).astype(np.float32) * 1.2
+        for fmt in ("qdq", "qop"):
+            for activations in ("u8", "s8"):
+                name = f"{case}-{fmt}-{activations}"
+                directory = out / name
+                directory.mkdir(parents=True, exist_ok=True)
+                src = directory / "float.onnx"
+                onnx.save(model, str(src))
+                dst = directory / "model.onnx"
+                quantize(src, dst, calibration, fmt, activations)
+                result = session(dst).run(None, {"input": test})[0]
+                # The model's definition (no fusions): what onnxruntime computes before its
+                # graph optimisations swap in fused integer kernels.
+                definition = session(dst, optimize=False).run(None, {"input": test})[0]
+                np.save(directory / "input.npy", test)
+                np.save(directory / "output.npy", result.astype(np.float32))
+                np.save(directory / "definition.npy", definition.astype(np.float32))
+                ops = sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}"
+                              for n in onnx.load(str(dst)).graph.node})
+                manifest.append({"name": name, "case": case, "format": fmt, "activations": activations,
+                                 "directory": name, "outputScale": output_scale(dst), "ops": ops})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole models
+
+
+def models(out: Path, inputs: Path, calibration_count: int, specs: list[str], batch: int) -> None:
+    images = np.load(inputs, mmap_mode="r")
+    calibration = [np.ascontiguousarray(images[i:i + 1]) for i in range(min(calibration_count, len(images)))]
+    manifest = []
+    for spec in specs:
+        name, src = spec.split("=", 1)
+        for fmt, activations in (("qdq", "s8"), ("qop", "u8")):
+            dst = out / f"{name}-{fmt}.onnx"
+            quantize(Path(src), dst, calibration, fmt, activations)
+            s = session(dst)
+            input_name = s.get_inputs()[0].name
+            results = []
+            for start in range(0, len(images), batch):
+                results.append(s.run(None, {input_name: np.ascontiguousarray(images[start:start + batch])})[0])
+            expected = out / f"{name}-{fmt}.npy"
+            np.save(expected, np.concatenate(results).astype(np.float32))
+            manifest.append({"name": f"{name}-{fmt}", "model": dst.name, "expected": expected.name,
+                             "format": fmt, "activations": activations, "outputScale": output_scale(dst)})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_ops = sub.add_parser("ops")
+    p_ops.add_argument("out", type=Path)
+    p_models = sub.add_parser("models")
+    p_models.add_argument("out", type=Path)
+    p_models.add_argument("--inputs", type=Path, required=True)
+    p_models.add_argument("--calibration", type=int, default=32)
+    p_models.add_argument("--batch", type=int, default=20)
+    p_models.add_argument("specs", nargs="+", help="NAME=float-model.onnx")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.command == "ops":
+        ops(args.out)
+    else:
+        models(args.out, args.inputs, args.calibration, args.specs, args.batch)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
