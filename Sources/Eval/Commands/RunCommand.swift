@@ -72,6 +72,12 @@ struct RunCommand: ParsableCommand {
 
   @OptionGroup var calibrationOptions: CalibrationOptions
 
+  @Option(
+    help: ArgumentHelp(
+      "Also write the calibrated int8 model as a QDQ ONNX model (and FILE.json); needs int8 in --engines.",
+      valueName: "file"))
+  var saveQuantized: String?
+
   func validate() throws {
     guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
     if let threads, threads < 1 {
@@ -82,6 +88,9 @@ struct RunCommand: ParsableCommand {
       names = try EngineFactory.parseNames(engines)
     } catch let error as EvalError {
       throw ValidationError(error.message)
+    }
+    if saveQuantized != nil, !names.contains("int8") {
+      throw ValidationError("--save-quantized writes the int8 model; add int8 to --engines")
     }
     if let maxDrop {
       guard maxDrop.isFinite, maxDrop >= 0 else {
@@ -101,6 +110,9 @@ struct RunCommand: ParsableCommand {
 
     // Model first: a bad model or a shape mismatch should fail before any image is read.
     let graph = try EngineFactory.loadModel(at: model)
+    let quantizedFile = try saveQuantized.map {
+      try QuantizedModelFile(path: $0, option: "--save-quantized")
+    }
     let calibration =
       engineNames.contains("int8")
       ? try calibrationOptions.makeCalibration(dataset: dataset, batchSize: batch) : nil
@@ -120,6 +132,9 @@ struct RunCommand: ParsableCommand {
           "int8: \(int8.floatFallbackNodes.count) nodes run in float between dequantise and "
             + "quantise: \(int8.floatFallbackNodes.joined(separator: ", "))")
       }
+      try quantizedFile?.write(
+        int8, sourceModel: model, calibration: calibrationOptions, preprocessing: config,
+        batchSize: batch)
       layers = try calibration.firstBatch.withUnsafeBufferPointer { first in
         try int8.layerReport(input: first, images: calibration.firstBatchCount).layers.map {
           LayerQuality(node: $0.node, sqnrDB: $0.sqnrDB, cosine: $0.cosine)
