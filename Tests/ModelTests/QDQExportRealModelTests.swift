@@ -60,8 +60,11 @@ private func calibratedEngine(_ graph: Graph, preset: PreprocessPreset, count: I
   .enabled(
     if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
 struct QDQExportRealModelTests {
-  /// Images compared per model (after the calibration images).
+  /// Images compared per model (after the calibration images). FasterNet-T0's GELU
+  /// convolutions run in float through the reference evaluator (no int8 kernel), which is
+  /// slow, so it compares fewer.
   static let imageCount = 300
+  static let fasterNetImageCount = 100
 
   @Test("FasterNet-T0 (random weights, tools/make_fasternet.py)")
   func fasterNetT0() throws {
@@ -71,12 +74,12 @@ struct QDQExportRealModelTests {
       arguments: ["--variant", "t0", "--opset", "13", "--cache-dir", cache.path])
     let path = try #require(printed.split(whereSeparator: \.isNewline).last.map(String.init))
     let graph = try ONNXLoader.load(contentsOf: URL(fileURLWithPath: path))
-    let engine = try calibratedEngine(graph, preset: .torchvision, count: 32)
+    let engine = try calibratedEngine(graph, preset: .torchvision, count: 16)
     let c = try QDQHarness.compare(
-      engine, images: try images(preset: .torchvision, limit: Self.imageCount, skip: 32),
+      engine, images: try images(preset: .torchvision, limit: Self.fasterNetImageCount, skip: 16),
       label: "FasterNet-T0")
-    print("QDQ export \(c)")
-    #expect(c.images == Self.imageCount)
+    print("QDQ export \(c); float-fallback nodes \(engine.floatFallbackNodes.count)")
+    #expect(c.images == Self.fasterNetImageCount)
     #expect(c.withinFraction >= 0.99, "\(c)")
     #expect(c.top1Fraction >= 0.995, "\(c)")
     // onnxruntime recognised the QDQ groups and ran integer kernels.

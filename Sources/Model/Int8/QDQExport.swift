@@ -69,6 +69,10 @@ struct QDQExporter {
   private var readNames: [ValueID: String] = [:]
   /// Float initializers already written for constants.
   private var constantNames: [ValueID: String] = [:]
+  /// Per quantised activation: its QuantizeLinear output and parameters.
+  private var codes: [ValueID: (name: String, params: QuantParams)] = [:]
+  /// Per-axis dequantisations already written (see `floatWeightedInput`).
+  private var perAxisNames: [ValueID: String] = [:]
 
   init(engine: Int8Engine) {
     graph = engine.graph
@@ -172,6 +176,36 @@ struct QDQExporter {
       "DequantizeLinear", name: "\(original)_DequantizeLinear", inputs: [codes, scale, zero],
       outputs: [dequantized])
     readNames[value] = dequantized
+    self.codes[value] = (codes, p)
+  }
+
+  /// The data input of a Conv/Gemm the engine ran in float. onnxruntime's
+  /// `WeightBiasQuantization` optimisation quantises the float weights of any Conv/Gemm fed by
+  /// a per-tensor DequantizeLinear (per tensor, int8), which would undo the float fallback; a
+  /// DequantizeLinear with the same scale repeated per channel (axis 1) computes the same
+  /// values and keeps the node float in onnxruntime.
+  private mutating func floatWeightedInput(_ value: ValueID, of node: Node) throws -> String {
+    guard let (name, p) = codes[value], let shape = graph.values[value].shape, shape.count >= 2,
+      shape[1] > 1
+    else { return try input(value, of: node) }
+    if let done = perAxisNames[value] { return done }
+    let original = graph.values[value].name
+    let channels = shape[1]
+    let zeroPoint: TensorStorage =
+      p.type == .uint8
+      ? .uint8([UInt8](repeating: UInt8(p.zeroPoint), count: channels))
+      : .int8([Int8](repeating: Int8(p.zeroPoint), count: channels))
+    let scale = writer.addInitializer(
+      Tensor(shape: [channels], floats: [Float](repeating: p.scale, count: channels)),
+      name: "\(original)_channel_scale")
+    let zero = writer.addInitializer(
+      Tensor(shape: [channels], storage: zeroPoint), name: "\(original)_channel_zero_point")
+    let output = writer.uniqueName("\(original)_dequantized_per_channel")
+    writer.addNode(
+      "DequantizeLinear", name: "\(original)_DequantizeLinear_per_channel",
+      inputs: [name, scale, zero], outputs: [output], attributes: [("axis", .int(1))])
+    perAxisNames[value] = output
+    return output
   }
 
   /// The tensor name to read `value` by: its dequantised activation, or a float initializer.
@@ -202,12 +236,14 @@ struct QDQExporter {
     switch node.op {
     case .conv(let c):
       guard c.autoPad == .explicit else { throw fail("node '\(name)': auto_pad was not resolved") }
-      var inputs = [try data(0)]
+      var inputs: [String] = []
       if nodeIsQuantized[index], let w = nodeWeights[index] {
+        inputs.append(try data(0))
         let (weights, bias) = try quantizedOperands(node, w, convolution: true)
         inputs.append(weights)
         if let bias { inputs.append(bias) }
       } else {
+        inputs.append(try floatWeightedInput(node.inputs[0], of: node))
         inputs.append(try data(1))
         if let bias = node.convolutionBias { inputs.append(try input(bias, of: node)) }
       }
@@ -221,16 +257,18 @@ struct QDQExporter {
         ])
       try emitPostOps(c.postOps, node, from: result, to: out)
     case .gemm(let g):
-      var inputs = [try data(0)]
+      var inputs: [String] = []
       var attributes: [(String, ONNXWriter.AttributeValue)]
       if nodeIsQuantized[index], let w = nodeWeights[index] {
         guard !g.transA else { throw fail("node '\(name)': quantised Gemm with transA") }
+        inputs.append(try data(0))
         let (weights, bias) = try quantizedOperands(node, w, convolution: false)
         inputs.append(weights)
         if let bias { inputs.append(bias) }
         // The codes are [n, k] with alpha (and beta, in the bias) already applied.
         attributes = [("transB", .int(1))]
       } else {
+        inputs.append(try floatWeightedInput(node.inputs[0], of: node))
         inputs.append(try data(1))
         if node.inputs.count > 2 { inputs.append(try data(2)) }
         attributes = [
