@@ -16,7 +16,7 @@ public struct ImagenetEval: ParsableCommand {
     version: ToolInfo.version,
     subcommands: [
       RunCommand.self, InferCommand.self, BenchCommand.self, InspectCommand.self, MergeCommand.self,
-      TableCommand.self,
+      TableCommand.self, QuantizeCommand.self,
     ]
   )
 

@@ -72,6 +72,12 @@ struct RunCommand: ParsableCommand {
 
   @OptionGroup var calibrationOptions: CalibrationOptions
 
+  @Option(
+    help: ArgumentHelp(
+      "Also write the calibrated int8 model as a QDQ ONNX model (and FILE.json); needs int8 in --engines.",
+      valueName: "file"))
+  var saveQuantized: String?
+
   func validate() throws {
     guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
     if let threads, threads < 1 {
@@ -91,6 +97,9 @@ struct RunCommand: ParsableCommand {
       ] where given {
         throw ValidationError("\(option) configures the int8 engine; --engines \(engines) has none")
       }
+    }
+    if saveQuantized != nil, !names.contains("int8") {
+      throw ValidationError("--save-quantized writes the int8 model; add int8 to --engines")
     }
     if let maxDrop {
       guard maxDrop.isFinite, maxDrop >= 0 else {
@@ -118,6 +127,9 @@ struct RunCommand: ParsableCommand {
       ? try inputError { try calibrationOptions.resolve(graph: graph, base: config) } : nil
     for warning in setup?.warnings ?? [] { printError("warning: \(warning)") }
     let split = Self.inputSplit(engineNames: &engineNames, setup: setup)
+    let quantizedFile = try saveQuantized.map {
+      try QuantizedModelFile(path: $0, option: "--save-quantized")
+    }
     let calibration =
       engineNames.contains("int8")
       ? try calibrationOptions.makeCalibration(dataset: dataset, batchSize: batch, setup: setup)
@@ -157,6 +169,9 @@ struct RunCommand: ParsableCommand {
           "int8: \(int8.floatFallbackNodes.count) nodes run in float between dequantise and "
             + "quantise: \(int8.floatFallbackNodes.joined(separator: ", "))")
       }
+      try quantizedFile?.write(
+        int8, sourceModel: model, calibration: calibrationOptions, preprocessing: config,
+        batchSize: batch)
       let layerStart = Date()
       layers = try calibration.firstBatch.withUnsafeBufferPointer { first in
         try int8.layerReport(input: first, images: calibration.firstBatchCount).layers.map {

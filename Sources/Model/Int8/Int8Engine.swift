@@ -39,6 +39,10 @@ public final class Int8Engine: InferenceEngine {
   let nodeIsQuantized: [Bool]
   /// Per node: the float weights' range, for the report.
   let weightRanges: [Int: (Float, Float)]
+  /// Per quantised Conv/Gemm: the integer weights and bias it runs with (for the QDQ export).
+  let nodeWeights: [Int: Int8Lowering.NodeWeights]
+  /// The activation encoding and weight granularity this engine was built with.
+  let scheme: QuantizationScheme
 
   private let engine: DNNLEngine
   private let steps: [Int8Step]
@@ -191,6 +195,8 @@ public final class Int8Engine: InferenceEngine {
     floatFallbackNodes = lowering.fallbackNodes
     nodeIsQuantized = lowering.nodeIsQuantized
     weightRanges = lowering.weightRanges
+    nodeWeights = lowering.nodeWeights
+    scheme = settings.scheme
     quantizedNodes = graph.nodes.indices.filter { lowering.nodeIsQuantized[$0] }.map {
       graph.nodes[$0].name
     }

@@ -23,6 +23,22 @@ final class Int8Lowering {
   private(set) var nodeIsQuantized: [Bool]
   private(set) var weightRanges: [Int: (Float, Float)] = [:]
   private(set) var logitsAreFloat = false
+  /// Per quantised Conv/Gemm (node index): the integer weights and bias its kernel runs with.
+  private(set) var nodeWeights: [Int: NodeWeights] = [:]
+
+  /// The integer operands of a quantised Conv or Gemm, kept for the QDQ export.
+  struct NodeWeights {
+    /// int8 codes: OHWI for a convolution, `[n, k]` (alpha folded in) for a Gemm.
+    var codes: [Int8]
+    /// The codes' dimensions in that layout.
+    var shape: [Int]
+    /// The weights' scales (one per output channel, or one), zero points 0.
+    var params: QuantParams
+    /// The bias in accumulator units, `round(bias / (inputScale · weightScale[oc]))`.
+    var bias: [Int32]?
+    /// The input activation scale the bias was quantised with.
+    var inputScale: Float
+  }
 
   /// Why a node runs in float instead (not an error).
   private struct Fallback: Error { var reason: String }
@@ -280,6 +296,9 @@ final class Int8Lowering {
       }
     }
     if floatOutput { logitsAreFloat = true }
+    nodeWeights[index] = NodeWeights(
+      codes: codes, shape: [o, kh, kw, i], params: weightParams, bias: bias,
+      inputScale: inputParams.scale)
     retained.append(kernel)
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(x), destination: destination))))
@@ -394,6 +413,9 @@ final class Int8Lowering {
     let destination =
       floatOutput ? UnsafeMutableRawPointer(logits) : try pointer(node.outputs[0])
     if floatOutput { logitsAreFloat = true }
+    nodeWeights[index] = NodeWeights(
+      codes: codes, shape: [n, k], params: weightParams, bias: bias,
+      inputScale: inputParams.scale)
     retained.append(kernel)
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(a), destination: destination))))

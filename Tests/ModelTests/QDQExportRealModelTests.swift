@@ -1,0 +1,107 @@
+import Dataset
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Model
+
+private let liteModelURL = TestEnvironment.packageRoot.appendingPathComponent(
+  "models/efficientnet-lite0.onnx")
+
+/// Real ILSVRC2012 images through our own pipeline, as one NCHW float array.
+private func images(preset: PreprocessPreset, limit: Int, skip: Int = 0) throws -> [Float] {
+  let pipeline = try Pipeline(
+    source: DataSource(paths: [
+      TestEnvironment.sharedRoot.appendingPathComponent("datasets/ilsvrc2012-val-subset-1300.tar")
+        .path
+    ]),
+    classes: ClassIndex.imageNet1k(), batchSize: 20, options: .init(limit: limit + skip),
+    transformFactory: { try Preprocessor(preset: preset) })
+  var result: [Float] = []
+  var seen = 0
+  while let batch = try pipeline.next() {
+    let perImage = batch.elementCount
+    for image in 0..<batch.count {
+      if seen >= skip {
+        result += batch.tensor[(image * perImage)..<((image + 1) * perImage)]
+      }
+      seen += 1
+    }
+  }
+  return result
+}
+
+/// Calibrates on the first `count` images (max method: the fastest; the export is what is
+/// under test, not the method) and builds the engine.
+private func calibratedEngine(_ graph: Graph, preset: PreprocessPreset, count: Int) throws
+  -> Int8Engine
+{
+  let batch = 16
+  let calibration = try images(preset: preset, limit: count)
+  let perImage = calibration.count / count
+  var next = 0
+  return try Int8Engine.make(
+    graph: graph, batchSize: batch, calibrationImages: count,
+    settings: Int8Settings(method: .max)
+  ) { buffer in
+    guard next < count else { return 0 }
+    let n = min(batch, count - next)
+    _ = buffer.update(
+      fromContentsOf: calibration[(next * perImage)..<((next + n) * perImage)])
+    next += n
+    return n
+  }
+}
+
+@Suite(
+  "QDQ export of real models on real images: onnxruntime vs the int8 engine",
+  .serialized,
+  .enabled(if: TestEnvironment.slowTestsEnabled, TestEnvironment.slowTestsMessage),
+  .enabled(if: TestEnvironment.sharedAvailable, "needs ../shared (the 1300-image subset)"),
+  .enabled(
+    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+struct QDQExportRealModelTests {
+  /// Images compared per model (after the calibration images). FasterNet-T0's GELU
+  /// convolutions run in float through the reference evaluator (no int8 kernel), which is
+  /// slow, so it compares fewer.
+  static let imageCount = 300
+  static let fasterNetImageCount = 100
+
+  @Test("FasterNet-T0 (random weights, tools/make_fasternet.py)")
+  func fasterNetT0() throws {
+    let cache = TestEnvironment.packageRoot.appendingPathComponent(".build/fasternet-cache")
+    let printed = try PythonReference.run(
+      script: "tools/make_fasternet.py",
+      arguments: ["--variant", "t0", "--opset", "13", "--cache-dir", cache.path])
+    let path = try #require(printed.split(whereSeparator: \.isNewline).last.map(String.init))
+    let graph = try ONNXLoader.load(contentsOf: URL(fileURLWithPath: path))
+    let engine = try calibratedEngine(graph, preset: .torchvision, count: 16)
+    let c = try QDQHarness.compare(
+      engine, images: try images(preset: .torchvision, limit: Self.fasterNetImageCount, skip: 16),
+      label: "FasterNet-T0")
+    print("QDQ export \(c); float-fallback nodes \(engine.floatFallbackNodes.count)")
+    #expect(c.images == Self.fasterNetImageCount)
+    #expect(c.withinFraction >= 0.99, "\(c)")
+    #expect(c.top1Fraction >= 0.995, "\(c)")
+    // onnxruntime recognised the QDQ groups and ran integer kernels.
+    #expect(c.count("QLinearConv", optimized: true) > 0, "\(c)")
+  }
+
+  @Test(
+    "EfficientNet-Lite0 (real weights)",
+    .enabled(
+      if: FileManager.default.fileExists(atPath: liteModelURL.path),
+      "needs models/efficientnet-lite0.onnx (run scripts/setup-assets.sh)"))
+  func efficientNetLite0() throws {
+    let graph = try ONNXLoader.load(contentsOf: liteModelURL)
+    let engine = try calibratedEngine(graph, preset: .efficientnetLite, count: 32)
+    let c = try QDQHarness.compare(
+      engine, images: try images(preset: .efficientnetLite, limit: Self.imageCount, skip: 32),
+      label: "EfficientNet-Lite0")
+    print("QDQ export \(c)")
+    #expect(c.images == Self.imageCount)
+    #expect(c.withinFraction >= 0.99, "\(c)")
+    #expect(c.top1Fraction >= 0.995, "\(c)")
+    #expect(c.count("QLinearConv", optimized: true) > 0, "\(c)")
+  }
+}
