@@ -56,7 +56,7 @@ private func calibratedEngine(_ graph: Graph, preset: PreprocessPreset, count: I
 @Suite(
   "QDQ export of real models on real images: onnxruntime vs the int8 engine",
   .serialized,
-  .enabled(if: TestEnvironment.slowTestsEnabled, TestEnvironment.slowTestsMessage),
+  .enabled(if: TestEnvironment.slowTestsEnabled, Comment(rawValue: TestEnvironment.slowTestsMessage)),
   .enabled(if: TestEnvironment.sharedAvailable, "needs ../shared (the 1300-image subset)"),
   .enabled(
     if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))

@@ -164,7 +164,7 @@ private let efficientNetLite0 = TestEnvironment.packageRoot.appendingPathCompone
 @Suite(
   "quantized FasterNet-T0 and EfficientNet-Lite0 against onnxruntime on 1300 images",
   .serialized,
-  .enabled(if: TestEnvironment.slowTestsEnabled, TestEnvironment.slowTestsMessage),
+  .enabled(if: TestEnvironment.slowTestsEnabled, Comment(rawValue: TestEnvironment.slowTestsMessage)),
   .enabled(
     if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)),
   .enabled(if: TestEnvironment.sharedAvailable, "needs ../shared (the 1300-image subset)"),

@@ -43,7 +43,7 @@ public enum TestEnvironment {
   }
 
   /// Why a slow suite was skipped.
-  public static let slowTestsMessage: Comment =
+  public static let slowTestsMessage =
     "slow whole-model agreement suite: set IMAGENET_EVAL_SLOW_TESTS=1 to run it"
 
   public static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
