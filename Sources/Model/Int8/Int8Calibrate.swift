@@ -307,31 +307,8 @@ extension Int8Engine {
   static func referenceActivations(
     _ graph: Graph, input: Tensor, visit: (ValueID, Tensor) throws -> Void
   ) throws -> Tensor {
-    var values = [Tensor?](repeating: nil, count: graph.values.count)
-    for (id, tensor) in graph.constants { values[id] = tensor }
-    values[graph.inputs[0]] = input
-    try visit(graph.inputs[0], input)
-    var lastUse = [Int](repeating: -1, count: graph.values.count)
-    for (i, node) in graph.nodes.enumerated() { for v in node.inputs { lastUse[v] = i } }
-    for v in graph.outputs { lastUse[v] = Int.max }
-    for (i, node) in graph.nodes.enumerated() {
-      let args = try node.inputs.map { id -> Tensor in
-        guard let t = values[id] else {
-          throw ModelError(
-            .missingValue, "node '\(node.name)': input '\(graph.values[id].name)' has no value")
-        }
-        return t
-      }
-      let outputs = try ReferenceEvaluator.evaluate(node, args)
-      for (id, t) in zip(node.outputs, outputs) {
-        values[id] = t
-        try visit(id, t)
-      }
-      for v in node.inputs where lastUse[v] == i && graph.constants[v] == nil { values[v] = nil }
+    try withoutActuallyEscaping(visit) {
+      try ReferenceEvaluator.run(graph, inputs: [input], visit: $0)[0]
     }
-    guard let result = values[graph.outputs[0]] else {
-      throw ModelError(.missingValue, "graph output was not computed")
-    }
-    return result
   }
 }

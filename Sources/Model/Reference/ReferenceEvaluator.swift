@@ -7,6 +7,14 @@ public enum ReferenceEvaluator {
   /// Runs a shape-inferred graph on `inputs` (one per graph input, same order) and returns
   /// its outputs.
   public static func run(_ graph: Graph, inputs: [Tensor]) throws -> [Tensor] {
+    try run(graph, inputs: inputs, visit: nil)
+  }
+
+  /// `run`, showing every graph input and node output to `visit` before it is freed (what
+  /// int8 calibration observes on the reference path).
+  static func run(
+    _ graph: Graph, inputs: [Tensor], visit: ((ValueID, Tensor) throws -> Void)?
+  ) throws -> [Tensor] {
     guard inputs.count == graph.inputs.count else {
       throw ModelError(
         .invalidGraph, "the graph takes \(graph.inputs.count) inputs, got \(inputs.count)")
@@ -20,6 +28,7 @@ public enum ReferenceEvaluator {
           "input '\(graph.values[id].name)' has shape \(tensor.shape), expected \(shape)")
       }
       values[id] = tensor
+      try visit?(id, tensor)
     }
     // Free each value after its last reader so whole-model runs stay within memory.
     var lastUse = [Int](repeating: -1, count: graph.values.count)
@@ -34,7 +43,10 @@ public enum ReferenceEvaluator {
         return t
       }
       let outputs = try evaluate(node, args)
-      for (id, t) in zip(node.outputs, outputs) { values[id] = t }
+      for (id, t) in zip(node.outputs, outputs) {
+        values[id] = t
+        try visit?(id, t)
+      }
       for v in node.inputs where lastUse[v] == i && graph.constants[v] == nil { values[v] = nil }
     }
     return try graph.outputs.map { id in
