@@ -42,6 +42,11 @@ public struct BenchReport: Codable, Sendable, Equatable {
   public var modelSHA256: String
   /// The measurements.
   public var results: [Entry]
+  /// Where the ONNX file was read from (not part of the identity: the file may move).
+  public var modelPath: String?
+  /// How the int8 engine was quantized (calibration settings, or the imported model's own
+  /// quantization), as `summary.json` records it; nil without an int8 engine.
+  public var int8: [String: String]?
 
   /// Creates a report.
   public init(model: String, modelSHA256: String, results: [Entry]) {
@@ -51,8 +56,9 @@ public struct BenchReport: Codable, Sendable, Equatable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case model, results
+    case model, results, int8
     case modelSHA256 = "model_sha256"
+    case modelPath = "model_path"
   }
 
   /// Reads a `bench.json`, naming the file in any error.

@@ -44,7 +44,8 @@ public enum HTMLReport {
     let run = summary.provenance.run
     let engines = run.engines
     var body = ""
-    body += "<h1>\(escape(run.model.name)) — ImageNet accuracy, float vs int8</h1>\n"
+    body +=
+      "<h1>\(escape(run.model.name)) — ImageNet accuracy, \(escape(engines.joined(separator: " vs ")))</h1>\n"
     body +=
       "<p class=\"muted\">model sha256 <code>\(escape(run.model.sha256))</code> · dataset \(escape(run.dataset)) · labels \(escape(run.labelSource)) · shard \(run.shard)</p>\n"
 
@@ -115,8 +116,10 @@ public enum HTMLReport {
             text: String(format: "%.1f dB, cos %.4f", $0.sqnrDB, $0.cosine), color: Palette.sqnr)
         }, emptyText: "")
     } else {
-      body +=
-        "<p class=\"muted\">Per-layer SQNR: not available (the int8 engine did not report it).</p>\n"
+      let reason =
+        run.calibration?["layer_report"]
+        ?? "not available (the int8 engine did not report it)"
+      body += "<p class=\"muted\">Per-layer SQNR: \(escape(reason)).</p>\n"
     }
 
     if let split = m.dropSplit {
@@ -145,7 +148,7 @@ public enum HTMLReport {
       "<li>model <code>\(escape(run.model.path))</code>, \(run.model.parameterCount.map { String(format: "%.2f M parameters", Double($0) / 1e6) } ?? "parameters n/a"), input \(run.model.inputShape.map(String.init).joined(separator: "×"))</li>\n"
     body += "<li>preprocessing: \(escape(MarkdownReport.settings(run.preprocessing)))</li>\n"
     body +=
-      "<li>calibration: \(escape(run.calibration.map(MarkdownReport.settings) ?? "none"))</li>\n"
+      "<li>\(MarkdownReport.int8Label(run)): \(escape(run.calibration.map(MarkdownReport.settings) ?? "none"))</li>\n"
     for engine in engines {
       body +=
         "<li>engine \(escape(engine)): \(escape(MarkdownReport.settings(run.engineVersions[engine] ?? [:])))</li>\n"

@@ -42,6 +42,10 @@ public enum MarkdownReport {
     var out = "# \(run.model.name): ImageNet accuracy, \(engines.joined(separator: " vs "))\n\n"
     out += zooHeader + "\n" + zooRow(summary) + "\n\n"
 
+    if let quantization = run.calibration?["quantization"] {
+      out += "The int8 engine ran an \(escape(quantization)) with the scales and codes it holds; "
+      out += "nothing was calibrated. Per-layer report: \(run.calibration?["layer_report"] ?? "not available").\n\n"
+    }
     out += "## Accuracy\n\n"
     out +=
       "\(m.images) images evaluated, \(m.skipped.total) skipped, \(m.samples) samples in total.\n\n"
@@ -127,7 +131,7 @@ public enum MarkdownReport {
     out += "- model: `\(run.model.path)` sha256 `\(run.model.sha256)`\n"
     out += "- dataset: \(run.dataset); labels: \(run.labelSource); shard: \(run.shard)\n"
     out += "- preprocessing: " + settings(run.preprocessing) + "\n"
-    out += "- calibration: " + (run.calibration.map(settings) ?? "none") + "\n"
+    out += "- \(int8Label(run)): " + (run.calibration.map(settings) ?? "none") + "\n"
     for engine in engines {
       out += "- engine \(engine): " + settings(run.engineVersions[engine] ?? [:]) + "\n"
     }
@@ -148,6 +152,12 @@ public enum MarkdownReport {
       for warning in warnings { out += "- \(escape(warning))\n" }
     }
     return out
+  }
+
+  /// What the manifest's `calibration` entry describes: the calibration, or the quantization
+  /// an imported quantized model came with.
+  static func int8Label(_ run: RunManifest) -> String {
+    run.calibration?["quantization"] == nil ? "calibration" : "int8 quantization (imported)"
   }
 
   /// ` (chroma none -> nv12-full)`: what differs on the candidate's input path.

@@ -13,21 +13,9 @@ import Testing
   .enabled(
     if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
 struct QuantizeCommandTests {
-  struct Setup {
-    let root: URL
-    let model: URL
-    let data: URL
-    func path(_ name: String) -> String { root.appendingPathComponent(name).path }
-  }
+  typealias Setup = RunFixture.Workspace
 
-  func makeSetup() throws -> Setup {
-    let root = try TestEnvironment.makeTemporaryDirectory("quantize-tests")
-    let model = root.appendingPathComponent("tiny.onnx")
-    try RunFixture.tinyModel(at: model)
-    let data = root.appendingPathComponent("data.tar")
-    try RunFixture.webDataset(at: data, count: 12)
-    return Setup(root: root, model: model, data: data)
-  }
+  func makeSetup() throws -> Setup { try .make("quantize-tests", count: 12) }
 
   func quantize(_ setup: Setup, output: String, _ extra: [String] = []) -> Int32 {
     ImagenetEval.exitStatus(

@@ -46,6 +46,34 @@ enum RunFixture {
       code: code, arguments: [url.path, String(seed), String(biasClass ?? -1)])
   }
 
+  /// `float` (a ``tinyModel(at:seed:biasClass:)``) quantized by onnxruntime's
+  /// `quantize_static`: int8 weights per channel; `qdq` with int8 activations, `qoperator`
+  /// (QLinearConv, QGemm, …) with uint8 activations; calibrated on 8 fixed random inputs.
+  static func quantizedTinyModel(from float: URL, at url: URL, format: String) throws {
+    let code = """
+      import logging
+      import sys
+      import numpy as np
+      from onnxruntime.quantization import (
+          CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+      logging.getLogger().setLevel(logging.ERROR)
+      src, dst, fmt = sys.argv[1:4]
+      rng = np.random.default_rng(3)
+      class Reader(CalibrationDataReader):
+          def __init__(self):
+              self.batches = [rng.normal(0, 1, (1, 3, 32, 32)).astype(np.float32)
+                              for _ in range(8)]
+          def get_next(self):
+              return {"input": self.batches.pop()} if self.batches else None
+      quantize_static(
+          src, dst, Reader(),
+          quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+          activation_type=QuantType.QInt8 if fmt == "qdq" else QuantType.QUInt8,
+          weight_type=QuantType.QInt8, per_channel=True)
+      """
+    _ = try PythonReference.run(code: code, arguments: [float.path, url.path, format])
+  }
+
   /// A WebDataset tar of `count` generated JPEGs (varied sizes) with `.cls` labels from
   /// `label(i)`; `broken` indices hold bytes that are not a JPEG.
   static func webDataset(
@@ -62,6 +90,30 @@ enum RunFixture {
       members.append((name: key + ".cls", bytes: Array(String(label(i)).utf8)))
     }
     try Fixtures.writeTar(at: url, members: members)
+  }
+
+  /// A temporary directory holding a tiny model and a WebDataset shard, for one test.
+  struct Workspace {
+    let root: URL
+    let model: URL
+    let data: URL
+
+    /// A path inside the directory.
+    func path(_ name: String) -> String { root.appendingPathComponent(name).path }
+
+    /// `count` images (the `broken` ones not JPEGs) labelled `biasClass` when given, else
+    /// `i % 10`, and a tiny model whose top-1 is always `biasClass` when given.
+    static func make(
+      _ name: String, count: Int = 10, broken: Set<Int> = [], biasClass: Int? = nil
+    ) throws -> Workspace {
+      let root = try TestEnvironment.makeTemporaryDirectory(name)
+      let model = root.appendingPathComponent("tiny.onnx")
+      try RunFixture.tinyModel(at: model, biasClass: biasClass)
+      let data = root.appendingPathComponent("data.tar")
+      try RunFixture.webDataset(
+        at: data, count: count, broken: broken, label: { biasClass ?? ($0 % 10) })
+      return Workspace(root: root, model: model, data: data)
+    }
   }
 
   /// Preprocessing options that turn the fixture images into the tiny model's input.

@@ -12,22 +12,11 @@ import Testing
   .enabled(
     if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
 struct RunTests {
-  /// Output directory, model and a 10-image shard (one not a JPEG) for one test.
-  struct Setup {
-    let root: URL
-    let model: URL
-    let data: URL
-    func out(_ name: String) -> String { root.appendingPathComponent(name).path }
-  }
+  typealias Setup = RunFixture.Workspace
 
+  /// A tiny model and a 10-image shard (one not a JPEG) for one test.
   func makeSetup(biasClass: Int? = nil, count: Int = 10, broken: Set<Int> = [3]) throws -> Setup {
-    let root = try TestEnvironment.makeTemporaryDirectory("run-tests")
-    let model = root.appendingPathComponent("tiny.onnx")
-    try RunFixture.tinyModel(at: model, biasClass: biasClass)
-    let data = root.appendingPathComponent("data.tar")
-    try RunFixture.webDataset(
-      at: data, count: count, broken: broken, label: { biasClass ?? ($0 % 10) })
-    return Setup(root: root, model: model, data: data)
+    try .make("run-tests", count: count, broken: broken, biasClass: biasClass)
   }
 
   func run(_ setup: Setup, out: String, _ extra: [String]) -> Int32 {
@@ -41,7 +30,7 @@ struct RunTests {
   @Test func floatAndReferenceAgreeAndTheShortLastBatchIsPadded() throws {
     let setup = try makeSetup()
     defer { try? FileManager.default.removeItem(at: setup.root) }
-    let out = setup.out("a")
+    let out = setup.path("a")
     // 9 valid images at batch 4: batches of 4, 4 (one skip among them) and a short last one.
     #expect(run(setup, out: out, ["--engines", "float,reference", "--batch", "4"]) == 0)
     let summary = try Summary.read(
@@ -80,13 +69,13 @@ struct RunTests {
   @Test func theBatchSizeDoesNotChangeTheRecords() throws {
     let setup = try makeSetup(broken: [])
     defer { try? FileManager.default.removeItem(at: setup.root) }
-    #expect(run(setup, out: setup.out("b1"), ["--batch", "1"]) == 0)
-    #expect(run(setup, out: setup.out("b3"), ["--batch", "3"]) == 0)
+    #expect(run(setup, out: setup.path("b1"), ["--batch", "1"]) == 0)
+    #expect(run(setup, out: setup.path("b3"), ["--batch", "3"]) == 0)
     let one = try ResultLog.readLog(
-      at: URL(fileURLWithPath: setup.out("b1") + "/predictions.jsonl"), shard: .whole,
+      at: URL(fileURLWithPath: setup.path("b1") + "/predictions.jsonl"), shard: .whole,
       allowTornTail: false)
     let three = try ResultLog.readLog(
-      at: URL(fileURLWithPath: setup.out("b3") + "/predictions.jsonl"), shard: .whole,
+      at: URL(fileURLWithPath: setup.path("b3") + "/predictions.jsonl"), shard: .whole,
       allowTornTail: false)
     #expect(one.records.count == 10)
     #expect(one.records.map(\.key) == three.records.map(\.key))
@@ -101,22 +90,22 @@ struct RunTests {
     // 11 samples, the one at source index 3 not a JPEG: shards of 6 and 5 samples.
     let setup = try makeSetup(count: 11, broken: [3])
     defer { try? FileManager.default.removeItem(at: setup.root) }
-    #expect(run(setup, out: setup.out("all"), ["--batch", "4"]) == 0)
-    #expect(run(setup, out: setup.out("s1"), ["--batch", "4", "--shard", "1/2"]) == 0)
-    #expect(run(setup, out: setup.out("s0"), ["--batch", "4", "--shard", "0/2"]) == 0)
-    let merge = ["merge", setup.out("s1"), setup.out("s0"), "--out", setup.out("merged")]
+    #expect(run(setup, out: setup.path("all"), ["--batch", "4"]) == 0)
+    #expect(run(setup, out: setup.path("s1"), ["--batch", "4", "--shard", "1/2"]) == 0)
+    #expect(run(setup, out: setup.path("s0"), ["--batch", "4", "--shard", "0/2"]) == 0)
+    let merge = ["merge", setup.path("s1"), setup.path("s0"), "--out", setup.path("merged")]
     #expect(ImagenetEval.exitStatus(arguments: merge) == 0)
-    let whole = try Summary.read(from: URL(fileURLWithPath: setup.out("all") + "/summary.json"))
+    let whole = try Summary.read(from: URL(fileURLWithPath: setup.path("all") + "/summary.json"))
     let merged = try Summary.read(
-      from: URL(fileURLWithPath: setup.out("merged") + "/summary.json"))
+      from: URL(fileURLWithPath: setup.path("merged") + "/summary.json"))
     #expect(merged.metrics == whole.metrics)
     #expect(merged.metrics.skipped.samples.map(\.index) == [3])
     let shard1 = try ResultLog.readLog(
-      at: URL(fileURLWithPath: setup.out("s1") + "/predictions.jsonl"),
+      at: URL(fileURLWithPath: setup.path("s1") + "/predictions.jsonl"),
       shard: try Shard(index: 1, count: 2), allowTornTail: false)
     #expect(shard1.records.map(\.index) == [1, 3, 5, 7, 9])
     // A shard alone is not the data set: merging it by itself is refused as a gap.
-    let alone = ["merge", setup.out("s0"), "--out", setup.out("alone")]
+    let alone = ["merge", setup.path("s0"), "--out", setup.path("alone")]
     #expect(ImagenetEval.exitStatus(arguments: alone) == EvalExitStatus.inconsistentRun.rawValue)
   }
 
@@ -124,7 +113,7 @@ struct RunTests {
     // 10 samples, one not a JPEG: 9 calibration images are there although 20 are asked for.
     let setup = try makeSetup()
     defer { try? FileManager.default.removeItem(at: setup.root) }
-    let out = setup.out("int8")
+    let out = setup.path("int8")
     let arguments = ["--engines", "float,int8", "--batch", "4", "--calib-count", "20"]
     #expect(run(setup, out: out, arguments + ["--calib-method", "median"]) == 1)
     #expect(run(setup, out: out, arguments + ["--float-nodes", "no_such_node"]) == 1)
@@ -153,13 +142,13 @@ struct RunTests {
     }
     defer { EngineFactory.unregister("demoted") }
     #expect(
-      run(setup, out: setup.out("same"), ["--engines", "float,reference", "--max-drop", "0.5"])
+      run(setup, out: setup.path("same"), ["--engines", "float,reference", "--max-drop", "0.5"])
         == 0)
     #expect(
-      run(setup, out: setup.out("demoted"), ["--engines", "float,demoted", "--max-drop", "0.5"])
+      run(setup, out: setup.path("demoted"), ["--engines", "float,demoted", "--max-drop", "0.5"])
         == 3)
     let summary = try Summary.read(
-      from: URL(fileURLWithPath: setup.out("demoted") + "/summary.json"))
+      from: URL(fileURLWithPath: setup.path("demoted") + "/summary.json"))
     #expect(summary.metrics.engines["float"]?.top1 == 100)
     #expect(summary.metrics.engines["demoted"]?.top1 == 0)
     #expect(summary.metrics.paired?.top1Drop == 100)
@@ -167,7 +156,7 @@ struct RunTests {
     #expect(summary.exceedsDrop(0.5))
     // A drop within the allowance passes.
     #expect(
-      run(setup, out: setup.out("loose"), ["--engines", "float,demoted", "--max-drop", "100"])
+      run(setup, out: setup.path("loose"), ["--engines", "float,demoted", "--max-drop", "100"])
         == 0)
   }
 
@@ -181,26 +170,26 @@ struct RunTests {
     }
     let data = ["--data", setup.data.path] + RunFixture.tinyPreprocess
     #expect(
-      status(["--model", setup.root.path + "/missing.onnx", "--out", setup.out("m")] + data) == 1)
-    #expect(status(["--model", notONNX.path, "--out", setup.out("n")] + data) == 1)
-    #expect(status(["--model", setup.root.path, "--out", setup.out("d")] + data) == 1)
+      status(["--model", setup.root.path + "/missing.onnx", "--out", setup.path("m")] + data) == 1)
+    #expect(status(["--model", notONNX.path, "--out", setup.path("n")] + data) == 1)
+    #expect(status(["--model", setup.root.path, "--out", setup.path("d")] + data) == 1)
     // Preprocessing produces 48×48 but the model takes 32×32.
     #expect(
       status([
-        "--model", setup.model.path, "--data", setup.data.path, "--out", setup.out("s"),
+        "--model", setup.model.path, "--data", setup.data.path, "--out", setup.path("s"),
         "--resize", "48", "--crop", "48",
       ]) == 1)
-    #expect(!FileManager.default.fileExists(atPath: setup.out("s") + "/run.json"))
+    #expect(!FileManager.default.fileExists(atPath: setup.path("s") + "/run.json"))
     #expect(
       status(
-        ["--model", setup.model.path, "--out", setup.out("x")] + data + [
+        ["--model", setup.model.path, "--out", setup.path("x")] + data + [
           "--engines", "float,bogus",
         ]) == 1)
     #expect(
-      status(["--model", setup.model.path, "--out", setup.out("g")] + data + ["--max-drop", "1"])
+      status(["--model", setup.model.path, "--out", setup.path("g")] + data + ["--max-drop", "1"])
         == 1)
     #expect(
-      status(["--model", setup.model.path, "--out", setup.out("b")] + data + ["--batch", "0"]) == 1)
+      status(["--model", setup.model.path, "--out", setup.path("b")] + data + ["--batch", "0"]) == 1)
     let message = try #require(
       throws: EvalError.self,
       performing: {
@@ -224,8 +213,7 @@ struct RunTests {
     let error = try #require(
       throws: EvalError.self,
       performing: {
-        try RunCommand.checkInput(
-          of: [engine], against: config, batchSize: 2, modelPath: "tiny.onnx")
+        try ModelInput.check([engine], against: config, batchSize: 2, modelPath: "tiny.onnx")
       })
     #expect(error.message.contains("[3, 32, 32]"))
     #expect(error.message.contains("[3, 48, 48]"))
@@ -235,7 +223,7 @@ struct RunTests {
   @Test func resumeRefusesADifferentRunAndContinuesTheSameOne() throws {
     let setup = try makeSetup(broken: [])
     defer { try? FileManager.default.removeItem(at: setup.root) }
-    let out = setup.out("r")
+    let out = setup.path("r")
     #expect(run(setup, out: out, ["--limit", "4", "--batch", "2"]) == 0)
     // Without --resume the directory is taken.
     #expect(run(setup, out: out, ["--batch", "2"]) == 4)
@@ -246,8 +234,8 @@ struct RunTests {
     #expect(run(setup, out: out, ["--batch", "5", "--resume"]) == 4)
     #expect(run(setup, out: out, ["--batch", "2", "--resume"]) == 0)
     let resumed = try Summary.read(from: URL(fileURLWithPath: out + "/summary.json"))
-    #expect(run(setup, out: setup.out("full"), ["--batch", "2"]) == 0)
-    let full = try Summary.read(from: URL(fileURLWithPath: setup.out("full") + "/summary.json"))
+    #expect(run(setup, out: setup.path("full"), ["--batch", "2"]) == 0)
+    let full = try Summary.read(from: URL(fileURLWithPath: setup.path("full") + "/summary.json"))
     #expect(resumed.metrics == full.metrics)
     #expect(resumed.metrics.samples == 10)
   }

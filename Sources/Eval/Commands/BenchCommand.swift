@@ -13,9 +13,13 @@ struct BenchCommand: ParsableCommand {
       the engine alone. Each measurement warms up, then runs batches for --seconds (at least \
       5 batches). --json writes the bench.json that `table --bench` reads.
 
-      The int8 engine quantizes the float model first: give it calibration images with \
+      The int8 engine quantizes a float model first: give it calibration images with \
       --calib DATA --calib-count N and the model's preprocessing (--preset …), as for `run`. \
-      It calibrates once and builds one engine per batch size from that calibration.
+      It calibrates once and builds one engine per batch size from that calibration. A model \
+      that is already quantized (QDQ or QOperator, e.g. from onnxruntime's quantize_static or \
+      `imagenet-eval quantize`) runs on int8 with its own scales and codes, the default engine \
+      then: calibration options are refused, and float is refused (the file holds no float \
+      model; reference evaluates its ONNX definition in float).
       """)
 
   @Option(help: ArgumentHelp("The ONNX classifier.", valueName: "file"))
@@ -23,9 +27,10 @@ struct BenchCommand: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "Engines, comma-separated: \(EngineFactory.knownNames.joined(separator: ", ")).",
+      "Engines, comma-separated: \(EngineFactory.knownNames.joined(separator: ", ")) "
+        + "(default: float; int8 for a quantized model).",
       valueName: "list"))
-  var engines: String = "float"
+  var engines: String?
 
   @Option(
     name: .customLong("batch"),
@@ -48,7 +53,7 @@ struct BenchCommand: ParsableCommand {
   var calibrationOptions: CalibrationOptions
 
   @OptionGroup(title: "Preprocessing of the calibration images")
-  var preprocessing: CalibrationPreprocessOptions
+  var preprocessing: PreprocessOptions
 
   func validate() throws {
     if let threads, threads < 1 {
@@ -58,11 +63,6 @@ struct BenchCommand: ParsableCommand {
       throw ValidationError("--seconds must be positive, got \(seconds)")
     }
     _ = try batchSizes()
-    if (try? EngineFactory.parseNames(engines))?.contains("int8") == true,
-      calibrationOptions.calib.isEmpty
-    {
-      throw ValidationError(CalibrationOptions.missingCalibrationMessage)
-    }
   }
 
   func batchSizes() throws -> [Int] {
@@ -74,29 +74,26 @@ struct BenchCommand: ParsableCommand {
   }
 
   func run() throws {
-    let names = try EngineFactory.parseNames(engines)
     let sizes = try batchSizes()
     let graph = try EngineFactory.loadModel(at: model)
+    let names = try EngineFactory.parseNames(engines ?? EngineFactory.defaultEngine(for: graph))
     let digest = try SHA256.hexDigest(ofFile: URL(fileURLWithPath: model))
     let modelName = name ?? URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
     print("model \(modelName) (\(model)), threads \(threads.map(String.init) ?? "default")")
     print("engine     batch   images/s   mean ms    p50 ms    p90 ms   batches")
-    let calibration =
-      names.contains("int8")
-      ? try calibrationOptions.calibrateOnce(
-        graph: graph, preprocessing: preprocessing, threads: threads, modelPath: model) : nil
+    let int8 = try calibrationOptions.prepareInt8(
+      engines: names, graph: graph, preprocessing: preprocessing, threads: threads,
+      modelPath: model)
+    var quantization: [String: String]?
     var entries = [BenchReport.Entry]()
     for engineName in names {
       for batchSize in sizes {
         let engine = try EngineFactory.makeEngine(
           named: engineName, graph: graph, batchSize: batchSize, threads: threads,
-          strict: false, modelPath: model, calibration: calibration)
-        if let int8 = engine as? Int8Engine, batchSize == sizes[0],
-          !int8.floatFallbackNodes.isEmpty
-        {
-          printError(
-            "int8: \(int8.floatFallbackNodes.count) nodes run in float between dequantise and "
-              + "quantise: \(int8.floatFallbackNodes.joined(separator: ", "))")
+          strict: false, modelPath: model, calibration: int8.calibration)
+        if let engine = engine as? Int8Engine, batchSize == sizes[0] {
+          quantization = Int8Provenance.report(
+            engine, imported: int8.imported, calibration: calibrationOptions)
         }
         let result = try Self.measure(engine, seconds: seconds)
         entries.append(
@@ -111,7 +108,9 @@ struct BenchCommand: ParsableCommand {
       }
     }
     if let json {
-      let report = BenchReport(model: modelName, modelSHA256: digest, results: entries)
+      var report = BenchReport(model: modelName, modelSHA256: digest, results: entries)
+      report.modelPath = model
+      report.int8 = quantization
       var data = try JSONEncoder.canonical.encode(report)
       data.append(0x0A)
       try writeAtomically(data, to: URL(fileURLWithPath: json))

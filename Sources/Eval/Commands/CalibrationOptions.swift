@@ -14,6 +14,8 @@ struct CalibrationOptions: ParsableArguments {
   static let defaultMethod = "default"
   /// `--calib-percentile`'s default; a different value is an explicit choice.
   static let defaultPercentile = 99.995
+  /// Calibration images when `--calib-count` is not given.
+  static let defaultCount = 100
 
   @Option(
     parsing: .upToNextOption,
@@ -23,8 +25,11 @@ struct CalibrationOptions: ParsableArguments {
       valueName: "path|pattern"))
   var calib: [String] = []
 
-  @Option(help: ArgumentHelp("int8 calibration images to use.", valueName: "n"))
-  var calibCount: Int = 100
+  @Option(help: ArgumentHelp("int8 calibration images to use (default: 100).", valueName: "n"))
+  var calibCount: Int?
+
+  /// The calibration images asked for: `--calib-count` or its default.
+  var imageCount: Int { calibCount ?? Self.defaultCount }
 
   @Option(
     help: ArgumentHelp(
@@ -71,7 +76,7 @@ struct CalibrationOptions: ParsableArguments {
   var int8Color: String?
 
   func validate() throws {
-    guard calibCount >= 1 else {
+    if let calibCount, calibCount < 1 {
       throw ValidationError("--calib-count must be at least 1, got \(calibCount)")
     }
     guard Int8Settings.Method(rawValue: calibMethod) != nil else {
@@ -130,13 +135,13 @@ struct CalibrationOptions: ParsableArguments {
     if !calib.isEmpty { options.data = calib }
     options.shard = .whole
     options.classes = nil
-    options.limit = calibCount
+    options.limit = imageCount
     let opened = try options.makePipeline(
       batchSize: batchSize, configs: setup?.preprocess.map { [$0] })
     let settings = setup?.settings ?? self.settings()
     let calibration = Calibration()
     calibration.input = EngineFactory.CalibrationInput(
-      settings: settings, imageCount: calibCount
+      settings: settings, imageCount: imageCount
     ) { [unowned calibration] buffer in
       while let batch = try opened.pipeline.next() {
         guard batch.count > 0 else { continue }
@@ -163,7 +168,7 @@ struct CalibrationOptions: ParsableArguments {
       "images": String(c.imageCount),
       "requested_images": String(c.requestedImageCount),
       "source": calib.isEmpty
-        ? "evaluation data: the first \(calibCount) images of --data (before sharding)"
+        ? "evaluation data: the first \(imageCount) images of --data (before sharding)"
         : calib.joined(separator: " "),
       "percentile": String(settings.percentile),
       "float_nodes": settings.floatNodes.sorted().joined(separator: ","),

@@ -87,100 +87,8 @@ public struct DatasetOptions: ParsableArguments {
       valueName: "n"))
   var labelOffset: Int = 0
 
-  @Option(
-    help: ArgumentHelp(
-      "Preprocessing recipe; the options below override single knobs of it. "
-        + "torchvision: PIL bilinear shorter side 256, centre crop 224, ImageNet mean/std, NCHW. "
-        + "timm: PIL bicubic, resize floor(224/0.875), crop 224. "
-        + "rdk: OpenCV linear 256/224 through NV12 (BT.601 full range), Horizon mean/scale. "
-        + "rdk-board: letterbox 224 (pad 127) through NV12. "
-        + "tflite: central crop 0.875, OpenCV linear to 224, [-1, 1], NHWC. "
-        + "efficientnet-lite: torchvision geometry, (x - 127) / 128.",
-      valueName: PreprocessPreset.allCases.map(\.rawValue).joined(separator: "|")))
-  var preset: String = PreprocessPreset.torchvision.rawValue
-
-  @Option(
-    help: ArgumentHelp(
-      "How the image becomes the output square: "
-        + PreprocessConfig.Geometry.allCases.map(\.rawValue).joined(separator: ", ") + ".",
-      valueName: "name"))
-  var geometry: String?
-
-  @Option(help: ArgumentHelp("Shorter side after resizing (clears --crop-pct).", valueName: "n"))
-  var resize: String?
-
-  @Option(help: ArgumentHelp("Side of the square output.", valueName: "n"))
-  var crop: String?
-
-  @Option(
-    help: ArgumentHelp(
-      "timm crop_pct: resize the shorter side to floor(crop / crop-pct); 'none' clears it.",
-      valueName: "fraction"))
-  var cropPct: String?
-
-  @Option(
-    help: ArgumentHelp(
-      "Fraction of each side kept by the central-fraction geometry.", valueName: "fraction"))
-  var centralFraction: String?
-
-  @Option(
-    help: ArgumentHelp("Grey level (0-255) of the letterbox border.", valueName: "level"))
-  var letterboxPad: String?
-
-  @Option(
-    help: ArgumentHelp(
-      "Resampling arithmetic: "
-        + PreprocessConfig.Interpolation.allCases.map(\.rawValue).joined(separator: ", ") + ".",
-      valueName: "name"))
-  var interpolation: String?
-
-  @Option(
-    help: ArgumentHelp(
-      "Rounding of the centre-crop offset: half-even (torchvision) or floor (OpenCV scripts).",
-      valueName: "half-even|floor"))
-  var cropRounding: String?
-
-  @Option(
-    name: [.customLong("color"), .customLong("chroma")],
-    help: ArgumentHelp(
-      "Output colour: rgb, bgr, or an NV12 round trip as on the board: "
-        + "nv12-full|nv12-video[->rgb|bgr|yuv444] (default back-conversion rgb).",
-      valueName: "spec"))
-  var color: String?
-
-  @Option(
-    help: ArgumentHelp("Per-channel mean on the 0-255 scale, subtracted first.", valueName: "R,G,B")
-  )
-  var mean: String?
-
-  @Option(
-    help: ArgumentHelp(
-      "Per-channel std on the 0-255 scale: (x - mean) / std. Not with --scale.",
-      valueName: "R,G,B"))
-  var std: String?
-
-  @Option(
-    help: ArgumentHelp(
-      "Per-channel multiplier instead of std: (x - mean) * scale (Horizon configs). Not with --std.",
-      valueName: "R,G,B"))
-  var scale: String?
-
-  @Option(
-    help: ArgumentHelp("Tensor layout of one image.", valueName: "nchw|nhwc"))
-  var tensorLayout: String?
-
-  @Flag(
-    name: .customLong("fast-dct"),
-    help: "Fast integer IDCT instead of libjpeg's accurate one. Changes pixels (off by default).")
-  var fastDCT = false
-
-  @Flag(
-    name: .customLong("fast-decode"),
-    help: ArgumentHelp(
-      "Decode JPEGs at a reduced DCT scale (1/2, 1/4, 1/8) that still leaves every resize a "
-        + "downscale. Faster, but changes pixels, so accuracy can move; off by default. "
-        + "The measured accuracy effect is in the README."))
-  var fastDecode = false
+  /// The preset, its overrides and the decoder flags.
+  @OptionGroup var preprocess: PreprocessOptions
 
   @Option(
     help: ArgumentHelp(
@@ -214,10 +122,9 @@ public struct DatasetOptions: ParsableArguments {
   /// Options with every default; the argument parser fills in the values.
   public init() {}
 
+  /// Checks the values given; whether `--data` is required is the command's call
+  /// (``requireData()``): `quantize` can read `--calib` instead.
   public func validate() throws {
-    guard !data.isEmpty else {
-      throw ValidationError("--data is required: a tar archive, directory or shard pattern")
-    }
     if let workers, workers < 1 {
       throw ValidationError("--workers must be at least 1, got \(workers)")
     }
@@ -227,20 +134,12 @@ public struct DatasetOptions: ParsableArguments {
     if labelOffset < 0 {
       throw ValidationError("--label-offset must not be negative, got \(labelOffset)")
     }
-    if std != nil && scale != nil {
-      throw ValidationError("give --std or --scale, not both (scale is 1 / std)")
-    }
     if labels == nil && labelFormat != .auto {
       throw ValidationError("--label-format needs --labels")
     }
     if labels != nil && layout != .auto && layout != .flat {
       throw ValidationError(
         "--labels applies to the flat layout; a \(layout.rawValue) layout carries its own labels")
-    }
-    do {
-      _ = try preprocessConfig()
-    } catch let error as PreprocessConfigError {
-      throw ValidationError(error.message)
     }
     if let classes {
       _ = try Self.classTokens(classes)
@@ -251,6 +150,28 @@ public struct DatasetOptions: ParsableArguments {
       throw error
     } catch {
       throw ValidationError("--data: \(error)")
+    }
+  }
+
+  /// Options that read `data` with `preprocess` and every other option at its `run` default
+  /// (layout detected, shipped ground truth): how `bench` and `infer` read `--calib`.
+  static func reading(_ data: [String], preprocess: PreprocessOptions) throws -> DatasetOptions {
+    // Parsed rather than initialised: the argument parser's properties hold no values until
+    // parsed.
+    var options: DatasetOptions
+    do {
+      options = try DatasetOptions.parse(["--data"] + data)
+    } catch {
+      throw EvalError(.input, "--calib: \(message(for: error))")
+    }
+    options.preprocess = preprocess
+    return options
+  }
+
+  /// Throws the usage error of a command that reads `--data` when none was given.
+  func requireData() throws {
+    guard !data.isEmpty else {
+      throw ValidationError("--data is required: a tar archive, directory or shard pattern")
     }
   }
 
@@ -281,30 +202,14 @@ public struct DatasetOptions: ParsableArguments {
     return patterns
   }
 
+  /// The `--preset` name.
+  var preset: String { preprocess.preset }
+
   /// The preprocessing configuration: the preset with the overrides applied, validated.
-  public func preprocessConfig() throws -> PreprocessConfig {
-    var overrides: [String: String] = [:]
-    let values: [(String, String?)] = [
-      ("geometry", geometry), ("resize", resize), ("crop", crop), ("crop-pct", cropPct),
-      ("central-fraction", centralFraction), ("letterbox-pad", letterboxPad),
-      ("interpolation", interpolation), ("crop-rounding", cropRounding), ("color", color),
-      ("mean", mean), ("std", std), ("scale", scale), ("layout", tensorLayout),
-    ]
-    for case (let key, let value?) in values { overrides[key] = value }
-    var config = try PreprocessConfig(preset: preset, overrides: overrides)
-    // `resize` clears `crop-pct`; an explicit --crop-pct next to it must win regardless of the
-    // order the overrides are applied in.
-    if let cropPct, resize != nil {
-      try config.apply(key: "crop-pct", value: cropPct)
-      try config.validate()
-    }
-    return config
-  }
+  public func preprocessConfig() throws -> PreprocessConfig { try preprocess.preprocessConfig() }
 
   /// The JPEG decoder settings.
-  public var decoderOptions: JPEGDecoder.Options {
-    JPEGDecoder.Options(fastDCT: fastDCT, fastDecode: fastDecode)
-  }
+  public var decoderOptions: JPEGDecoder.Options { preprocess.decoderOptions }
 
   /// Opens the labels and starts the pipeline: `batchSize` images per batch, one
   /// ``Preprocessor`` per worker.

@@ -42,6 +42,12 @@ public enum EngineFactory {
     return registry[name]
   }
 
+  /// The engine a command runs when none is named: `int8` for a quantized model (it holds no
+  /// float model), `float` otherwise.
+  public static func defaultEngine(for graph: Graph) -> String {
+    graph.isQuantized ? "int8" : "float"
+  }
+
   /// Splits a comma-separated `--engines` value into names, checking that each is known and
   /// none repeats.
   public static func parseNames(_ text: String) throws -> [String] {
@@ -110,11 +116,16 @@ public enum EngineFactory {
     do {
       switch name {
       case "float":
+        guard !graph.isQuantized else { throw EvalError(.input, floatOnQuantizedMessage(modelPath)) }
         return try FloatEngine(graph: graph, batchSize: batchSize, threads: threads, strict: strict)
       case "reference":
         return try ReferenceEngine(graph: graph, batchSize: batchSize)
       case "int8":
         if let builder = registered(name) { return try builder(graph, batchSize, threads, strict) }
+        // A quantized model carries its own scales and codes: nothing to calibrate.
+        if graph.isQuantized {
+          return try Int8Engine(quantizedGraph: graph, batchSize: batchSize, threads: threads)
+        }
         guard let calibration else {
           throw EvalError(
             .input,
@@ -161,6 +172,15 @@ public enum EngineFactory {
     } catch {
       throw EvalError(.input, "\(modelPath): cannot build the \(name) engine: \(error)")
     }
+  }
+
+  /// Why `float` does not run a quantized model: it holds no float model, only the int8
+  /// one, which `int8` runs and `reference` evaluates as ONNX defines it.
+  static func floatOnQuantizedMessage(_ modelPath: String) -> String {
+    "\(modelPath) is already quantized, so there is no float model to run: use --engines int8 "
+      + "(the model's own scales and codes), add reference to compare with the model's ONNX "
+      + "definition evaluated in float (--engines reference,int8), or give the float source "
+      + "model to measure the int8 drop"
   }
 
   /// Reads an ONNX model, turning every loader failure (missing file, not ONNX, bad tensor)

@@ -12,8 +12,11 @@ struct InferCommand: ParsableCommand {
     discussion: """
       The batch size is the input's first dimension; the rest must match the model input \
       (e.g. [N, 3, 224, 224]). The output is float32 [N, classes], image-major, to compare \
-      with onnxruntime's output for the same tensor. --engine int8 quantizes the float \
-      model first on --calib images (--calib-count, and the model's preprocessing: --preset …).
+      with onnxruntime's output for the same tensor. --engine int8 quantizes a float \
+      model first on --calib images (--calib-count, and the model's preprocessing: --preset …); \
+      a model that is already quantized (QDQ or QOperator) runs on int8 with its own scales and \
+      codes, the default engine then: calibration options are refused, and float is refused \
+      (the file holds no float model; reference evaluates its ONNX definition in float).
       """)
 
   @Option(help: ArgumentHelp("The ONNX classifier.", valueName: "file"))
@@ -27,8 +30,9 @@ struct InferCommand: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "Engine: \(EngineFactory.knownNames.joined(separator: ", ")).", valueName: "name"))
-  var engine: String = "float"
+      "Engine: \(EngineFactory.knownNames.joined(separator: ", ")) (default: float; int8 for "
+        + "a quantized model).", valueName: "name"))
+  var engine: String?
 
   @Option(help: ArgumentHelp("oneDNN threads (default: one per core).", valueName: "n"))
   var threads: Int?
@@ -40,22 +44,15 @@ struct InferCommand: ParsableCommand {
   var calibrationOptions: CalibrationOptions
 
   @OptionGroup(title: "Preprocessing of the calibration images")
-  var preprocessing: CalibrationPreprocessOptions
+  var preprocessing: PreprocessOptions
 
   func validate() throws {
     if let threads, threads < 1 {
       throw ValidationError("--threads must be at least 1, got \(threads)")
     }
-    if (try? EngineFactory.parseNames(engine)) == ["int8"], calibrationOptions.calib.isEmpty {
-      throw ValidationError(CalibrationOptions.missingCalibrationMessage)
-    }
   }
 
   func run() throws {
-    let names = try EngineFactory.parseNames(engine)
-    guard names.count == 1 else {
-      throw EvalError(.input, "--engine takes one engine, got '\(engine)'")
-    }
     let array: NumpyArray
     do {
       array = try NumpyFile.read(URL(fileURLWithPath: input))
@@ -71,13 +68,20 @@ struct InferCommand: ParsableCommand {
         .input, "--input: \(input) has shape \(array.shape); expected a batch [N, …] with N ≥ 1")
     }
     let graph = try EngineFactory.loadModel(at: model)
-    let calibration =
-      names[0] == "int8"
-      ? try calibrationOptions.calibrateOnce(
-        graph: graph, preprocessing: preprocessing, threads: threads, modelPath: model) : nil
+    let engineName = engine ?? EngineFactory.defaultEngine(for: graph)
+    let names = try EngineFactory.parseNames(engineName)
+    guard names.count == 1 else {
+      throw EvalError(.input, "--engine takes one engine, got '\(engineName)'")
+    }
+    let int8 = try calibrationOptions.prepareInt8(
+      engines: names, graph: graph, preprocessing: preprocessing, threads: threads,
+      modelPath: model)
     let built = try EngineFactory.makeEngine(
       named: names[0], graph: graph, batchSize: batchSize, threads: threads, strict: strict,
-      modelPath: model, calibration: calibration)
+      modelPath: model, calibration: int8.calibration)
+    if let engine = built as? Int8Engine {
+      Int8Provenance.report(engine, imported: int8.imported, calibration: calibrationOptions)
+    }
     guard built.inputShape == array.shape else {
       throw EvalError(
         .input,

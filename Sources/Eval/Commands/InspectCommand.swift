@@ -42,6 +42,7 @@ struct InspectCommand: ParsableCommand {
   static let examplesPerReason = 5
 
   func validate() throws {
+    try dataset.requireData()
     guard dump >= 0 else { throw ValidationError("--dump must not be negative, got \(dump)") }
     if dump > 0 && dumpDir == nil { throw ValidationError("--dump needs --dump-dir") }
     if dump == 0 && dumpDir != nil { throw ValidationError("--dump-dir needs --dump N") }

@@ -11,16 +11,19 @@ struct QuantizeCommand: ParsableCommand {
     commandName: "quantize",
     abstract: "Calibrate a float ONNX classifier for int8 and write it as a QDQ ONNX model.",
     discussion: """
-      The calibration images are --calib when given, else the first --calib-count images of \
-      --data; either way they are decoded and preprocessed with the --preset and overrides, \
-      as `run` would feed them to the model. The model is the int8 engine's: BatchNorm folded \
+      The calibration images are --calib when given (then --data is not needed), else the \
+      first --calib-count images of --data; either way they are decoded and preprocessed with \
+      the --preset and overrides, as `run` would feed them to the model (through the int8 \
+      engine's own colour path with --int8-color or a --mapper-config input_type_rt). The model is the int8 engine's: BatchNorm folded \
       into the convolutions, int8 weights per output channel, int32 biases, \
       QuantizeLinear/DequantizeLinear on every activation with the calibrated scales; nodes the \
       engine runs in float stay float. onnxruntime and other QDQ consumers run it.
 
       OUTPUT is written atomically (a temporary file in the same directory, then renamed), and \
       beside it OUTPUT.json records the source model's SHA-256, the calibration settings, the \
-      chosen method, the image count, the float-fallback nodes and the tool version.
+      chosen method, the image count, the preprocessing the calibration images went through, \
+      the float-fallback nodes and the tool version. A model that is already quantized is \
+      refused.
 
       Exit status: 0 success; 1 usage or input error (bad model, unsupported op, unusable \
       --output directory, preprocessing not matching the model input); 2 internal error.
@@ -43,6 +46,7 @@ struct QuantizeCommand: ParsableCommand {
   var batch: Int = 16
 
   func validate() throws {
+    if calibrationOptions.calib.isEmpty { try dataset.requireData() }
     guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
     if let threads, threads < 1 {
       throw ValidationError("--threads must be at least 1, got \(threads)")
@@ -54,17 +58,29 @@ struct QuantizeCommand: ParsableCommand {
     let destination = try QuantizedModelFile(path: output, option: "--output")
     let config = try inputError { try dataset.preprocessConfig() }
     let graph = try EngineFactory.loadModel(at: model)
-    try QuantizedModelFile.checkInput(of: graph, against: config, modelPath: model)
-    let calibration = try calibrationOptions.makeCalibration(dataset: dataset, batchSize: batch)
+    guard !graph.isQuantized else {
+      throw EvalError(
+        .input,
+        "\(model) is already quantized (\(try ImportedQuantization(modelAt: model).format.rawValue)); "
+          + "quantize takes the float model (run, bench and infer run this one as it is)")
+    }
+    try ModelInput.check(graph, against: config, modelPath: model)
+    let setup = try inputError { try calibrationOptions.resolve(graph: graph, base: config) }
+    for warning in setup.warnings { printError("warning: \(warning)") }
+    let calibration = try calibrationOptions.makeCalibration(
+      dataset: dataset, batchSize: batch, setup: setup)
     let built = try EngineFactory.makeEngine(
       named: "int8", graph: graph, batchSize: batch, threads: threads, strict: dataset.strict,
       modelPath: model, calibration: calibration.input)
     guard let engine = built as? Int8Engine else {
       throw EvalError(.internal, "the int8 engine factory returned \(type(of: built))")
     }
-    QuantizedModelFile.report(engine)
+    let described = Int8Provenance.report(
+      engine, imported: nil, calibration: calibrationOptions, setup: setup)
     let written = try destination.write(
-      engine, sourceModel: model, calibration: calibrationOptions, preprocessing: config,
+      engine, sourceModel: model, calibration: described,
+      preprocessing: QuantizedModelFile.preprocessingFields(
+        setup.preprocess ?? config, preset: dataset.preset, decoder: dataset.decoderOptions),
       batchSize: batch)
     print(
       "wrote \(output) (\(written.byteCount) bytes, sha256 \(written.sha256.prefix(12))…, "
@@ -135,46 +151,16 @@ struct QuantizedModelFile {
     }
   }
 
-  /// Prints what a person needs to judge the quantisation: calibration warnings, the method
-  /// chosen and the nodes left in float.
-  static func report(_ engine: Int8Engine) {
-    for warning in engine.calibration.warnings { printError("calibration: \(warning)") }
-    let c = engine.calibration
-    var method = "calibration: method \(c.method.rawValue) on \(c.imageCount) images"
-    if !c.candidateCosines.isEmpty {
-      method +=
-        " (output cosine to float: "
-        + c.candidateCosines.sorted { $0.key < $1.key }.map {
-          "\($0.key) \(String(format: "%.6f", $0.value))"
-        }.joined(separator: ", ") + ")"
-    }
-    printError(method)
-    if !engine.floatFallbackNodes.isEmpty {
-      printError(
-        "int8: \(engine.floatFallbackNodes.count) nodes run in float between dequantise and "
-          + "quantise: \(engine.floatFallbackNodes.joined(separator: ", "))")
-    }
-  }
-
-  /// Checks that the preprocessing produces the model's declared input (per image), so
-  /// calibration never feeds it tensors of another size.
-  static func checkInput(of graph: Graph, against config: PreprocessConfig, modelPath: String)
-    throws
-  {
-    guard graph.inputs.count == 1, let declared = graph.declaredInputShapes.first,
-      declared.count == 4
-    else { return }
-    let side = config.cropSize
-    let expected = config.layout == .nchw ? [3, side, side] : [side, side, 3]
-    let perImage = declared.dropFirst().map { d -> Int? in
-      if case .fixed(let v) = d { return v }
-      return nil
-    }
-    guard perImage != expected.map(Optional.some) else { return }
-    throw EvalError(
-      .input,
-      "\(modelPath): the model input is \(perImage.map { $0.map(String.init) ?? "?" }) per image but the preprocessing (--preset/overrides) produces \(expected) (\(config.layout.rawValue), crop \(side))"
-    )
+  /// The sidecar's `preprocessing`: every setting of `config` (what the int8 engine saw:
+  /// its own colour path when it has one), the `--preset` it started from and the decoder.
+  static func preprocessingFields(
+    _ config: PreprocessConfig, preset: String, decoder: JPEGDecoder.Options
+  ) -> [String: String] {
+    var fields = config.flattenedSettings
+    fields["preset"] = preset
+    fields["decoder.fast_dct"] = String(decoder.fastDCT)
+    fields["decoder.fast_decode"] = String(decoder.fastDecode)
+    return fields
   }
 
   /// Exports `engine`, writes the model and its sidecar (each to a temporary file in the same
@@ -182,8 +168,8 @@ struct QuantizedModelFile {
   /// no partial file is left behind.
   @discardableResult
   func write(
-    _ engine: Int8Engine, sourceModel: String, calibration: CalibrationOptions,
-    preprocessing: PreprocessConfig, batchSize: Int
+    _ engine: Int8Engine, sourceModel: String, calibration: [String: String],
+    preprocessing: [String: String], batchSize: Int
   ) throws -> (byteCount: Int, sha256: String) {
     let sourceDigest = try SHA256.hexDigest(ofFile: URL(fileURLWithPath: sourceModel))
     let data: Data
@@ -196,21 +182,12 @@ struct QuantizedModelFile {
     var hash = SHA256()
     data.withUnsafeBytes { hash.update($0) }
     let digest = hash.finalizeHex()
-    var preprocessingFields: [String: String] = [:]
-    if let encoded = try? JSONEncoder.canonical.encode(preprocessing),
-      let object = try? JSONSerialization.jsonObject(with: encoded) as? [String: Any]
-    {
-      for (key, value) in object {
-        preprocessingFields[key] =
-          (value as? [Any]).map { $0.map { "\($0)" }.joined(separator: ",") } ?? "\(value)"
-      }
-    }
     let provenance = Provenance(
       tool: "imagenet-eval", toolVersion: ToolInfo.version,
       created: ISO8601DateFormatter().string(from: Date()), sourceModel: sourceModel,
       sourceModelSHA256: sourceDigest,
       quantizedModelSHA256: digest, format: "QDQ", opset: Int8Engine.qdqOpset,
-      calibration: calibration.describe(engine), preprocessing: preprocessingFields,
+      calibration: calibration, preprocessing: preprocessing,
       batchSize: batchSize, quantizedNodes: engine.quantizedNodes,
       floatFallbackNodes: engine.floatFallbackNodes,
       warnings: engine.calibration.warnings.map { "\($0)" })

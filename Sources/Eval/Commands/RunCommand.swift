@@ -28,6 +28,18 @@ struct RunCommand: ParsableCommand {
       than many runs), so resuming after the data file was rewritten in place with the same \
       size and time is not detected.
 
+      A model that is already quantized (QDQ or QOperator: onnxruntime's quantize_static, \
+      `imagenet-eval quantize`, --save-quantized) runs on the int8 engine with the scales, \
+      zero points and codes it holds; int8 is then the default engine. Nothing is calibrated, \
+      so --calib, --calib-count, --calib-method, --calib-percentile, --float, --int16, \
+      --mapper-config and --save-quantized are refused; --int8-color still gives the int8 \
+      engine its own colour path. The file holds no float model, so --engines float is \
+      refused: measure the drop with the float source model (--engines float,int8), or \
+      compare the int8 engine with the model's ONNX definition evaluated in float \
+      (--engines reference,int8; slow, for a few hundred images). The reports then describe \
+      the imported quantization (format, integer and float-fallback nodes) instead of \
+      calibration settings, and say why there is no per-layer report.
+
       Exit status: 0 success; 1 usage or input error (bad model, unsupported op, \
       preprocessing output not matching the model input); 2 internal error; 3 --max-drop \
       exceeded; 4 --resume refused (OUT holds a different run).
@@ -40,9 +52,10 @@ struct RunCommand: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "Engines, comma-separated, reference first: \(EngineFactory.knownNames.joined(separator: ", ")).",
+      "Engines, comma-separated, reference first: \(EngineFactory.knownNames.joined(separator: ", ")) "
+        + "(default: float; int8 for a quantized model).",
       valueName: "list"))
-  var engines: String = "float"
+  var engines: String?
 
   @Option(help: ArgumentHelp("Output directory.", valueName: "dir"))
   var out: String = "results/run"
@@ -79,46 +92,65 @@ struct RunCommand: ParsableCommand {
   var saveQuantized: String?
 
   func validate() throws {
+    try dataset.requireData()
     guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
     if let threads, threads < 1 {
       throw ValidationError("--threads must be at least 1, got \(threads)")
     }
-    let names: [String]
-    do {
-      names = try EngineFactory.parseNames(engines)
-    } catch let error as EvalError {
-      throw ValidationError(error.message)
+    // The default engine depends on the model (int8 for a quantized one): `run()` checks
+    // the engine list again once the model is read.
+    if let engines {
+      do {
+        try checkEngineOptions(try EngineFactory.parseNames(engines))
+      } catch let error as EvalError {
+        throw ValidationError(error.message)
+      }
     }
+    if let maxDrop, !(maxDrop.isFinite && maxDrop >= 0) {
+      throw ValidationError("--max-drop must be a non-negative number of points, got \(maxDrop)")
+    }
+  }
+
+  /// Checks the options that need particular engines against the engine list `names`.
+  func checkEngineOptions(_ names: [String]) throws {
     if !names.contains("int8") {
       let c = calibrationOptions
       for (option, given) in [
         ("--mapper-config", c.mapperConfig != nil), ("--int8-color", c.int8Color != nil),
         ("--int16", !c.int16Nodes.isEmpty), ("--float", !c.floatNodes.isEmpty),
       ] where given {
-        throw ValidationError("\(option) configures the int8 engine; --engines \(engines) has none")
+        throw EvalError(
+          .input,
+          "\(option) configures the int8 engine; --engines \(names.joined(separator: ",")) has none")
+      }
+      if saveQuantized != nil {
+        throw EvalError(.input, "--save-quantized writes the int8 model; add int8 to --engines")
       }
     }
-    if saveQuantized != nil, !names.contains("int8") {
-      throw ValidationError("--save-quantized writes the int8 model; add int8 to --engines")
-    }
-    if let maxDrop {
-      guard maxDrop.isFinite, maxDrop >= 0 else {
-        throw ValidationError("--max-drop must be a non-negative number of points, got \(maxDrop)")
-      }
-      guard names.count >= 2 else {
-        throw ValidationError(
-          "--max-drop compares two engines; --engines \(engines) names only one")
-      }
+    if maxDrop != nil, names.count < 2 {
+      throw EvalError(
+        .input,
+        "--max-drop compares two engines; --engines \(names.joined(separator: ",")) names only one")
     }
   }
 
   func run() throws {
     let sessionStart = Date()
-    var engineNames = try EngineFactory.parseNames(engines)
     let config = try inputError { try dataset.preprocessConfig() }
 
-    // Model first: a bad model or a shape mismatch should fail before any image is read.
+    // Model first: a bad model or a shape mismatch fails before any calibration or image.
     let graph = try EngineFactory.loadModel(at: model)
+    var engineNames = try EngineFactory.parseNames(
+      engines ?? EngineFactory.defaultEngine(for: graph))
+    try checkEngineOptions(engineNames)
+    try ModelInput.check(graph, against: config, modelPath: model)
+    // A quantized model runs on its own scales and codes: nothing to calibrate or save.
+    let imported = graph.isQuantized ? try ImportedQuantization(modelAt: model) : nil
+    if let imported {
+      try calibrationOptions.refuse(
+        forQuantizedModel: imported, modelPath: model,
+        others: saveQuantized == nil ? [] : ["--save-quantized"])
+    }
     let modelLoadSeconds = Date().timeIntervalSince(sessionStart)
     let buildStart = Date()
     // The int8 engine's settings and input path: options, --mapper-config, --int8-color.
@@ -131,7 +163,7 @@ struct RunCommand: ParsableCommand {
       try QuantizedModelFile(path: $0, option: "--save-quantized")
     }
     let calibration =
-      engineNames.contains("int8")
+      engineNames.contains("int8") && imported == nil
       ? try calibrationOptions.makeCalibration(dataset: dataset, batchSize: batch, setup: setup)
       : nil
     let clock = EngineFactory.BuildClock()
@@ -155,7 +187,11 @@ struct RunCommand: ParsableCommand {
     var runWarnings = setup?.warnings ?? []
     var layers: [LayerQuality]?
     var layerReportSeconds = 0.0
-    if let int8, let calibration {
+    let int8Description = int8.map {
+      Int8Provenance.report(
+        $0, imported: imported, calibration: calibrationOptions, setup: setup)
+    }
+    if let int8, let calibration, let int8Description {
       for name in setup?.forcedQuantized ?? [] where int8.floatFallbackNodes.contains(name) {
         let warning =
           "\(calibrationOptions.mapperConfig ?? ""): node '\(name)' is forced onto the BPU but "
@@ -163,14 +199,10 @@ struct RunCommand: ParsableCommand {
         printError("warning: \(warning)")
         runWarnings.append(warning)
       }
-      for warning in int8.calibration.warnings { printError("calibration: \(warning)") }
-      if !int8.floatFallbackNodes.isEmpty {
-        printError(
-          "int8: \(int8.floatFallbackNodes.count) nodes run in float between dequantise and "
-            + "quantise: \(int8.floatFallbackNodes.joined(separator: ", "))")
-      }
       try quantizedFile?.write(
-        int8, sourceModel: model, calibration: calibrationOptions, preprocessing: config,
+        int8, sourceModel: model, calibration: int8Description,
+        preprocessing: QuantizedModelFile.preprocessingFields(
+          setup?.preprocess ?? config, preset: dataset.preset, decoder: dataset.decoderOptions),
         batchSize: batch)
       let layerStart = Date()
       layers = try calibration.firstBatch.withUnsafeBufferPointer { first in
@@ -180,7 +212,7 @@ struct RunCommand: ParsableCommand {
       }
       layerReportSeconds = Date().timeIntervalSince(layerStart)
     }
-    try Self.checkInput(of: built, against: config, batchSize: batch, modelPath: model)
+    try ModelInput.check(built, against: config, batchSize: batch, modelPath: model)
     let classCount = built[0].classCount
     for engine in built.dropFirst() where engine.classCount != classCount {
       throw EvalError(
@@ -211,7 +243,7 @@ struct RunCommand: ParsableCommand {
         opened, layout: pipelineSummary.layout, classes: opened.selectedClasses),
       labelSource: opened.groundTruth?.source ?? pipelineSummary.labelSource,
       preprocessing: Self.preprocessing(opened, preset: dataset.preset),
-      calibration: int8.map { calibrationOptions.describe($0, setup: setup) },
+      calibration: int8Description,
       engines: engineNames,
       engineVersions: versions,
       shard: dataset.shard)
@@ -374,33 +406,6 @@ struct RunCommand: ParsableCommand {
     return "decode"
   }
 
-  /// Checks that the preprocessing output is exactly the model input of every engine.
-  static func checkInput(
-    of engines: [any InferenceEngine], against config: PreprocessConfig, batchSize: Int,
-    modelPath: String
-  ) throws {
-    let side = config.cropSize
-    let expected =
-      config.layout == .nchw ? [batchSize, 3, side, side] : [batchSize, side, side, 3]
-    for engine in engines where engine.inputShape != expected {
-      let shape = engine.inputShape
-      var hint = ""
-      if shape.count == 4 {
-        let nchw = shape[1] == 3
-        let (h, w) = nchw ? (shape[2], shape[3]) : (shape[1], shape[2])
-        hint =
-          h == w && h != side
-          ? " (set --crop \(h), and --resize to match the model's recipe)"
-          : (nchw != (config.layout == .nchw)
-            ? " (set --tensor-layout \(nchw ? "nchw" : "nhwc"))" : "")
-      }
-      throw EvalError(
-        .input,
-        "\(modelPath): the model input is \(Array(shape.dropFirst())) per image but the preprocessing (--preset/overrides) produces \(Array(expected.dropFirst())) (\(config.layout.rawValue), crop \(side))\(hint)"
-      )
-    }
-  }
-
   /// The data set identity: each container's name, size and modification time, the layout
   /// and any class selection.
   static func describeData(
@@ -427,22 +432,8 @@ struct RunCommand: ParsableCommand {
 
   /// Every setting that changes the pixels fed to the model, flattened to strings.
   static func preprocessing(_ opened: DatasetPipeline, preset: String) -> [String: String] {
-    var result = ["preset": preset]
-    if let data = try? JSONEncoder.canonical.encode(opened.preprocess),
-      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-    {
-      for (key, value) in object {
-        if let array = value as? [Any] {
-          result[key] = array.map { "\($0)" }.joined(separator: ",")
-        } else if value is NSNull {
-          result[key] = "none"
-        } else {
-          result[key] = "\(value)"
-        }
-      }
-    }
-    result["decoder.fast_dct"] = String(opened.decoder.fastDCT)
-    result["decoder.fast_decode"] = String(opened.decoder.fastDecode)
+    var result = QuantizedModelFile.preprocessingFields(
+      opened.preprocess, preset: preset, decoder: opened.decoder)
     result["label_offset"] = String(opened.labelOffset)
     return result
   }
@@ -475,6 +466,9 @@ struct RunCommand: ParsableCommand {
       lines.append(
         "\(engineName):".padding(toLength: 10, withPad: " ", startingAt: 0)
           + "top-1 \(top1)\(ci)  top-5 \(top5)")
+    }
+    if let quantization = summary.provenance.run.calibration?["quantization"] {
+      lines.append("quant:    \(quantization); no calibration, no layer report")
     }
     if let paired = m.paired {
       let drop = paired.top1Drop.map { String(format: "%.2f", $0) } ?? "n/a"
