@@ -44,7 +44,9 @@ struct ImportedQuantization {
     }
     let counts = try ONNXOperatorScan.operatorCounts(data, path: path)
     let quantizing: Set<String> = ["QuantizeLinear", "DequantizeLinear"]
-    operatorCounts = counts.filter { quantizing.contains($0.key) || Self.qOperatorOps.contains($0.key) }
+    operatorCounts = counts.filter {
+      quantizing.contains($0.key) || Self.qOperatorOps.contains($0.key)
+    }
     format = operatorCounts.keys.contains(where: Self.qOperatorOps.contains) ? .qOperator : .qdq
   }
 

@@ -13,7 +13,7 @@ enum Int8Provenance {
     setup: Int8Setup? = nil
   ) -> [String: String] {
     if let imported {
-      printError("int8: \(imported.headline(engine)); layer report \(ImportedQuantization.noLayerReport)")
+      printError("int8: \(imported.headline(engine))")
       return imported.describe(engine, entries: setup?.manifestEntries ?? [:])
     }
     let c = engine.calibration

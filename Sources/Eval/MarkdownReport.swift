@@ -44,7 +44,8 @@ public enum MarkdownReport {
 
     if let quantization = run.calibration?["quantization"] {
       out += "The int8 engine ran an \(escape(quantization)) with the scales and codes it holds; "
-      out += "nothing was calibrated. Per-layer report: \(run.calibration?["layer_report"] ?? "not available").\n\n"
+      out +=
+        "nothing was calibrated. Per-layer report: \(run.calibration?["layer_report"] ?? "not available").\n\n"
     }
     out += "## Accuracy\n\n"
     out +=

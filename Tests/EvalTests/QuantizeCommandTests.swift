@@ -130,26 +130,65 @@ struct QuantizeCommandTests {
       ]) == EvalExitStatus.inputError.rawValue)
   }
 
+  @Test func calibAloneIsEnough() throws {
+    let setup = try makeSetup()
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    let output = setup.path("q.onnx")
+    let arguments =
+      [
+        "quantize", "--model", setup.model.path, "--output", output, "--batch", "4",
+        "--calib-count", "8", "--calib-method", "max",
+      ] + RunFixture.tinyPreprocess
+    #expect(ImagenetEval.exitStatus(arguments: arguments + ["--calib", setup.data.path]) == 0)
+    let calibration = try #require(try sidecar(output)["calibration"] as? [String: String])
+    #expect(calibration["source"] == setup.data.path)
+    #expect(calibration["images"] == "8")
+    // Neither --data nor --calib: a usage error.
+    do {
+      _ = try ImagenetEval.parseAsRoot(arguments)
+      Issue.record("quantize without images was accepted")
+    } catch {
+      #expect(ImagenetEval.fullMessage(for: error).contains("--data is required"))
+    }
+  }
+
   @Test func runSaveQuantized() throws {
     let setup = try makeSetup()
     defer { try? FileManager.default.removeItem(at: setup.root) }
     let saved = setup.path("run-q.onnx")
-    func run(_ extra: [String]) -> Int32 {
+    func run(_ out: String, _ extra: [String]) -> Int32 {
       ImagenetEval.exitStatus(
         arguments: [
           "run", "--model", setup.model.path, "--data", setup.data.path, "--out",
-          setup.path("out"), "--quiet", "--batch", "4", "--calib-count", "8",
+          setup.path(out), "--quiet", "--batch", "4", "--calib-count", "8",
           "--calib-method", "max", "--save-quantized", saved,
         ] + RunFixture.tinyPreprocess + extra)
     }
     // Only the int8 engine has a quantised model to save.
-    #expect(run(["--engines", "float"]) == EvalExitStatus.inputError.rawValue)
+    #expect(run("float", ["--engines", "float"]) == EvalExitStatus.inputError.rawValue)
     #expect(!FileManager.default.fileExists(atPath: saved))
-    #expect(run(["--engines", "float,int8"]) == 0)
-    let provenance = try sidecar(saved)
+    #expect(run("int8", ["--engines", "float,int8"]) == 0)
+    var provenance = try sidecar(saved)
     #expect((provenance["calibration"] as? [String: String])?["method"] == "max")
     #expect(
       provenance["quantized_model_sha256"] as? String
         == (try SHA256.hexDigest(ofFile: URL(fileURLWithPath: saved))))
+    var preprocessing = try #require(provenance["preprocessing"] as? [String: String])
+    #expect(preprocessing["preset"] == "torchvision")
+    #expect(preprocessing["chroma"] == "none")
+
+    // With its own NV12 input path the int8 engine calibrated on NV12 round-tripped images:
+    // the sidecar records that path, not the --preset tensor the float engine read.
+    #expect(run("nv12", ["--engines", "float,int8", "--int8-color", "nv12"]) == 0)
+    provenance = try sidecar(saved)
+    preprocessing = try #require(provenance["preprocessing"] as? [String: String])
+    #expect(preprocessing["chroma"] == "nv12-full")
+    #expect(preprocessing["preset"] == "torchvision")
+    #expect(preprocessing["cropSize"] == "32")
+    let calibration = try #require(provenance["calibration"] as? [String: String])
+    #expect(calibration["input_path"]?.contains("chroma none -> nv12-full") == true)
+    let summary = try Summary.read(
+      from: URL(fileURLWithPath: setup.path("nv12") + "/summary.json"))
+    #expect(summary.provenance.run.preprocessing["chroma"] == "none")
   }
 }

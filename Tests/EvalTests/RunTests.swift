@@ -189,7 +189,8 @@ struct RunTests {
       status(["--model", setup.model.path, "--out", setup.path("g")] + data + ["--max-drop", "1"])
         == 1)
     #expect(
-      status(["--model", setup.model.path, "--out", setup.path("b")] + data + ["--batch", "0"]) == 1)
+      status(["--model", setup.model.path, "--out", setup.path("b")] + data + ["--batch", "0"]) == 1
+    )
     let message = try #require(
       throws: EvalError.self,
       performing: {
@@ -201,6 +202,22 @@ struct RunTests {
       })
     // Commands without images (infer, bench) cannot calibrate: a clear error, not a guess.
     #expect(message.message.contains("calibration images"))
+  }
+
+  @Test func theModelInputIsCheckedBeforeCalibration() throws {
+    let setup = try makeSetup(broken: [])
+    defer { try? FileManager.default.removeItem(at: setup.root) }
+    // Opening the calibration images would fail (the file is missing): the shape check comes
+    // first, so its message is the one reported.
+    var command = try ImagenetEval.parseAsRoot([
+      "run", "--model", setup.model.path, "--data", setup.data.path, "--out", setup.path("s"),
+      "--quiet", "--engines", "float,int8", "--calib", setup.path("missing.tar"),
+      "--resize", "48", "--crop", "48",
+    ])
+    let error = try #require(throws: EvalError.self) { try command.run() }
+    #expect(error.message.contains("the model input is [3, 32, 32] per image"), "\(error)")
+    #expect(error.message.contains("--crop 32"))
+    #expect(!FileManager.default.fileExists(atPath: setup.path("s")))
   }
 
   @Test func shapeMismatchMessageNamesBothShapes() throws {

@@ -116,7 +116,9 @@ public enum EngineFactory {
     do {
       switch name {
       case "float":
-        guard !graph.isQuantized else { throw EvalError(.input, floatOnQuantizedMessage(modelPath)) }
+        guard !graph.isQuantized else {
+          throw EvalError(.input, floatOnQuantizedMessage(modelPath))
+        }
         return try FloatEngine(graph: graph, batchSize: batchSize, threads: threads, strict: strict)
       case "reference":
         return try ReferenceEngine(graph: graph, batchSize: batchSize)
@@ -177,10 +179,10 @@ public enum EngineFactory {
   /// Why `float` does not run a quantized model: it holds no float model, only the int8
   /// one, which `int8` runs and `reference` evaluates as ONNX defines it.
   static func floatOnQuantizedMessage(_ modelPath: String) -> String {
-    "\(modelPath) is already quantized, so there is no float model to run: use --engines int8 "
-      + "(the model's own scales and codes), add reference to compare with the model's ONNX "
-      + "definition evaluated in float (--engines reference,int8), or give the float source "
-      + "model to measure the int8 drop"
+    "\(modelPath) is already quantized, so it holds no float model to run: use the int8 engine "
+      + "(the model's own scales and codes), the reference engine for its ONNX definition "
+      + "evaluated in float (e.g. --engines reference,int8), or the float source model to "
+      + "measure the int8 drop"
   }
 
   /// Reads an ONNX model, turning every loader failure (missing file, not ONNX, bad tensor)

@@ -28,9 +28,11 @@ enum ModelInput {
       guard engine.inputShape.first == batchSize else {
         throw EvalError(
           .internal,
-          "engine \(engine.name) takes batches of \(engine.inputShape.first ?? 0), not \(batchSize)")
+          "engine \(engine.name) takes batches of \(engine.inputShape.first ?? 0), not \(batchSize)"
+        )
       }
-      try check(perImage: engine.inputShape.dropFirst().map { $0 }, against: config, modelPath: modelPath)
+      try check(
+        perImage: engine.inputShape.dropFirst().map { $0 }, against: config, modelPath: modelPath)
     }
   }
 

@@ -121,7 +121,8 @@ struct RunCommand: ParsableCommand {
       ] where given {
         throw EvalError(
           .input,
-          "\(option) configures the int8 engine; --engines \(names.joined(separator: ",")) has none")
+          "\(option) configures the int8 engine; --engines \(names.joined(separator: ",")) has none"
+        )
       }
       if saveQuantized != nil {
         throw EvalError(.input, "--save-quantized writes the int8 model; add int8 to --engines")
@@ -211,6 +212,9 @@ struct RunCommand: ParsableCommand {
         }
       }
       layerReportSeconds = Date().timeIntervalSince(layerStart)
+    }
+    if int8 != nil && imported != nil {
+      printError("int8: layer report \(ImportedQuantization.noLayerReport)")
     }
     try ModelInput.check(built, against: config, batchSize: batch, modelPath: model)
     let classCount = built[0].classCount
