@@ -49,31 +49,17 @@ public enum HTMLReport {
     body +=
       "<p class=\"muted\">model sha256 <code>\(escape(run.model.sha256))</code> · dataset \(escape(run.dataset)) · labels \(escape(run.labelSource)) · shard \(run.shard)</p>\n"
 
-    body +=
-      "<h2>Accuracy</h2>\n<table><tr><th>Engine</th><th>Top-1 (%)</th><th>95% CI</th><th>Top-5 (%)</th><th>95% CI</th><th>Images</th></tr>\n"
-    for engine in engines {
-      guard let e = m.engines[engine] else { continue }
-      body +=
-        "<tr><td>\(escape(engine))</td><td>\(opt(e.top1))</td><td>\(interval(e.top1CI95))</td><td>\(opt(e.top5))</td><td>\(interval(e.top5CI95))</td><td>\(e.images)</td></tr>\n"
-    }
-    body += "</table>\n"
+    body += "<h2>Accuracy</h2>\n" + ReportTable.accuracy(summary).html + "\n"
 
     if let p = m.paired {
-      body += "<h2>\(escape(p.reference)) vs \(escape(p.candidate))</h2>\n<table>\n"
-      body += "<tr><td>Top-1 drop</td><td>\(opt(p.top1Drop)) points</td></tr>\n"
-      body += "<tr><td>Top-5 drop</td><td>\(opt(p.top5Drop)) points</td></tr>\n"
-      body += "<tr><td>Top-1 agreement</td><td>\(opt(p.agreement)) %</td></tr>\n"
-      body +=
-        "<tr><td>McNemar exact p (two-sided)</td><td>\(String(format: "%.3g", p.mcnemarP))</td></tr>\n"
-      body += "<tr><td>Mean logit cosine</td><td>\(opt(p.cosine, 6))</td></tr>\n"
-      body += "<tr><td>Mean KL (nats)</td><td>\(opt(p.kl, 6))</td></tr>\n"
-      body += "<tr><td>Skipped samples</td><td>\(m.skipped.total)</td></tr>\n</table>\n"
+      var table = ReportTable.paired(p)
+      table.rows.append(["Skipped samples", String(m.skipped.total)])
+      body += "<h2>\(escape(p.reference)) vs \(escape(p.candidate))</h2>\n" + table.html + "\n"
 
       body += "<h2>Per-class top-1 drop (histogram over \(m.perClass.count) classes)</h2>\n"
       body += dropHistogram(m.perClass.compactMap(\.drop))
 
-      // Only real losses: a class that gained drawn as a bar here would read as a loss.
-      let losers = m.worstClasses(limit: 20).filter { ($0.drop ?? 0) > 0 }
+      let losers = m.classesThatLost()
       body += "<h2>The \(losers.count) classes that lost the most (top-1 points)</h2>\n"
       body += horizontalBars(
         losers.map { c in
@@ -123,23 +109,12 @@ public enum HTMLReport {
     }
 
     if let split = m.dropSplit {
-      func cell(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "n/a" }
       body +=
-        "<h2>Where the drop comes from</h2>\n<table><tr><th>Part</th><th>Engines</th><th>Top-1 drop (points)</th></tr>\n"
-      body +=
-        "<tr><td>Quantisation</td><td>\(escape(split.reference)) → \(escape(split.sameInput))</td><td>\(cell(split.quantization))</td></tr>\n"
-      body +=
-        "<tr><td>Input path\(escape(MarkdownReport.inputPathNote(run)))</td><td>\(escape(split.sameInput)) → \(escape(split.candidate))</td><td>\(cell(split.inputPath))</td></tr>\n"
-      body +=
-        "<tr><td>Total</td><td>\(escape(split.reference)) → \(escape(split.candidate))</td><td>\(cell(split.total))</td></tr>\n</table>\n"
+        "<h2>Where the drop comes from</h2>\n" + ReportTable.dropSplit(split, run: run).html + "\n"
     }
 
     if m.skipped.total > 0 {
-      body += "<h2>Skipped samples</h2>\n<table><tr><th>Reason</th><th>Samples</th></tr>\n"
-      for reason in m.skipped.byReason.keys.sorted() {
-        body += "<tr><td>\(escape(reason))</td><td>\(m.skipped.byReason[reason]!)</td></tr>\n"
-      }
-      body += "</table>\n"
+      body += "<h2>Skipped samples</h2>\n" + ReportTable.skipped(m.skipped).html
     }
 
     let prov = summary.provenance

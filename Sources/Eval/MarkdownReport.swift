@@ -50,14 +50,7 @@ public enum MarkdownReport {
     out += "## Accuracy\n\n"
     out +=
       "\(m.images) images evaluated, \(m.skipped.total) skipped, \(m.samples) samples in total.\n\n"
-    out +=
-      "| Engine | Top-1 (%) | Top-1 95% CI | Top-5 (%) | Top-5 95% CI |\n| --- | --- | --- | --- | --- |\n"
-    for engine in engines {
-      guard let e = m.engines[engine] else { continue }
-      out +=
-        "| \(escape(engine)) | \(opt(e.top1)) | \(interval(e.top1CI95)) | \(opt(e.top5)) | \(interval(e.top5CI95)) |\n"
-    }
-    out += "\n"
+    out += ReportTable.accuracy(summary).markdown + "\n"
 
     let pairs =
       [m.paired].compactMap { $0 }
@@ -66,43 +59,21 @@ public enum MarkdownReport {
       }
     for p in pairs {
       out += "## \(escape(p.reference)) vs \(escape(p.candidate))\n\n"
-      out += "| Statistic | Value |\n| --- | --- |\n"
-      out += "| Top-1 drop (points) | \(opt(p.top1Drop)) |\n"
-      out += "| Top-5 drop (points) | \(opt(p.top5Drop)) |\n"
-      out += "| Top-1 agreement (%) | \(opt(p.agreement)) |\n"
-      out +=
-        "| \(escape(p.reference)) right → \(escape(p.candidate)) wrong | \(p.flips.rightToWrong) |\n"
-      out +=
-        "| \(escape(p.reference)) wrong → \(escape(p.candidate)) right | \(p.flips.wrongToRight) |\n"
-      out += "| McNemar exact p (two-sided) | \(String(format: "%.3g", p.mcnemarP)) |\n"
-      out += "| Mean logit cosine | \(opt(p.cosine, 6)) |\n"
-      out += "| Mean KL (nats) | \(opt(p.kl, 6)) |\n\n"
+      out += ReportTable.paired(p).markdown + "\n"
     }
 
     if let split = m.dropSplit {
       out +=
         "## Where the \(escape(split.reference)) → \(escape(split.candidate)) drop comes from\n\n"
-      out += "| Part | Engines | Top-1 drop (points) |\n| --- | --- | --- |\n"
-      out +=
-        "| Quantisation | \(escape(split.reference)) → \(escape(split.sameInput)) (same input tensor) | \(opt(split.quantization)) |\n"
-      out +=
-        "| Input path\(inputPathNote(run)) | \(escape(split.sameInput)) → \(escape(split.candidate)) (same quantised model) | \(opt(split.inputPath)) |\n"
-      out +=
-        "| Total | \(escape(split.reference)) → \(escape(split.candidate)) | \(opt(split.total)) |\n\n"
+      out += ReportTable.dropSplit(split, run: run).markdown + "\n"
     }
 
     if engines.count > 1 {
-      // Only real losses, as in the HTML chart; gains are visible in summary.json per_class.
-      let worst = m.worstClasses(limit: 20).filter { ($0.drop ?? 0) > 0 }
+      // Gains are visible in summary.json per_class.
+      let worst = m.classesThatLost()
       out += "## The \(worst.count) classes that lost the most\n\n"
       if worst.isEmpty { out += "No class lost top-1 accuracy.\n\n" }
-      out +=
-        "| Class | Name | Images | \(escape(engines[0])) top-1 (%) | \(escape(engines[1])) top-1 (%) | Drop (points) |\n| --- | --- | --- | --- | --- | --- |\n"
-      for c in worst {
-        out +=
-          "| \(c.classID) | \(escape(c.name ?? "")) | \(c.images) | \(opt(c.top1[engines[0]])) | \(opt(c.top1[engines[1]])) | \(opt(c.drop)) |\n"
-      }
-      out += "\n"
+      out += ReportTable.classesThatLost(worst, engines: engines).markdown + "\n"
     }
 
     for engine in engines {
@@ -120,11 +91,7 @@ public enum MarkdownReport {
     if m.skipped.total == 0 {
       out += "None.\n\n"
     } else {
-      out += "| Reason | Samples |\n| --- | --- |\n"
-      for reason in m.skipped.byReason.keys.sorted() {
-        out += "| \(escape(reason)) | \(m.skipped.byReason[reason]!) |\n"
-      }
-      out += "\n"
+      out += ReportTable.skipped(m.skipped).markdown + "\n"
     }
 
     let p = summary.provenance
@@ -159,12 +126,6 @@ public enum MarkdownReport {
   /// an imported quantized model came with.
   static func int8Label(_ run: RunManifest) -> String {
     run.calibration?["quantization"] == nil ? "calibration" : "int8 quantization (imported)"
-  }
-
-  /// ` (chroma none -> nv12-full)`: what differs on the candidate's input path.
-  static func inputPathNote(_ run: RunManifest) -> String {
-    guard let path = run.calibration?["input_path"], !path.isEmpty else { return "" }
-    return " (\(escape(path)))"
   }
 
   static func settings(_ values: [String: String]) -> String {

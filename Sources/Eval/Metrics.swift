@@ -232,13 +232,15 @@ public struct EngineMetrics: Codable, Sendable, Equatable {
     self.images = images
     self.top1Correct = top1Correct
     self.top5Correct = top5Correct
-    top1 = percent(top1Correct, images)
-    top5 = percent(top5Correct, images)
-    let i1 = Statistics.wilsonInterval(successes: top1Correct, trials: images)
-    let i5 = Statistics.wilsonInterval(successes: top5Correct, trials: images)
-    top1CI95 = [100 * i1.lower, 100 * i1.upper]
-    top5CI95 = [100 * i5.lower, 100 * i5.upper]
+    (top1, top1CI95) = Self.accuracy(top1Correct, of: images)
+    (top5, top5CI95) = Self.accuracy(top5Correct, of: images)
     self.topConfusions = topConfusions
+  }
+
+  /// `correct` of `images` in percent, with its Wilson 95% interval in percent.
+  private static func accuracy(_ correct: Int, of images: Int) -> (Double?, [Double]) {
+    let interval = Statistics.wilsonInterval(successes: correct, trials: images)
+    return (percent(correct, images), [100 * interval.lower, 100 * interval.upper])
   }
 
   enum CodingKeys: String, CodingKey {
@@ -301,13 +303,9 @@ public struct DropSplit: Codable, Sendable, Equatable {
     self.reference = reference
     self.sameInput = sameInput
     self.candidate = candidate
-    func minus(_ a: Double?, _ b: Double?) -> Double? {
-      guard let a, let b else { return nil }
-      return a - b
-    }
-    total = minus(top1[0], top1[2])
-    quantization = minus(top1[0], top1[1])
-    inputPath = minus(top1[1], top1[2])
+    total = difference(top1[0], top1[2])
+    quantization = difference(top1[0], top1[1])
+    inputPath = difference(top1[1], top1[2])
   }
 }
 

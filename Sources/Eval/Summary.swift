@@ -47,13 +47,11 @@ public struct Provenance: Codable, Sendable, Equatable {
     run: RunManifest, commandLine: [String], wallSeconds: Double, timings: PhaseTimings,
     warnings: [String]? = nil, toolVersion: String = ToolInfo.version
   ) {
-    self.run = run
-    self.toolVersion = toolVersion
-    self.commandLine = commandLine
-    self.wallSeconds = wallSeconds
-    self.imagesPerSecond =
+    self.init(
+      run: run, commandLine: commandLine, wallSeconds: wallSeconds, samples: 0,
+      toolVersion: toolVersion)
+    imagesPerSecond =
       timings.evaluation > 0 ? Double(timings.evaluatedSamples) / timings.evaluation : nil
-    self.mergedFrom = nil
     self.timings = timings
     self.warnings = warnings
   }

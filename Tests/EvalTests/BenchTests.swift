@@ -8,8 +8,7 @@ import Testing
 /// (No timing assertions: speed itself is measured in bench/.)
 @Suite struct BenchTests {
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func writesAConsistentBenchReport() throws {
     let root = try TestEnvironment.makeTemporaryDirectory("bench-tests")
     defer { try? FileManager.default.removeItem(at: root) }

@@ -8,8 +8,7 @@ import Testing
 /// `infer` against onnxruntime on the same random tensor: the check a user runs on their own
 /// model, here on a real-weights EfficientNet-Lite0 and a generated FasterNet T0.
 @Suite(
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct InferTests {
   /// Runs `infer` on a random [batch, 3, 224, 224] tensor and onnxruntime on the same file;
   /// returns (ours, onnxruntime's) logits, both [batch, classes].

@@ -77,8 +77,7 @@ struct InputSplitTests {
 
 /// `run --int8-color nv12` end to end on the tiny model.
 @Suite(
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct InputSplitRunTests {
   func run(model: URL, data: URL, out: String, _ extra: [String]) -> Int32 {
     ImagenetEval.exitStatus(

@@ -337,8 +337,7 @@ import Testing
   }
 
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func dumpMatchesPythonReferenceOnFixtures() throws {
     let root = try TestEnvironment.makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: root) }
@@ -398,8 +397,7 @@ import Testing
   @Test(
     .enabled(
       if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func sharedSubsetDumpMatchesPillow() throws {
     let root = try TestEnvironment.makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: root) }

@@ -11,8 +11,7 @@ import Testing
 /// settings and input path (`Int8Setup`), and their conflicts.
 @Suite(
   "int8 setup from options and mapper YAML",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct Int8SetupTests {
   /// conv1 (+relu1) → conv2 → GlobalAveragePool → Flatten → fc, with named nodes, 32×32 input.
   static func namedModel(at url: URL) throws {

@@ -10,8 +10,7 @@ import Testing
 /// statuses, the files written (and nothing else), the sidecar's provenance, and onnxruntime
 /// running the written model.
 @Suite(
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct QuantizeCommandTests {
   typealias Setup = RunFixture.Workspace
 

@@ -12,8 +12,7 @@ import Testing
 /// imported quantization and say why there is no layer report.
 @Suite(
   .serialized,
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct QuantizedModelTests {
   /// A tiny float model, its two quantized forms and 10 images (one not a JPEG).
   struct Setup {

@@ -6,8 +6,7 @@ import Testing
 
 @Suite struct RecordBuilderTests {
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func topFiveSoftmaxCosineAndKLMatchNumpy() throws {
     // Random logits from numpy with a fixed seed; numpy computes the reference with float64
     // softmax, stable argsort (ties to the lower id) and the textbook formulas.

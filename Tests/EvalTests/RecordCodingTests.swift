@@ -19,8 +19,9 @@ import Testing
     }
     func scores() -> [Double] {
       (0..<5).map { _ in
-        [0, 1, 1e-300, Double.leastNonzeroMagnitude, Double.random(in: 0...1, using: &generator)].randomElement(
-          using: &generator)!
+        [0, 1, 1e-300, Double.leastNonzeroMagnitude, Double.random(in: 0...1, using: &generator)]
+          .randomElement(
+            using: &generator)!
       }
     }
     return ImageRecord(

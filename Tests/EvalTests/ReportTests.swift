@@ -125,8 +125,7 @@ import Testing
   }
 
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func htmlParsesAndHasFiveCharts() throws {
     let summary = try Self.fasterNetSummary()
     let layers = (0..<12).map {

@@ -15,8 +15,7 @@ import Testing
   .serialized,
   .enabled(
     if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)),
+  .requiresPython,
   .enabled(if: RunFixture.efficientNetLite0 != nil, RunFixture.efficientNetMissingMessage))
 struct RunRealDataTests {
   func arguments(out: URL, model: URL, extra: [String] = []) -> [String] {

@@ -9,8 +9,7 @@ import Testing
 /// The `run` command end to end on generated data with a tiny model (engines checked against
 /// each other and against hand-known answers), plus its errors and exit statuses.
 @Suite(
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct RunTests {
   typealias Setup = RunFixture.Workspace
 

@@ -20,8 +20,7 @@ import Testing
   }
 
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func fileDigestMatchesHashlib() throws {
     let directory = try TestEnvironment.makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: directory) }

@@ -40,8 +40,7 @@ import Testing
   }
 
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func mcnemarMatchesExactRationalArithmetic() throws {
     let cases = [(17, 40), (120, 160), (1000, 1100), (2, 300), (4000, 4210)]
     let code = """
