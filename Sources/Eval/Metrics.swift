@@ -171,8 +171,9 @@ public struct Metrics: Codable, Sendable, Equatable {
     var additional = pairs
     let primary = engineNames.count > 1 ? additional.removeValue(forKey: engineNames[1]) : nil
     var split: DropSplit?
+    // With the same-input engine as the reference itself there is nothing to split.
     for candidate in engineNames.dropFirst()
-    where engineNames.contains(candidate + referenceInputSuffix) {
+    where engineNames.dropFirst().contains(candidate + referenceInputSuffix) {
       let viaReference = candidate + referenceInputSuffix
       split = DropSplit(
         reference: engineNames[0], sameInput: viaReference, candidate: candidate,

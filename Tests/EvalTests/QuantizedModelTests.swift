@@ -97,6 +97,25 @@ struct QuantizedModelTests {
     #expect(summary.provenance.run.calibration?["format"] == "QDQ")
   }
 
+  @Test func int8ColorSplitsOffTheInputPath() throws {
+    let setup = try makeSetup()
+    defer { try? FileManager.default.removeItem(at: setup.workspace.root) }
+    // The imported model on its own NV12 input path against itself on the --preset tensor:
+    // int8-rgb is the reference, so the drop is what the input path costs.
+    let out = setup.path("nv12")
+    #expect(run(setup, model: setup.qOperator, out: out, ["--int8-color", "nv12"]) == 0)
+    let summary = try Summary.read(from: URL(fileURLWithPath: out + "/summary.json"))
+    #expect(summary.provenance.run.engines == ["int8-rgb", "int8"])
+    let paired = try #require(summary.metrics.paired)
+    #expect(paired.reference == "int8-rgb" && paired.candidate == "int8")
+    #expect(summary.metrics.dropSplit == nil)
+    #expect(summary.provenance.run.calibration?["input_path"] == "chroma none -> nv12-full")
+    #expect(summary.provenance.run.calibration?["format"] == "QOperator")
+    // The records pair each engine with its own tensor: the NV12 round trip changes some
+    // logits, so the two engines cannot agree on every logit of every image.
+    #expect((paired.cosine ?? 1) < 1)
+  }
+
   @Test func calibrationOptionsAndTheFloatEngineAreRefused() throws {
     let setup = try makeSetup()
     defer { try? FileManager.default.removeItem(at: setup.workspace.root) }

@@ -178,7 +178,9 @@ struct RunCommand: ParsableCommand {
     }
     let int8 = built.lazy.compactMap { $0 as? Int8Engine }.first
     if let split, let int8 {
-      built.append(SecondInputEngine(name: split.secondName, wrapping: int8))
+      // In `engineNames` order: records and metrics pair engines by position.
+      let second = SecondInputEngine(name: split.secondName, wrapping: int8)
+      built.insert(second, at: engineNames.first == split.secondName ? 0 : built.count)
     }
     // Which pipeline tensor each engine reads: the int8 engine its own input path, the rest
     // (int8-rgb included) the --preset tensor.
@@ -371,15 +373,22 @@ struct RunCommand: ParsableCommand {
     }
   }
 
-  /// When the int8 engine reads its own input path (`setup.preprocess`), appends the engine
+  /// When the int8 engine reads its own input path (`setup.preprocess`), adds the engine
   /// that runs it on the `--preset` tensor (`int8-rgb`) to `engineNames` and returns its name
   /// and the int8 preprocessing; nil when every engine reads the same tensor.
+  ///
+  /// `int8-rgb` goes last, except when int8 is the only engine (a quantized model): then it
+  /// goes first, as the reference, so the reported drop is what the input path costs.
   static func inputSplit(
     engineNames: inout [String], setup: Int8Setup?
   ) -> (secondName: String, preprocess: PreprocessConfig)? {
     guard let preprocess = setup?.preprocess, engineNames.contains("int8") else { return nil }
     let name = "int8" + Metrics.referenceInputSuffix
-    if !engineNames.contains(name) { engineNames.append(name) }
+    if engineNames == ["int8"] {
+      engineNames.insert(name, at: 0)
+    } else if !engineNames.contains(name) {
+      engineNames.append(name)
+    }
     return (name, preprocess)
   }
 
