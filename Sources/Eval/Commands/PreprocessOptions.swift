@@ -104,6 +104,7 @@ public struct PreprocessOptions: ParsableArguments {
   /// Options with every default; the argument parser fills in the values.
   public init() {}
 
+  /// Rejects contradictory or unusable values as usage errors, before any file is opened.
   public func validate() throws {
     if std != nil && scale != nil {
       throw ValidationError("give --std or --scale, not both (scale is 1 / std)")
