@@ -33,7 +33,8 @@ struct RunCommand: ParsableCommand {
       zero points and codes it holds; int8 is then the default engine. Nothing is calibrated, \
       so --calib, --calib-count, --calib-method, --calib-percentile, --float, --int16, \
       --mapper-config and --save-quantized are refused; --int8-color still gives the int8 \
-      engine its own colour path. The file holds no float model, so --engines float is \
+      engine its own colour path (int8-rgb, the same model on the --preset tensor, is then \
+      the reference, so the drop is the input path's cost). The file holds no float model, so --engines float is \
       refused: measure the drop with the float source model (--engines float,int8), or \
       compare the int8 engine with the model's ONNX definition evaluated in float \
       (--engines reference,int8; slow, for a few hundred images). The reports then describe \
