@@ -41,6 +41,15 @@ struct QuantizedModelTests {
       ] + RunFixture.tinyPreprocess + extra)
   }
 
+  /// Runs `model` into `setup.path(name)`, expecting success, and reads its summary.
+  func evaluate(
+    _ setup: Setup, model: URL, name: String, _ extra: [String] = []
+  ) throws -> Summary {
+    let out = setup.path(name)
+    try #require(run(setup, model: model, out: out, extra) == 0, "\(name)")
+    return try Summary.read(from: URL(fileURLWithPath: out + "/summary.json"))
+  }
+
   /// The error a command line throws when run (nil when it succeeds), e.g. `["run", …]`.
   func runError(_ arguments: [String]) -> String? {
     do {
@@ -58,8 +67,7 @@ struct QuantizedModelTests {
     for (model, format) in [(setup.qdq, "QDQ"), (setup.qOperator, "QOperator")] {
       // No --engines: a quantized model defaults to int8.
       let out = setup.path("run-\(format)")
-      #expect(run(setup, model: model, out: out) == 0, "\(format)")
-      let summary = try Summary.read(from: URL(fileURLWithPath: out + "/summary.json"))
+      let summary = try evaluate(setup, model: model, name: "run-\(format)")
       #expect(summary.provenance.run.engines == ["int8"])
       #expect(summary.metrics.images == 9)
       let quantization = try #require(summary.provenance.run.calibration)
@@ -89,9 +97,8 @@ struct QuantizedModelTests {
     defer { try? FileManager.default.removeItem(at: setup.workspace.root) }
     // reference evaluates the QDQ graph as ONNX defines it (float arithmetic on the
     // quantised grid): the integer kernels must give the same answers.
-    let out = setup.path("paired")
-    #expect(run(setup, model: setup.qdq, out: out, ["--engines", "reference,int8"]) == 0)
-    let summary = try Summary.read(from: URL(fileURLWithPath: out + "/summary.json"))
+    let summary = try evaluate(
+      setup, model: setup.qdq, name: "paired", ["--engines", "reference,int8"])
     let paired = try #require(summary.metrics.paired)
     #expect(paired.images == 9)
     #expect(paired.agreement == 100)
@@ -104,9 +111,8 @@ struct QuantizedModelTests {
     defer { try? FileManager.default.removeItem(at: setup.workspace.root) }
     // The imported model on its own NV12 input path against itself on the --preset tensor:
     // int8-rgb is the reference, so the drop is what the input path costs.
-    let out = setup.path("nv12")
-    #expect(run(setup, model: setup.qOperator, out: out, ["--int8-color", "nv12"]) == 0)
-    let summary = try Summary.read(from: URL(fileURLWithPath: out + "/summary.json"))
+    let summary = try evaluate(
+      setup, model: setup.qOperator, name: "nv12", ["--int8-color", "nv12"])
     #expect(summary.provenance.run.engines == ["int8-rgb", "int8"])
     let paired = try #require(summary.metrics.paired)
     #expect(paired.reference == "int8-rgb" && paired.candidate == "int8")
