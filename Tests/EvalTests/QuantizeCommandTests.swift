@@ -142,6 +142,16 @@ struct QuantizeCommandTests {
     let calibration = try #require(try sidecar(output)["calibration"] as? [String: String])
     #expect(calibration["source"] == setup.data.path)
     #expect(calibration["images"] == "8")
+    #expect((try sidecar(output)["preprocessing"] as? [String: String])?["chroma"] == "none")
+    // The int8 engine's own colour path is applied to the calibration images and recorded
+    // (it used to be ignored by quantize).
+    #expect(
+      ImagenetEval.exitStatus(
+        arguments: arguments + ["--calib", setup.data.path, "--int8-color", "nv12"]) == 0)
+    let nv12 = try sidecar(output)
+    #expect((nv12["preprocessing"] as? [String: String])?["chroma"] == "nv12-full")
+    #expect(
+      (nv12["calibration"] as? [String: String])?["input_path"] == "chroma none -> nv12-full")
     // Neither --data nor --calib: a usage error.
     do {
       _ = try ImagenetEval.parseAsRoot(arguments)
