@@ -54,6 +54,27 @@ final class DNNLEngine {
     OpenMP.setThreadCount?(Int32(threads))
   }
 
+  /// The thread whose OpenMP team last got the flush-to-zero mode (see `DNNLDenormals`).
+  private var preparedThread: pthread_t?
+
+  /// Called at the start of a run, after `applyThreadCount`: sets flush-to-zero /
+  /// denormals-are-zero on the calling thread and, once per calling thread, on its OpenMP team.
+  /// Returns what `leaveKernelMode` restores on the calling thread.
+  func enterKernelMode() -> UInt32? {
+    let saved = DNNLDenormals.enter()
+    let current = pthread_self()
+    if DNNLDenormals.flushes, preparedThread.map({ pthread_equal($0, current) == 0 }) ?? true {
+      DNNLDenormals.prepareTeam()
+      preparedThread = current
+    }
+    return saved
+  }
+
+  /// Restores the calling thread's floating-point mode saved by `enterKernelMode`.
+  func leaveKernelMode(_ saved: UInt32?) {
+    DNNLDenormals.leave(saved)
+  }
+
   /// Blocks until all work submitted to the stream has finished.
   func wait() throws {
     try dnnlCheck(dnnl_stream_wait(stream), "waiting for the stream")

@@ -114,6 +114,9 @@ public final class FloatEngine: InferenceEngine {
       )
     }
     engine.applyThreadCount()
+    // Subnormals slow oneDNN's GELU post-op (see DNNLDenormals); the caller's mode is restored.
+    let savedMode = engine.enterKernelMode()
+    defer { engine.leaveKernelMode(savedMode) }
     try inputMemory.setBuffer(UnsafeMutableRawPointer(mutating: inputBase))
     try outputMemory.setBuffer(UnsafeMutableRawPointer(outputBase))
     var nextNode = 0
@@ -133,13 +136,17 @@ public final class FloatEngine: InferenceEngine {
       }
       if let afterNode, nextNode < nodeEnds.count, nodeEnds[nextNode].endStep <= index + 1 {
         try engine.wait()
+        // Observers see the caller's floating-point mode, not the kernels'.
+        engine.leaveKernelMode(savedMode)
         while nextNode < nodeEnds.count, nodeEnds[nextNode].endStep <= index + 1 {
           try afterNode(nodeEnds[nextNode].node)
           nextNode += 1
         }
+        if savedMode != nil { _ = DNNLDenormals.enter() }
       }
     }
     try engine.wait()
+    engine.leaveKernelMode(savedMode)
     if let afterNode {
       for end in nodeEnds[nextNode...] { try afterNode(end.node) }
     }
