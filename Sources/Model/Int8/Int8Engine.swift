@@ -232,9 +232,21 @@ public final class Int8Engine: InferenceEngine {
       )
     }
     engine.applyThreadCount()
-    guard let inputParams = params[inputValue] else { return }
-    try Int8Layout.quantize(
-      input, shape: inputShape, params: inputParams, into: inputCodes)
+    guard let inputParams = params[inputValue], let base = input.baseAddress else { return }
+    switch inputParams.type {
+    case .int8:
+      Int8Passes.quantize(
+        base, count: input.count, shape: inputShape, params: inputParams,
+        into: inputCodes.assumingMemoryBound(to: Int8.self),
+        threads: Int8Parallel.availableThreads)
+    case .uint8:
+      Int8Passes.quantize(
+        base, count: input.count, shape: inputShape, params: inputParams,
+        into: inputCodes.assumingMemoryBound(to: UInt8.self),
+        threads: Int8Parallel.availableThreads)
+    default:
+      try Int8Layout.quantize(input, shape: inputShape, params: inputParams, into: inputCodes)
+    }
     for step in steps {
       switch step.work {
       case .primitive(let execution):
