@@ -61,7 +61,8 @@ struct Int8EngineTests {
       let engine = try Int8Engine(graph: graph, batchSize: batch, calibration: calibration)
       let input = randomValues(batch * 3 * 32 * 32, seed: 31, in: -2...2)
       let cosine = Int8Engine.cosineSimilarity(
-        try runEngine(FloatEngine(graph: graph, batchSize: batch), input), try runEngine(engine, input))
+        try runEngine(FloatEngine(graph: graph, batchSize: batch), input),
+        try runEngine(engine, input))
       #expect(cosine > 0.95, "\(method): cosine \(cosine)")
     }
   }

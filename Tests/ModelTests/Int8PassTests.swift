@@ -24,7 +24,8 @@ struct Int8PassTests {
     }
   }
 
-  @Test("quantize equals Int8Layout.quantize (NCHW -> NHWC, int8 and uint8)", arguments: threadCounts)
+  @Test(
+    "quantize equals Int8Layout.quantize (NCHW -> NHWC, int8 and uint8)", arguments: threadCounts)
   func quantize(threads: Int) throws {
     let cases: [([Int], QuantParams)] = [
       ([2, 3, 61, 67], try QuantParams(type: .int8, scale: 0.017)),
@@ -54,12 +55,14 @@ struct Int8PassTests {
         }
       }
       let differing = zip(actual, expected).filter { $0 != $1 }.count
-      #expect(differing == 0, "shape \(shape) \(params.type): \(differing) of \(count) codes differ")
+      #expect(
+        differing == 0, "shape \(shape) \(params.type): \(differing) of \(count) codes differ")
       #expect(Set(expected).count > 200, "the case covers the code range")
     }
   }
 
-  @Test("lookup equals LookupTable.apply for every type pair, also in place", arguments: threadCounts)
+  @Test(
+    "lookup equals LookupTable.apply for every type pair, also in place", arguments: threadCounts)
   func lookup(threads: Int) throws {
     let count = 100_003
     var random = QuantRandom(seed: 77)
@@ -115,7 +118,9 @@ struct Int8PassTests {
     }
   }
 
-  @Test("add equals ReferenceKernels.add (int8, uint8 with zero points, saturating)", arguments: threadCounts)
+  @Test(
+    "add equals ReferenceKernels.add (int8, uint8 with zero points, saturating)",
+    arguments: threadCounts)
   func add(threads: Int) throws {
     let count = 90_007
     let cases: [(QuantParams, QuantParams, QuantParams)] = [
@@ -212,7 +217,9 @@ struct Int8PassTests {
     #expect(Int8ChannelSlices.composed(nil, nil) == nil)
     // b -> a -> b is not the identity (a is coarser), a -> a is.
     let back = try Int8ChannelSlices.requantizationTable(from: b, to: a)
-    #expect(Int8ChannelSlices.composed(back, try Int8ChannelSlices.requantizationTable(from: a, to: b)) != nil)
+    #expect(
+      Int8ChannelSlices.composed(back, try Int8ChannelSlices.requantizationTable(from: a, to: b))
+        != nil)
   }
 
   @Test("channel slices split across threads equal the one-thread copy")

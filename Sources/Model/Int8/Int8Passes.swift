@@ -90,7 +90,12 @@ enum Int8Passes {
           if c == 1 {
             UnsafeMutableRawPointer(out + p).storeBytes(of: k, as: SIMD16<Code>.self)
           } else {
-            for j in 0..<16 { out[(p + j) * c] = k[j] }
+            // In bounds by construction: plain wrapping index arithmetic, no overflow traps.
+            var o = out + p &* c
+            for j in 0..<16 {
+              o.pointee = k[j]
+              o += c
+            }
           }
           p += 16
         }
