@@ -159,24 +159,11 @@ extension Optional where Wrapped == [UInt8] {
 struct Int8ChannelSliceEngineTests {
   @Test("fasternet-like model: Split/Concat as slices equal the float fallback exactly")
   func fasterNetSlicesMatchFallback() throws {
-    let directory = try TestEnvironment.makeTemporaryDirectory("int8-slices")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let model = directory.appendingPathComponent("fasternet.onnx")
-    try PythonReference.run(
-      script: "scripts/reference/dnnl_make_test_model.py",
-      arguments: ["fasternet", model.path, "--size", "32", "--classes", "10", "--width", "16"])
-    let graph = try ONNXLoader.load(contentsOf: model)
+    let graph = try int8TestModel("fasternet")
     let batch = 2
-    var served = 0
     let calibration = try Int8Engine.calibrate(
-      graph: graph, batchSize: batch, imageCount: 4, settings: Int8Settings(method: .max)
-    ) { buffer in
-      guard served < 2 else { return 0 }
-      served += 1
-      _ = buffer.update(
-        fromContentsOf: randomValues(buffer.count, seed: 40 + UInt64(served), in: -2...2))
-      return batch
-    }
+      graph: graph, batchSize: batch, imageCount: 4, settings: Int8Settings(method: .max),
+      nextBatch: seededBatches(2, images: batch, seed: 40))
     let engine = try Int8Engine(graph: graph, batchSize: batch, calibration: calibration)
     let slicing = engine.graph.nodes.filter {
       switch $0.op {
@@ -193,16 +180,9 @@ struct Int8ChannelSliceEngineTests {
     #expect(Set(fallback.floatFallbackNodes) == Set(slicing))
 
     let input = randomValues(batch * 3 * 32 * 32, seed: 99, in: -2...2)
-    func logits(_ engine: Int8Engine) throws -> [Float] {
-      var output = [Float](repeating: .nan, count: batch * engine.classCount)
-      try input.withUnsafeBufferPointer { x in
-        try output.withUnsafeMutableBufferPointer { try engine.run(input: x, output: $0) }
-      }
-      return output
-    }
-    let sliced = try logits(engine)
+    let sliced = try runEngine(engine, input)
     let finite = sliced.allSatisfy { $0.isFinite }
     #expect(finite)
-    #expect(sliced == (try logits(fallback)))
+    #expect(sliced == (try runEngine(fallback, input)))
   }
 }

@@ -4,39 +4,6 @@ import Testing
 
 @testable import Model
 
-/// A random-weight model from scripts/reference/dnnl_make_test_model.py, loaded.
-private func testModel(_ kind: String, size: Int = 32, classes: Int = 10) throws -> Graph {
-  let directory = try TestEnvironment.makeTemporaryDirectory("int8-engine")
-  defer { try? FileManager.default.removeItem(at: directory) }
-  let model = directory.appendingPathComponent("\(kind).onnx")
-  try PythonReference.run(
-    script: "scripts/reference/dnnl_make_test_model.py",
-    arguments: [kind, model.path, "--size", "\(size)", "--classes", "\(classes)", "--width", "16"])
-  return try ONNXLoader.load(contentsOf: model)
-}
-
-/// Calibration batches of seeded random images.
-private func feeder(batches: Int, batch: Int, size: Int, seed: UInt64 = 5)
-  -> (UnsafeMutableBufferPointer<Float>) throws -> Int
-{
-  var served = 0
-  return { buffer in
-    guard served < batches else { return 0 }
-    served += 1
-    let values = randomValues(buffer.count, seed: seed + UInt64(served), in: -2...2)
-    _ = buffer.update(fromContentsOf: values)
-    return batch
-  }
-}
-
-private func run(_ engine: some InferenceEngine, _ input: [Float]) throws -> [Float] {
-  var output = [Float](repeating: .nan, count: engine.batchSize * engine.classCount)
-  try input.withUnsafeBufferPointer { x in
-    try output.withUnsafeMutableBufferPointer { try engine.run(input: x, output: $0) }
-  }
-  return output
-}
-
 @Suite(
   "Int8 engine on small models",
   .enabled(
@@ -44,11 +11,11 @@ private func run(_ engine: some InferenceEngine, _ input: [Float]) throws -> [Fl
 struct Int8EngineTests {
   @Test("resnetish: int8 logits track the float engine; fallbacks listed; report ranked")
   func resnetish() throws {
-    let graph = try testModel("resnetish")
+    let graph = try int8TestModel("resnetish")
     let batch = 4
     let calibration = try Int8Engine.calibrate(
       graph: graph, batchSize: batch, imageCount: 16, settings: Int8Settings(method: .max),
-      nextBatch: feeder(batches: 3, batch: batch, size: 32))
+      nextBatch: seededBatches(3, images: batch, seed: 5))
     // 12 images came for 16 asked: used, and said so.
     #expect(calibration.imageCount == 12)
     #expect(calibration.warnings.contains { $0.tensor == nil && $0.message.contains("only 12") })
@@ -59,13 +26,13 @@ struct Int8EngineTests {
     #expect(engine.quantizedNodes.count >= 5)
     let floatEngine = try FloatEngine(graph: graph, batchSize: batch)
     let input = randomValues(batch * 3 * 32 * 32, seed: 777, in: -2...2)
-    let expected = try run(floatEngine, input)
-    let actual = try run(engine, input)
+    let expected = try runEngine(floatEngine, input)
+    let actual = try runEngine(engine, input)
     let cosine = Int8Engine.cosineSimilarity(expected, actual)
     #expect(cosine > 0.98, "cosine \(cosine)")
     #expect(actual != expected)
     // Deterministic: a second run gives the same logits.
-    #expect(try run(engine, input) == actual)
+    #expect(try runEngine(engine, input) == actual)
 
     let report = try input.withUnsafeBufferPointer { try engine.layerReport(input: $0, images: 2) }
     #expect(report.layers.count == engine.quantizedNodes.count)
@@ -77,12 +44,12 @@ struct Int8EngineTests {
 
   @Test("every calibration method gives a working engine; default keeps the best cosine")
   func methods() throws {
-    let graph = try testModel("mobileish")
+    let graph = try int8TestModel("mobileish")
     let batch = 2
     for method in Int8Settings.Method.allCases {
       let calibration = try Int8Engine.calibrate(
         graph: graph, batchSize: batch, imageCount: 6, settings: Int8Settings(method: method),
-        nextBatch: feeder(batches: 3, batch: batch, size: 32))
+        nextBatch: seededBatches(3, images: batch, seed: 5))
       #expect(calibration.imageCount == 6)
       if method == .default {
         #expect(calibration.candidateCosines.count == 3)
@@ -94,17 +61,18 @@ struct Int8EngineTests {
       let engine = try Int8Engine(graph: graph, batchSize: batch, calibration: calibration)
       let input = randomValues(batch * 3 * 32 * 32, seed: 31, in: -2...2)
       let cosine = Int8Engine.cosineSimilarity(
-        try run(FloatEngine(graph: graph, batchSize: batch), input), try run(engine, input))
+        try runEngine(FloatEngine(graph: graph, batchSize: batch), input),
+        try runEngine(engine, input))
       #expect(cosine > 0.95, "\(method): cosine \(cosine)")
     }
   }
 
   @Test("floatNodes: a named node runs in float; an unknown name is an error naming it")
   func floatNodes() throws {
-    let graph = try testModel("resnetish")
+    let graph = try int8TestModel("resnetish")
     let calibration = try Int8Engine.calibrate(
       graph: graph, batchSize: 2, imageCount: 4, settings: Int8Settings(method: .max),
-      nextBatch: feeder(batches: 2, batch: 2, size: 32))
+      nextBatch: seededBatches(2, images: 2, seed: 5))
     let plain = try Int8Engine(graph: graph, batchSize: 2, calibration: calibration)
     guard
       let conv = plain.quantizedNodes.first(where: { name in
@@ -122,7 +90,7 @@ struct Int8EngineTests {
     #expect(!plain.floatFallbackNodes.contains(conv))
     let input = randomValues(2 * 3 * 32 * 32, seed: 8, in: -2...2)
     let cosine = Int8Engine.cosineSimilarity(
-      try run(plain, input), try run(overridden, input))
+      try runEngine(plain, input), try runEngine(overridden, input))
     #expect(cosine > 0.98)
 
     #expect {
@@ -134,10 +102,10 @@ struct Int8EngineTests {
 
   @Test("NaN in weights or activations: errors naming the tensor")
   func nonFinite() throws {
-    var graph = try testModel("resnetish")
+    var graph = try int8TestModel("resnetish")
     let calibration = try Int8Engine.calibrate(
       graph: graph, batchSize: 2, imageCount: 2, settings: Int8Settings(method: .max),
-      nextBatch: feeder(batches: 1, batch: 2, size: 32))
+      nextBatch: seededBatches(1, images: 2, seed: 5))
     // A NaN input pixel: the calibration error names the input tensor.
     #expect {
       try Int8Engine.calibrate(
@@ -171,7 +139,7 @@ struct Int8EngineTests {
 
   @Test("constant activations: calibration warns and the engine still runs")
   func constantInput() throws {
-    let graph = try testModel("resnetish")
+    let graph = try int8TestModel("resnetish")
     let calibration = try Int8Engine.calibrate(
       graph: graph, batchSize: 2, imageCount: 2, settings: Int8Settings(method: .kl)
     ) { buffer in
@@ -180,7 +148,7 @@ struct Int8EngineTests {
     }
     #expect(calibration.warnings.contains { $0.tensor == "input" && $0.message.contains("0") })
     let engine = try Int8Engine(graph: graph, batchSize: 2, calibration: calibration)
-    let output = try run(engine, [Float](repeating: 0, count: 2 * 3 * 32 * 32))
+    let output = try runEngine(engine, [Float](repeating: 0, count: 2 * 3 * 32 * 32))
     let finite = output.allSatisfy { $0.isFinite }
     #expect(finite)
   }
@@ -193,10 +161,10 @@ struct Int8EngineTests {
 struct Int8FactoryTests {
   @Test("make: calibrates and builds; a misspelt floatNodes entry fails before calibrating")
   func make() throws {
-    let graph = try testModel("resnetish")
+    let graph = try int8TestModel("resnetish")
     let engine = try Int8Engine.make(
       graph: graph, batchSize: 2, calibrationImages: 4, settings: Int8Settings(method: .mse),
-      nextBatch: feeder(batches: 2, batch: 2, size: 32))
+      nextBatch: seededBatches(2, images: 2, seed: 5))
     #expect(engine.calibration.method == .mse)
     #expect(engine.calibration.imageCount == 4)
     var fed = 0

@@ -94,7 +94,7 @@ struct Int8KernelTests {
     func run<In: FixedWidthInteger, Out: FixedWidthInteger>(_: In.Type, _: Out.Type) throws -> (
       [Out], [Out]
     ) {
-      var input = (0..<inputCount).map { _ in In.random(in: In.min...In.max, using: &random) }
+      let input = (0..<inputCount).map { _ in In.random(in: In.min...In.max, using: &random) }
       let residual = (0..<outputCount).map { _ in
         Out.random(in: Out.min...Out.max, using: &random)
       }
@@ -113,13 +113,7 @@ struct Int8KernelTests {
         }
       }
       // The sum post-op reads the residual from the destination buffer.
-      var actual = residual
-      try input.withUnsafeMutableBytes { x in
-        try actual.withUnsafeMutableBytes { y in
-          try kernel.bind(source: x.baseAddress!, destination: y.baseAddress!).run()
-          try engine.wait()
-        }
-      }
+      let actual = try runKernel(engine, input: input, output: residual, bind: kernel.bind)
       return (actual, expected)
     }
     let mismatches: Int
@@ -170,14 +164,8 @@ struct Int8KernelTests {
     let kernel = try Int8InnerProductKernel(
       engine: engine, m: m, n: n, k: k, inputType: .int8, inputZeroPoint: 0, weights: b,
       bias: bias, requantization: r, label: "fc")
-    var input = a
-    var actual = [Int8](repeating: 0, count: m * n)
-    try input.withUnsafeMutableBytes { x in
-      try actual.withUnsafeMutableBytes { y in
-        try kernel.bind(source: x.baseAddress!, destination: y.baseAddress!).run()
-        try engine.wait()
-      }
-    }
+    let actual = try runKernel(
+      engine, input: a, output: [Int8](repeating: 0, count: m * n), bind: kernel.bind)
     #expect(actual == expected)
     #expect(Set(expected).count > 20)
 
@@ -187,13 +175,8 @@ struct Int8KernelTests {
     let logits = try Int8InnerProductKernel(
       engine: engine, m: m, n: n, k: k, inputType: .int8, inputZeroPoint: 0, weights: b,
       bias: bias, requantization: logitRequantization, floatOutput: true, label: "logits")
-    var floats = [Float](repeating: 0, count: m * n)
-    try input.withUnsafeMutableBytes { x in
-      try floats.withUnsafeMutableBytes { y in
-        try logits.bind(source: x.baseAddress!, destination: y.baseAddress!).run()
-        try engine.wait()
-      }
-    }
+    let floats = try runKernel(
+      engine, input: a, output: [Float](repeating: 0, count: m * n), bind: logits.bind)
     for i in 0..<m {
       for j in 0..<n {
         var acc: Int32 = 0
@@ -215,14 +198,9 @@ struct Int8KernelTests {
       engine: engine, type: .int8, input: [n, c, h, w], output: [n, c, oh, ow], kernel: [3, 3],
       strides: [2, 2], paddingLeft: [1, 1], paddingRight: [1, 1], dilations: [1, 1],
       label: "pool")
-    var source = input
-    var actual = [Int8](repeating: 0, count: n * oh * ow * c)
-    try source.withUnsafeMutableBytes { x in
-      try actual.withUnsafeMutableBytes { y in
-        try kernel.bind(source: x.baseAddress!, destination: y.baseAddress!).run()
-        try engine.wait()
-      }
-    }
+    let actual = try runKernel(
+      engine, input: input, output: [Int8](repeating: 0, count: n * oh * ow * c),
+      bind: kernel.bind)
     var mismatches = 0
     for b in 0..<n {
       for y in 0..<oh {

@@ -30,6 +30,15 @@ enum Int8ChannelSlices {
     return table == bytes ? nil : table
   }
 
+  /// The table of re-expressing codes with `first` and then with `second` (nil: a plain
+  /// copy), i.e. `second[first[b]]`: exactly the two passes' result.
+  static func composed(_ first: [UInt8]?, _ second: [UInt8]?) -> [UInt8]? {
+    guard let first else { return second }
+    guard let second else { return first }
+    let table = first.map { second[Int($0)] }
+    return table == (0..<256).map { UInt8($0) } ? nil : table
+  }
+
   /// Copies `channels` channels of every one of `pixels` pixels from `source` (a channel
   /// stride of `sourceStride`, first channel `sourceOffset`) to `destination` (stride
   /// `destinationStride`, first channel `destinationOffset`), through `table` when given.
@@ -91,13 +100,18 @@ final class Int8ChannelSliceKernel {
   deinit { tables.deallocate() }
 
   func run() {
-    for (index, slice) in slices.enumerated() {
-      Int8ChannelSlices.copy(
-        pixels: pixels, channels: slice.channels, from: slice.source,
-        sourceStride: slice.sourceStride, sourceOffset: slice.sourceOffset,
-        to: slice.destination, destinationStride: slice.destinationStride,
-        destinationOffset: slice.destinationOffset,
-        table: slice.table == nil ? nil : UnsafePointer(tables + index * 256))
+    let bytes = pixels * slices.reduce(0) { $0 + $1.channels }
+    Int8Parallel.forEachRange(pixels, threads: Int8Parallel.threads(forBytes: bytes)) { range in
+      for (index, slice) in slices.enumerated() {
+        Int8ChannelSlices.copy(
+          pixels: range.count, channels: slice.channels,
+          from: slice.source + range.lowerBound * slice.sourceStride,
+          sourceStride: slice.sourceStride, sourceOffset: slice.sourceOffset,
+          to: slice.destination + range.lowerBound * slice.destinationStride,
+          destinationStride: slice.destinationStride,
+          destinationOffset: slice.destinationOffset,
+          table: slice.table == nil ? nil : UnsafePointer(tables + index * 256))
+      }
     }
   }
 }

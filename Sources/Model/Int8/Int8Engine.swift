@@ -7,8 +7,10 @@ import Foundation
 /// for rank 4, in one arena laid out by `MemoryPlan`. Convolutions (incl. depthwise and fused
 /// ReLU/ReLU6/Clip and residual sums) and Gemms run as oneDNN int8 primitives (s8 weights per
 /// output channel, int32 bias, per-channel output scales); max pooling runs on codes; residual
-/// Adds and global average pooling run the integer loops of `ReferenceKernels`; standalone
-/// Sigmoid/Tanh/HardSwish/GELU use 256-entry lookup tables. The classifier's last layer writes
+/// Adds that did not fuse, global average pooling, the input quantisation, Split/Concat and the
+/// 256-entry lookup tables of standalone Sigmoid/Tanh/HardSwish/GELU run as the vectorised
+/// passes of `Int8Passes` (bit-identical to `ReferenceKernels` and `Int8Layout`), split across
+/// the OpenMP threads oneDNN uses (`Int8Parallel`). The classifier's last layer writes
 /// float logits directly (`m·(acc + bias)`, not rounded to codes). Anything else runs in float
 /// between explicit dequantise/quantise and is listed in `floatFallbackNodes`.
 ///
@@ -232,9 +234,21 @@ public final class Int8Engine: InferenceEngine {
       )
     }
     engine.applyThreadCount()
-    guard let inputParams = params[inputValue] else { return }
-    try Int8Layout.quantize(
-      input, shape: inputShape, params: inputParams, into: inputCodes)
+    guard let inputParams = params[inputValue], let base = input.baseAddress else { return }
+    switch inputParams.type {
+    case .int8:
+      Int8Passes.quantize(
+        base, count: input.count, shape: inputShape, params: inputParams,
+        into: inputCodes.assumingMemoryBound(to: Int8.self),
+        threads: Int8Parallel.availableThreads)
+    case .uint8:
+      Int8Passes.quantize(
+        base, count: input.count, shape: inputShape, params: inputParams,
+        into: inputCodes.assumingMemoryBound(to: UInt8.self),
+        threads: Int8Parallel.availableThreads)
+    default:
+      try Int8Layout.quantize(input, shape: inputShape, params: inputParams, into: inputCodes)
+    }
     for step in steps {
       switch step.work {
       case .primitive(let execution):

@@ -53,21 +53,51 @@ func int8Attributes(_ r: Requantization, inputZeroPoint: Int32) throws -> DNNLAt
   return attributes
 }
 
-/// A oneDNN int8 2-D convolution with the engine's semantics: NHWC codes in and out, OHWI int8
-/// weights (reordered once into the primitive's layout), int32 bias, requantisation by
-/// `Requantization`. Buffers are bound at `bind`, so the engine binds arena slices once.
-/// An int8 primitive with constant weights (and bias) reordered at build time: only the
-/// activations change between runs.
-protocol Int8WeightedKernel {
-  var primitive: DNNLPrimitive { get }
-  var sourceDescriptor: DNNLMemoryDescriptor { get }
-  var destinationDescriptor: DNNLMemoryDescriptor { get }
-  var engine: DNNLEngine { get }
-  var weightMemory: DNNLMemory { get }
-  var biasMemory: DNNLMemory? { get }
-}
+/// An int8 primitive with constant weights (and bias) reordered once at build time into the
+/// layout the primitive chose: only the activations change between runs. The convolution and
+/// inner-product kernels differ only in how they describe their operands.
+class Int8WeightedKernel {
+  let primitive: DNNLPrimitive
+  let sourceDescriptor: DNNLMemoryDescriptor
+  let destinationDescriptor: DNNLMemoryDescriptor
+  let engine: DNNLEngine
+  let weightMemory: DNNLMemory
+  let biasMemory: DNNLMemory?
 
-extension Int8WeightedKernel {
+  /// Takes a created primitive and fills its weight (`codes` laid out as `plainWeights`) and
+  /// bias memories.
+  init(
+    engine: DNNLEngine, primitive: DNNLPrimitive, source: DNNLMemoryDescriptor,
+    destination: DNNLMemoryDescriptor, plainWeights: DNNLMemoryDescriptor, codes: [Int8],
+    bias: [Int32]?, biasDescriptor: DNNLMemoryDescriptor?, label: String
+  ) throws {
+    self.engine = engine
+    self.primitive = primitive
+    sourceDescriptor = source
+    destinationDescriptor = destination
+    guard let target = primitive.memoryDescriptor(.weights) else {
+      throw QuantizationError.invalidParameter("'\(label)': the primitive reported no weights")
+    }
+    var codes = codes
+    let weights = try DNNLMemory(allocating: target, engine: engine)
+    try codes.withUnsafeMutableBytes { bytes in
+      let plain = try DNNLMemory(plainWeights, engine: engine, buffer: bytes.baseAddress)
+      try engine.makeReorder(from: plainWeights, to: target, label: "int8 weights of \(label)")
+        .execute([(.source, plain), (.destination, weights)])
+    }
+    weightMemory = weights
+    if let bias, let biasDescriptor {
+      let memory = try DNNLMemory(allocating: biasDescriptor, engine: engine)
+      guard let buffer = memory.buffer else {
+        throw QuantizationError.invalidParameter("'\(label)': bias memory has no buffer")
+      }
+      bias.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+      biasMemory = memory
+    } else {
+      biasMemory = nil
+    }
+  }
+
   /// The execution reading codes at `source` and writing at `destination`.
   func bind(source: UnsafeMutableRawPointer, destination: UnsafeMutableRawPointer) throws
     -> DNNLExecution
@@ -82,15 +112,10 @@ extension Int8WeightedKernel {
   }
 }
 
+/// A oneDNN int8 2-D convolution with the engine's semantics: NHWC codes in and out, OHWI int8
+/// weights, int32 bias, requantisation by `Requantization`.
 final class Int8ConvolutionKernel: Int8WeightedKernel {
-  let primitive: DNNLPrimitive
-  let sourceDescriptor: DNNLMemoryDescriptor
-  let destinationDescriptor: DNNLMemoryDescriptor
-  let engine: DNNLEngine
-  let weightMemory: DNNLMemory
-  let biasMemory: DNNLMemory?
-
-  /// `outputType` nil means a float32 destination receiving `m·(acc + bias)` (the last layer
+  /// `floatOutput` gives a float32 destination receiving `m·(acc + bias)` (the last layer
   /// of a classifier, dequantised inside the kernel).
   init(
     engine: DNNLEngine, geometry g: Conv2DGeometry, inputType: QuantizedType,
@@ -104,11 +129,10 @@ final class Int8ConvolutionKernel: Int8WeightedKernel {
       throw QuantizationError.shapeMismatch(
         "conv '\(label)': \(weights.count) weight codes for geometry \(g)")
     }
-    self.engine = engine
-    sourceDescriptor = try DNNLMemoryDescriptor(
+    let source = try DNNLMemoryDescriptor(
       dims: [g.batch, g.inputChannels, g.inputHeight, g.inputWidth],
       dataType: dnnlDataType(inputType), format: .nhwc)
-    destinationDescriptor = try DNNLMemoryDescriptor(
+    let destination = try DNNLMemoryDescriptor(
       dims: [g.batch, g.outputChannels, g.outputHeight, g.outputWidth],
       dataType: floatOutput ? .f32 : dnnlDataType(r.outputType), format: .nhwc)
     // OHWI codes described by strides: dims [G, O/G, I/G, kh, kw] (or [O, I, kh, kw]).
@@ -127,69 +151,27 @@ final class Int8ConvolutionKernel: Int8WeightedKernel {
           cinPerGroup,
         ])
     }
-    let anyWeights = try DNNLMemoryDescriptor(
-      dims: plainWeights.dims, dataType: .s8, format: .any)
     let biasDescriptor = try bias.map { _ in
       try DNNLMemoryDescriptor(dims: [g.outputChannels], dataType: .s32, format: .a)
     }
-    primitive = try engine.makeConvolution(
-      source: sourceDescriptor, weights: anyWeights, bias: biasDescriptor,
-      destination: destinationDescriptor, strides: [g.strides.height, g.strides.width],
+    let primitive = try engine.makeConvolution(
+      source: source,
+      weights: DNNLMemoryDescriptor(dims: plainWeights.dims, dataType: .s8, format: .any),
+      bias: biasDescriptor, destination: destination,
+      strides: [g.strides.height, g.strides.width],
       dilations: [g.dilations.height, g.dilations.width],
       paddingLeft: [g.pads.top, g.pads.left], paddingRight: [g.pads.bottom, g.pads.right],
       attributes: int8Attributes(r, inputZeroPoint: inputZeroPoint), label: label)
-    weightMemory = try Self.reordered(
-      weights, from: plainWeights, to: primitive.memoryDescriptor(.weights), engine: engine,
+    try super.init(
+      engine: engine, primitive: primitive, source: source, destination: destination,
+      plainWeights: plainWeights, codes: weights, bias: bias, biasDescriptor: biasDescriptor,
       label: label)
-    if let bias, let biasDescriptor {
-      biasMemory = try Self.copied(bias, as: biasDescriptor, engine: engine)
-    } else {
-      biasMemory = nil
-    }
-  }
-
-  /// A library-owned memory in `target`'s layout holding `codes` laid out as `plain`.
-  static func reordered(
-    _ codes: [Int8], from plain: DNNLMemoryDescriptor, to target: DNNLMemoryDescriptor?,
-    engine: DNNLEngine, label: String
-  ) throws -> DNNLMemory {
-    guard let target else {
-      throw QuantizationError.invalidParameter("'\(label)': the primitive reported no weights")
-    }
-    var codes = codes
-    let result = try DNNLMemory(allocating: target, engine: engine)
-    try codes.withUnsafeMutableBytes { bytes in
-      let source = try DNNLMemory(plain, engine: engine, buffer: bytes.baseAddress)
-      try engine.makeReorder(from: plain, to: target, label: "int8 weights of \(label)").execute([
-        (.source, source), (.destination, result),
-      ])
-    }
-    return result
-  }
-
-  /// A library-owned memory holding `values` as they are (plain layout).
-  static func copied(_ values: [Int32], as descriptor: DNNLMemoryDescriptor, engine: DNNLEngine)
-    throws -> DNNLMemory
-  {
-    let result = try DNNLMemory(allocating: descriptor, engine: engine)
-    guard let buffer = result.buffer else {
-      throw QuantizationError.invalidParameter("bias memory has no buffer")
-    }
-    values.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-    return result
   }
 }
 
 /// A oneDNN int8 inner product `[m, k] · [n, k]ᵀ` with the engine's semantics (the int8 form of
 /// `ReferenceKernels.gemm`).
 final class Int8InnerProductKernel: Int8WeightedKernel {
-  let primitive: DNNLPrimitive
-  let sourceDescriptor: DNNLMemoryDescriptor
-  let destinationDescriptor: DNNLMemoryDescriptor
-  let engine: DNNLEngine
-  let weightMemory: DNNLMemory
-  let biasMemory: DNNLMemory?
-
   /// `weights` are `[n, k]` row-major codes; `floatOutput` as for convolutions.
   init(
     engine: DNNLEngine, m: Int, n: Int, k: Int, inputType: QuantizedType, inputZeroPoint: Int32,
@@ -222,28 +204,21 @@ final class Int8InnerProductKernel: Int8WeightedKernel {
       attributes.zeroPoints.removeAll { $0.0 == .destination }
       attributes.postOps.append(.eltwise(.linear(scale: 1, shift: Float(r.outputZeroPoint))))
     }
-    self.engine = engine
-    sourceDescriptor = try DNNLMemoryDescriptor(
+    let source = try DNNLMemoryDescriptor(
       dims: [m, k], dataType: dnnlDataType(inputType), format: .ab)
-    destinationDescriptor = try DNNLMemoryDescriptor(
+    let destination = try DNNLMemoryDescriptor(
       dims: [m, n], dataType: floatOutput ? .f32 : dnnlDataType(r.outputType), format: .ab)
-    let plainWeights = try DNNLMemoryDescriptor(dims: [n, k], dataType: .s8, format: .ab)
     let biasDescriptor = try bias.map { _ in
       try DNNLMemoryDescriptor(dims: [n], dataType: .s32, format: .a)
     }
-    primitive = try engine.makeInnerProduct(
-      source: sourceDescriptor,
+    let primitive = try engine.makeInnerProduct(
+      source: source,
       weights: DNNLMemoryDescriptor(dims: [n, k], dataType: .s8, format: .any),
-      bias: biasDescriptor, destination: destinationDescriptor,
-      attributes: attributes, label: label)
-    weightMemory = try Int8ConvolutionKernel.reordered(
-      weights, from: plainWeights, to: primitive.memoryDescriptor(.weights), engine: engine,
-      label: label)
-    if let bias, let biasDescriptor {
-      biasMemory = try Int8ConvolutionKernel.copied(bias, as: biasDescriptor, engine: engine)
-    } else {
-      biasMemory = nil
-    }
+      bias: biasDescriptor, destination: destination, attributes: attributes, label: label)
+    try super.init(
+      engine: engine, primitive: primitive, source: source, destination: destination,
+      plainWeights: try DNNLMemoryDescriptor(dims: [n, k], dataType: .s8, format: .ab),
+      codes: weights, bias: bias, biasDescriptor: biasDescriptor, label: label)
   }
 }
 

@@ -40,6 +40,11 @@ final class Int8Lowering {
     var inputScale: Float
   }
 
+  /// Per value: the index of the last node reading it.
+  private var lastRead: [ValueID: Int] = [:]
+  /// Split outputs left unwritten because their Concat reads the split's input directly.
+  private var forwarded: [ValueID: ForwardedSlice] = [:]
+
   /// Why a node runs in float instead (not an error).
   private struct Fallback: Error { var reason: String }
 
@@ -78,9 +83,13 @@ final class Int8Lowering {
   func lower() throws {
     let consumers = graph.consumers()
     for (index, node) in graph.nodes.enumerated() {
+      for input in node.inputs { lastRead[input] = index }
+    }
+    for (index, node) in graph.nodes.enumerated() {
       let before = steps.count
       var quantized = false
       if floatNodes.contains(node.name) {
+        try materializeForwarded(node)
         try lowerFallback(index, node)
         fallbackNodes.append(node.name)
       } else {
@@ -89,6 +98,7 @@ final class Int8Lowering {
         } catch let fallback as Fallback {
           _ = fallback
           steps.removeLast(steps.count - before)
+          try materializeForwarded(node)
           try lowerFallback(index, node)
           fallbackNodes.append(node.name)
         }
@@ -147,7 +157,7 @@ final class Int8Lowering {
       try lowerView(node)
       return false
     case .split(1, _), .concat(1):
-      try lowerChannelSlices(node)
+      try lowerChannelSlices(node, consumers: consumers)
       return true
     default:
       throw Fallback(reason: "no int8 kernel")
@@ -434,17 +444,19 @@ final class Int8Lowering {
     else { throw Fallback(reason: "Add of broadcast, constant or mixed-type operands") }
     let count = shape.reduce(1, *)
     let (x, y, z) = (try pointer(a), try pointer(b), try pointer(output))
-    func body<T: FixedWidthInteger>(_: T.Type) -> () throws -> Void {
+    func body<T: FixedWidthInteger & SIMDScalar>(_: T.Type) -> () throws -> Void {
       {
-        try ReferenceKernels.add(
-          UnsafeBufferPointer(start: x.assumingMemoryBound(to: T.self), count: count), pa,
-          UnsafeBufferPointer(start: y.assumingMemoryBound(to: T.self), count: count), pb,
-          output: UnsafeMutableBufferPointer(
-            start: z.assumingMemoryBound(to: T.self), count: count),
-          outputParams: po)
+        Int8Passes.add(
+          x.assumingMemoryBound(to: T.self), pa, y.assumingMemoryBound(to: T.self), pb,
+          count: count, output: z.assumingMemoryBound(to: T.self), outputParams: po,
+          threads: Int8Parallel.availableThreads)
       }
     }
-    steps.append(Int8Step(work: .swift(pa.type == .uint8 ? body(UInt8.self) : body(Int8.self))))
+    switch pa.type {
+    case .int8: steps.append(Int8Step(work: .swift(body(Int8.self))))
+    case .uint8: steps.append(Int8Step(work: .swift(body(UInt8.self))))
+    default: throw Fallback(reason: "Add of \(pa.type.rawValue) codes")
+    }
   }
 
   private func lowerGlobalAverage(_ node: Node) throws {
@@ -454,18 +466,18 @@ final class Int8Lowering {
     else { throw Fallback(reason: "not a 4D input of matching code type") }
     let (source, destination) = (try pointer(x), try pointer(node.outputs[0]))
     let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
-    func body<T: FixedWidthInteger>(_: T.Type) -> () throws -> Void {
+    func body<T: FixedWidthInteger & SIMDScalar>(_: T.Type) -> () throws -> Void {
       {
-        try ReferenceKernels.globalAveragePool(
-          input: UnsafeBufferPointer(
-            start: source.assumingMemoryBound(to: T.self), count: n * h * w * c),
-          inputParams: pi, batch: n, height: h, width: w, channels: c,
-          output: UnsafeMutableBufferPointer(
-            start: destination.assumingMemoryBound(to: T.self), count: n * c),
-          outputParams: po)
+        Int8Passes.globalAveragePool(
+          source.assumingMemoryBound(to: T.self), inputParams: pi, batch: n, pixels: h * w,
+          channels: c, output: destination.assumingMemoryBound(to: T.self), outputParams: po)
       }
     }
-    steps.append(Int8Step(work: .swift(pi.type == .uint8 ? body(UInt8.self) : body(Int8.self))))
+    switch pi.type {
+    case .int8: steps.append(Int8Step(work: .swift(body(Int8.self))))
+    case .uint8: steps.append(Int8Step(work: .swift(body(UInt8.self))))
+    default: throw Fallback(reason: "global average pooling of \(pi.type.rawValue) codes")
+    }
   }
 
   private func lowerMaxPool(_ node: Node, _ p: Pooling) throws {
@@ -504,24 +516,16 @@ final class Int8Lowering {
     let table = try LookupTable(nonlinearity, input: pi, output: po)
     let count = try graph.shape(of: x).reduce(1, *)
     let (source, destination) = (try pointer(x), try pointer(output))
-    func body<In: FixedWidthInteger, Out: FixedWidthInteger>(_: In.Type, _: Out.Type)
-      -> () throws -> Void
-    {
-      {
-        try table.apply(
-          UnsafeBufferPointer(start: source.assumingMemoryBound(to: In.self), count: count),
-          into: UnsafeMutableBufferPointer(
-            start: destination.assumingMemoryBound(to: Out.self), count: count))
-      }
-    }
-    let work: () throws -> Void
-    switch (pi.type, po.type) {
-    case (.int8, .int8): work = body(Int8.self, Int8.self)
-    case (.uint8, .uint8): work = body(UInt8.self, UInt8.self)
-    case (.int8, .uint8): work = body(Int8.self, UInt8.self)
-    default: work = body(UInt8.self, Int8.self)
-    }
-    steps.append(Int8Step(work: .swift(work)))
+    let bytes = Int8ByteTable(table)
+    retained.append(bytes)
+    steps.append(
+      Int8Step(
+        work: .swift({
+          Int8Passes.lookup(
+            source.assumingMemoryBound(to: UInt8.self), count: count, table: bytes.entries,
+            into: destination.assumingMemoryBound(to: UInt8.self),
+            threads: Int8Parallel.availableThreads)
+        })))
   }
 
   private func lowerView(_ node: Node) throws {
@@ -543,7 +547,14 @@ final class Int8Lowering {
 
   /// Split or Concat of rank-4 tensors along channels, as channel-slice copies on codes
   /// (through a requantisation table where the parameters differ; see `Int8ChannelSlices`).
-  private func lowerChannelSlices(_ node: Node) throws {
+  ///
+  /// A split output (other than the first) whose only reader is a Concat, while the split's
+  /// input is still alive when that Concat runs, is not written at all: the Concat reads its
+  /// channels straight from the split's input through the composition of both tables, which
+  /// is the same byte for byte (FasterNet's partial convolution passes 3/4 of every block's
+  /// channels through this way). Should the Concat not run on codes after all, `lower`
+  /// writes the part first (`materializeForwarded`).
+  private func lowerChannelSlices(_ node: Node, consumers: [[Int]]) throws {
     let isSplit: Bool
     if case .split = node.op { isSplit = true } else { isSplit = false }
     let whole = isSplit ? node.inputs[0] : node.outputs[0]
@@ -555,31 +566,92 @@ final class Int8Lowering {
     let pixels = shape[0] * shape[2] * shape[3]
     let wholePointer = try pointer(whole).assumingMemoryBound(to: UInt8.self)
     var slices: [Int8ChannelSlice] = []
+    var skipped: [ValueID: ForwardedSlice] = [:]
     var offset = 0
-    for part in parts {
+    for (position, part) in parts.enumerated() {
       guard graph.constants[part] == nil, let partParams = params[part], partParams.isPerTensor,
         partParams.type == .int8 || partParams.type == .uint8
       else { throw Fallback(reason: "a constant or non-8-bit channel slice") }
       let channels = try graph.shape(of: part)[1]
-      let partPointer = try pointer(part).assumingMemoryBound(to: UInt8.self)
-      slices.append(
-        isSplit
-          ? Int8ChannelSlice(
-            source: UnsafePointer(wholePointer), sourceStride: shape[1], sourceOffset: offset,
-            destination: partPointer, destinationStride: channels, destinationOffset: 0,
-            channels: channels,
-            table: try Int8ChannelSlices.requantizationTable(from: wholeParams, to: partParams))
-          : Int8ChannelSlice(
-            source: UnsafePointer(partPointer), sourceStride: channels, sourceOffset: 0,
-            destination: wholePointer, destinationStride: shape[1], destinationOffset: offset,
-            channels: channels,
-            table: try Int8ChannelSlices.requantizationTable(from: partParams, to: wholeParams)))
+      if isSplit {
+        let table = try Int8ChannelSlices.requantizationTable(from: wholeParams, to: partParams)
+        if position > 0, isForwardable(part, of: whole, consumers: consumers) {
+          skipped[part] = ForwardedSlice(
+            whole: whole, channels: shape[1], offset: offset, table: table)
+        } else {
+          slices.append(
+            Int8ChannelSlice(
+              source: UnsafePointer(wholePointer), sourceStride: shape[1], sourceOffset: offset,
+              destination: try pointer(part).assumingMemoryBound(to: UInt8.self),
+              destinationStride: channels, destinationOffset: 0, channels: channels,
+              table: table))
+        }
+      } else {
+        let table = try Int8ChannelSlices.requantizationTable(from: partParams, to: wholeParams)
+        if let forward = forwarded[part] {
+          slices.append(
+            Int8ChannelSlice(
+              source: UnsafePointer(try pointer(forward.whole).assumingMemoryBound(to: UInt8.self)),
+              sourceStride: forward.channels, sourceOffset: forward.offset,
+              destination: wholePointer, destinationStride: shape[1], destinationOffset: offset,
+              channels: channels, table: Int8ChannelSlices.composed(forward.table, table)))
+        } else {
+          slices.append(
+            Int8ChannelSlice(
+              source: UnsafePointer(try pointer(part).assumingMemoryBound(to: UInt8.self)),
+              sourceStride: channels, sourceOffset: 0,
+              destination: wholePointer, destinationStride: shape[1], destinationOffset: offset,
+              channels: channels, table: table))
+        }
+      }
       offset += channels
     }
     guard offset == shape[1] else { throw Fallback(reason: "slices do not cover the channels") }
+    forwarded.merge(skipped) { $1 }
     let kernel = Int8ChannelSliceKernel(pixels: pixels, slices: slices)
     retained.append(kernel)
     steps.append(Int8Step(work: .swift({ kernel.run() })))
+  }
+
+  /// A split output that is never written (see `lowerChannelSlices`).
+  private struct ForwardedSlice {
+    var whole: ValueID
+    /// The whole tensor's channel count (its channel stride) and the part's first channel.
+    var channels: Int
+    var offset: Int
+    var table: [UInt8]?
+  }
+
+  /// True when `part` is read only by a Concat along channels that is not forced to float,
+  /// and `whole` still holds its codes when that Concat runs.
+  private func isForwardable(_ part: ValueID, of whole: ValueID, consumers: [[Int]]) -> Bool {
+    guard !graph.outputs.contains(part), consumers[part].count == 1 else { return false }
+    let reader = consumers[part][0]
+    guard case .concat(1) = graph.nodes[reader].op, !floatNodes.contains(graph.nodes[reader].name)
+    else { return false }
+    return whole == inputValue || graph.outputs.contains(whole)
+      || (lastRead[whole] ?? -1) > reader
+  }
+
+  /// Writes the forwarded split outputs `node` reads, for a node that does not run as
+  /// channel slices.
+  private func materializeForwarded(_ node: Node) throws {
+    for input in node.inputs {
+      guard let forward = forwarded.removeValue(forKey: input) else { continue }
+      let shape = try graph.shape(of: input)
+      let kernel = Int8ChannelSliceKernel(
+        pixels: shape[0] * shape[2] * shape[3],
+        slices: [
+          Int8ChannelSlice(
+            source: UnsafePointer(try pointer(forward.whole).assumingMemoryBound(to: UInt8.self)),
+            sourceStride: forward.channels, sourceOffset: forward.offset,
+            destination: try pointer(input).assumingMemoryBound(to: UInt8.self),
+            destinationStride: shape[1], destinationOffset: 0, channels: shape[1],
+            table: forward.table)
+        ])
+      retained.append(kernel)
+      steps.append(Int8Step(work: .swift({ kernel.run() })))
+    }
   }
 
   // MARK: Float fallback

@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Splits the engine's Swift passes (quantise, lookup tables, adds, channel slices) across
+/// the OpenMP team that runs the oneDNN primitives.
+///
+/// Between two primitives libgomp's worker threads spin (default wait policy) or sleep
+/// (passive); work handed to another pool (Dispatch) would compete with the spinning workers
+/// for the same cores, and work done on the calling thread alone leaves them idle. Entering
+/// an OpenMP parallel region instead reuses the very threads oneDNN just used. The runtime's
+/// entry points are looked up at run time in the libgomp oneDNN already loaded (no link flag);
+/// without them every pass runs on the calling thread.
+enum Int8Parallel {
+  typealias Body = @convention(c) (UnsafeMutableRawPointer?) -> Void
+  typealias ParallelEntry = @convention(c) (Body, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
+  typealias Query = @convention(c) () -> Int32
+
+  private static let parallel: ParallelEntry? = symbol("GOMP_parallel")
+  private static let threadNumber: Query? = symbol("omp_get_thread_num")
+  private static let teamSize: Query? = symbol("omp_get_num_threads")
+  private static let maxThreads: Query? = symbol("omp_get_max_threads")
+
+  /// Below this many bytes of work a pass runs on the calling thread: waking a sleeping
+  /// team (passive policy) costs tens of microseconds, more than the pass.
+  static let minimumBytesPerThread = 32 * 1024
+
+  /// The team size a parallel region started now would get (`omp_set_num_threads` applies).
+  static var availableThreads: Int {
+    guard parallel != nil, threadNumber != nil, teamSize != nil, let maxThreads else { return 1 }
+    return max(1, Int(maxThreads()))
+  }
+
+  /// How many threads a pass over `bytes` bytes should use.
+  static func threads(forBytes bytes: Int) -> Int {
+    min(availableThreads, max(1, bytes / minimumBytesPerThread))
+  }
+
+  /// Calls `body(range)` for disjoint ranges covering `0..<count`, on up to `threads`
+  /// threads (each range a contiguous block; the calling thread takes part).
+  static func forEachRange(
+    _ count: Int, threads: Int, _ body: (Range<Int>) -> Void
+  ) {
+    guard count > 0 else { return }
+    let team = min(threads, count)
+    guard team > 1, let parallel else {
+      body(0..<count)
+      return
+    }
+    withoutActuallyEscaping(body) { escapable in
+      var context = Context(count: count, body: escapable)
+      withUnsafeMutablePointer(to: &context) { pointer in
+        parallel(Int8Parallel.run, UnsafeMutableRawPointer(pointer), UInt32(team), 0)
+      }
+    }
+  }
+
+  private struct Context {
+    var count: Int
+    var body: (Range<Int>) -> Void
+  }
+
+  /// The region body: this thread's share of the blocks.
+  private static let run: Body = { raw in
+    guard let raw, let threadNumber = Int8Parallel.threadNumber,
+      let teamSize = Int8Parallel.teamSize
+    else { return }
+    let context = raw.assumingMemoryBound(to: Context.self)
+    let count = context.pointee.count
+    let team = Int(teamSize())
+    let me = Int(threadNumber())
+    let start = count * me / team
+    let end = count * (me + 1) / team
+    if start < end { context.pointee.body(start..<end) }
+  }
+
+  private static func symbol<T>(_ name: String) -> T? {
+    guard let program = dlopen(nil, RTLD_NOW), let address = dlsym(program, name) else {
+      return nil
+    }
+    return unsafeBitCast(address, to: T.self)
+  }
+}
