@@ -97,6 +97,56 @@ struct GroundTruthBytesTests {
     #expect(failures.isEmpty, "\(failures.count) disagreements, e.g. \(failures.prefix(3))")
   }
 
+  @Test("agrees on 2000 mostly valid random files, and answers for most of them itself")
+  func mostlyValidFiles() {
+    let keys = ["ILSVRC2012_val_00000001.JPEG", "b.jpg", "x/c.PNG", "d.txt", "e", "f/g.tar"]
+    // Per style (Caffe, Kaggle, per line): mostly valid labels, one invalid in each list.
+    let tokens = [
+      ["0", "1", "2", "+1", "-0", "n01440764", "3"], ["n01440764", "n01443537", "n01484850", "n0"],
+      ["0", "1", "2", "n01484850", "-0", "n0"],
+    ]
+    let spaces = [" ", "  ", "\t", " \t", "\u{0B}"]
+    let ends = ["\n", "\n", "\r\n", "\r\r\n", " \n", "\n\n"]
+    var generator = SplitMix64(seed: 7)
+    func pick(_ list: [String]) -> String { list[Int(generator.next() % UInt64(list.count))] }
+    var failures: [String] = []
+    var answered = 0
+    for _ in 0..<2000 {
+      let style = Int(generator.next() % 3)
+      let format: GroundTruth.Format =
+        generator.next() % 2 == 0 ? .auto : [.caffe, .kaggleCSV, .perLine][style]
+      var text = style == 1 ? "ImageId,PredictionString" + pick(ends) : ""
+      var used = Set<String>()
+      for _ in 0..<Int(1 + generator.next() % 6) {
+        var key = pick(keys)
+        // Mostly distinct keys, so most files are valid; a repeat now and then is a duplicate.
+        if used.contains(key) && generator.next() % 4 != 0 { key = "k\(used.count)" + key }
+        used.insert(key)
+        switch style {
+        case 0:
+          text +=
+            (generator.next() % 2 == 0 ? "" : pick(spaces)) + key + pick(spaces)
+            + pick(tokens[0])
+        case 1:
+          text +=
+            key.replacingOccurrences(of: "/", with: "") + "," + pick(tokens[1])
+            + (generator.next() % 2 == 0 ? "" : " 1 2 3 4")
+        default: text += pick(tokens[2]) + (generator.next() % 3 == 0 ? pick(spaces) : "")
+        }
+        text += pick(ends)
+      }
+      if let problem = agreement(text, format: format) {
+        failures.append("\(text.debugDescription) [\(format)]: \(problem)")
+      }
+      if GroundTruthBytes.parse(Data(text.utf8), format: format, classes: tiny) != nil {
+        answered += 1
+      }
+    }
+    #expect(failures.isEmpty, "\(failures.count) disagreements, e.g. \(failures.prefix(3))")
+    // Otherwise the agreement above would be about rejections only.
+    #expect(answered >= 400, "the byte parser answered for only \(answered) of 2000 files")
+  }
+
   @Test(
     "takes the fast path on the shipped and shared 50,000-image files, same labels",
     .enabled(
