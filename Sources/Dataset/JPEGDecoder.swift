@@ -128,7 +128,10 @@ public final class JPEGDecoder {
     _ bytes: UnsafeRawBufferPointer, into image: inout RGBImage,
     minimumSize: ((_ width: Int, _ height: Int) -> (width: Int, height: Int))? = nil
   ) throws -> String? {
-    if let format = JPEGDecoder.detectedFormat(bytes) {
+    // The JPEG signature is checked inline: `detectedFormat` builds arrays, fine for the
+    // rare non-JPEG but not for every image.
+    let isJPEG = bytes.count >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF
+    if !isJPEG, let format = JPEGDecoder.detectedFormat(bytes) {
       throw DecodeFailure(reason: "not a JPEG: \(format)")
     }
     guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),

@@ -121,12 +121,27 @@ public struct GroundTruth: Sendable {
   public static func load(
     contentsOf url: URL, format: Format = .auto, classes: ClassIndex
   ) throws -> GroundTruth {
-    let text = try readText(url)
+    let data = try readData(url)
+    // Every run (and every shard) parses a 50,000-line file at start-up: an ASCII byte parser
+    // handles the valid files; anything else (non-ASCII text, any error) goes through the
+    // `Character`-based parser below, which defines the semantics and the error messages.
+    if let parsed = GroundTruthBytes.parse(data, format: format, classes: classes) {
+      return GroundTruth(labels: parsed.labels, source: "\(url.path) (\(parsed.format.rawValue))")
+    }
+    return try load(
+      text: String(decoding: data, as: UTF8.self), path: url.path, format: format,
+      classes: classes)
+  }
+
+  /// The reference parser: `Character` semantics, every error with its file and line.
+  static func load(
+    text: String, path: String, format: Format, classes: ClassIndex
+  ) throws -> GroundTruth {
     let allLines = lines(of: text)
     var resolved = format
     if format == .auto {
       guard let first = allLines.first(where: { !$0.1.allSatisfy(\.isWhitespace) }) else {
-        throw DatasetError.labelFile(path: url.path, line: 0, message: "no labels in the file")
+        throw DatasetError.labelFile(path: path, line: 0, message: "no labels in the file")
       }
       let fields = first.1.split(whereSeparator: \.isWhitespace)
       if first.1.hasPrefix("ImageId,") {
@@ -137,7 +152,7 @@ public struct GroundTruth: Sendable {
         resolved = .perLine
       } else {
         throw DatasetError.labelFile(
-          path: url.path, line: first.0,
+          path: path, line: first.0,
           message: "unrecognised ground-truth format (expected Caffe `name index`, Kaggle CSV "
             + "or one label per line)")
       }
@@ -145,7 +160,7 @@ public struct GroundTruth: Sendable {
     var labels: [String: Int] = [:]
     var firstLine: [String: Int] = [:]
     func fail(_ line: Int, _ message: String) -> DatasetError {
-      .labelFile(path: url.path, line: line, message: message)
+      .labelFile(path: path, line: line, message: message)
     }
     func classIndex(_ token: Substring, line: Int) throws -> Int {
       if let value = Int(token) {
@@ -209,9 +224,9 @@ public struct GroundTruth: Sendable {
       }
     }
     if labels.isEmpty {
-      throw DatasetError.labelFile(path: url.path, line: 0, message: "no labels in the file")
+      throw DatasetError.labelFile(path: path, line: 0, message: "no labels in the file")
     }
-    return GroundTruth(labels: labels, source: "\(url.path) (\(resolved.rawValue))")
+    return GroundTruth(labels: labels, source: "\(path) (\(resolved.rawValue))")
   }
 
   /// `ILSVRC2012_val_%08d` for a 1-based image number.
@@ -277,9 +292,12 @@ enum ShippedLabels {
 }
 
 func readText(_ url: URL) throws -> String {
+  String(decoding: try readData(url), as: UTF8.self)
+}
+
+func readData(_ url: URL) throws -> Data {
   do {
-    let data = try Data(contentsOf: url)
-    return String(decoding: data, as: UTF8.self)
+    return try Data(contentsOf: url)
   } catch {
     throw DatasetError.unreadable(path: url.path, message: error.localizedDescription)
   }

@@ -164,7 +164,8 @@ public final class Pipeline {
     for _ in 0..<options.workers {
       workers.append(
         WorkerContext(
-          transform: try transformFactory(), decoder: try JPEGDecoder(options: options.decoder)))
+          transform: try transformFactory(), decoder: try JPEGDecoder(options: options.decoder),
+          fastDecode: options.decoder.fastDecode))
     }
     let elementCounts = workers[0].elementCounts
     let elementCount = elementCounts[0]
@@ -228,9 +229,17 @@ final class WorkerContext: @unchecked Sendable {
   var image = RGBImage()
   /// Reused output views for a multi-output transform (no allocation per image).
   var outputs: [UnsafeMutableBufferPointer<Float>]
-  init(transform: ImageTransform, decoder: JPEGDecoder) {
+  /// The decoder's size hint, made once (a closure built per image would be allocated per
+  /// image); nil unless fast decoding can use it.
+  let minimumSize: ((Int, Int) -> (width: Int, height: Int))?
+  init(transform: ImageTransform, decoder: JPEGDecoder, fastDecode: Bool) {
     self.transform = transform
     self.decoder = decoder
+    minimumSize =
+      fastDecode
+      ? { [transform] width, height in
+        transform.minimumDecodeSize(sourceWidth: width, sourceHeight: height)
+      } : nil
     multi = transform as? MultiOutputTransform
     elementCounts = multi?.outputElementCounts ?? [transform.outputElementCount]
     outputs = Array(
@@ -496,9 +505,7 @@ final class PipelineState: @unchecked Sendable {
           warning = try item.buffer.bytes.withUnsafeBytes { raw in
             try context.decoder.decode(
               UnsafeRawBufferPointer(rebasing: raw[0..<item.byteCount]), into: &context.image,
-              minimumSize: { [transform = context.transform] width, height in
-                transform.minimumDecodeSize(sourceWidth: width, sourceHeight: height)
-              })
+              minimumSize: context.minimumSize)
           }
           decoded = true
           do {

@@ -12,6 +12,9 @@
 # exists) are printed too. ENGINES=float gives the float-only table. THREADS overrides the
 # thread count, POLICIES the OpenMP wait policies tried for ours ("default passive"), MODELS the
 # model labels to run (default both), TAR another flat tarball (e.g. a quick subset).
+# SKIP_BUILD=1 uses the existing release binary; BIN another imagenet-eval binary (e.g. a
+# baseline build kept aside for an A/B run; implies SKIP_BUILD); PEER=0 skips the Python peer
+# (its column then reads n/a) when only ours is being compared.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${IMAGENET_EVAL_PYTHON:-.venv/bin/python}
@@ -26,9 +29,12 @@ labels=$shared/labels/caffe_val.txt
 [ -f "$tar" ] || { echo "missing $tar" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-swift build -c release -Xswiftc -enable-testing --product imagenet-eval > "$out/build.log" 2>&1 \
-  || { tail -20 "$out/build.log"; exit 1; }
-bin=.build/release/imagenet-eval
+bin=${BIN:-.build/release/imagenet-eval}
+if [ -z "${BIN:-}" ] && [ "${SKIP_BUILD:-0}" != 1 ]; then
+  swift build -c release -Xswiftc -enable-testing --product imagenet-eval > "$out/build.log" 2>&1 \
+    || { tail -20 "$out/build.log"; exit 1; }
+fi
+peer_enabled=${PEER:-1}
 t0=$("$python" tools/make_fasternet.py --variant t0 --opset 13 --cache-dir .build/fasternet-cache | tail -1)
 int8=0
 peer_flags=()
@@ -46,15 +52,21 @@ echo "|---|---|---|---:|---:|---:|---|---|---|---|"
 for spec in "FasterNet-T0:$t0:torchvision" "EfficientNet-Lite0:models/efficientnet-lite0.onnx:efficientnet-lite"; do
   IFS=: read -r label model preset <<< "$spec"
   case " $models " in *" $label "*) ;; *) continue ;; esac
-  peer=$("$python" bench/e2e/python_peer.py --model "$model" --tar "$tar" --labels "$labels" \
-    --preset "$preset" --threads "$threads" "${peer_flags[@]}" 2> "$out/peer.log")
+  if [ "$peer_enabled" = 1 ]; then
+    peer=$("$python" bench/e2e/python_peer.py --model "$model" --tar "$tar" --labels "$labels" \
+      --preset "$preset" --threads "$threads" "${peer_flags[@]}" 2> "$out/peer.log")
+  else
+    peer='{}'
+  fi
   for policy in $policies; do
     start=$(date +%s.%N)
     if [ "$policy" = default ]; then run_env=(env -u OMP_WAIT_POLICY); else run_env=(env OMP_WAIT_POLICY=passive); fi
     "${run_env[@]}" "$bin" run --model "$model" --data "$tar" --labels "$labels" --preset "$preset" \
       "${ours_flags[@]}" --threads "$threads" --workers "$threads" --out "$out/$label-$policy" \
-      --quiet > /dev/null
+      --quiet > "$out/$label-$policy.log"
     end=$(date +%s.%N)
+    # The phase split `run` prints (evaluation, model load, calibration, build, layer report).
+    grep '^speed:' "$out/$label-$policy.log" >&2 || true
     "$python" - "$out/$label-$policy/summary.json" "$start" "$end" "$peer" "$label" "$policy" "$engines" <<'PY'
 import json, sys
 summary = json.load(open(sys.argv[1]))
@@ -63,13 +75,17 @@ ours = summary["samples"] / seconds
 peer = json.loads(sys.argv[4])
 t = summary["provenance"].get("timings") or {}
 ours_eval = summary["provenance"].get("images_per_second") or 0
-peer_eval = peer["images"] / peer["evaluation_seconds"]
 engines = summary["engines"]
+if not peer:  # PEER=0
+    nan = float("nan")
+    peer = {"images": 1, "evaluation_seconds": nan, "images_per_second": nan,
+            "calibration_seconds": nan, "top1": nan, "top1_int8": nan}
+peer_eval = peer["images"] / peer["evaluation_seconds"]
 int8 = (f"{engines['int8']['top1']:.2f} / {peer['top1_int8']:.2f}" if "int8" in engines else "n/a")
 print(f"| {sys.argv[5]} | {sys.argv[7]} | {sys.argv[6]} | {ours:.1f} | {peer['images_per_second']:.1f} | "
       f"{ours / peer['images_per_second']:.2f} | {ours_eval:.1f} / {peer_eval:.1f} ({ours_eval / peer_eval:.2f}) | "
       f"{t.get('calibration', 0):.1f} / {peer['calibration_seconds']:.1f} | "
-      f"{engines['float']['top1']:.2f} / {peer['top1']:.2f} | {int8} |")
+      f"{engines['float']['top1']:.2f} / {peer['top1']:.2f} | {int8} |", flush=True)
 PY
   done
 done

@@ -3,7 +3,7 @@
 /// every bound is guaranteed by the tables (indices clipped to the image when they were built).
 enum Kernels {
   @inline(__always)
-  private static func clip8(_ value: Int32, shift: Int32) -> UInt8 {
+  static func clip8(_ value: Int32, shift: Int32) -> UInt8 {
     let shifted = value >> shift
     return UInt8(truncatingIfNeeded: shifted < 0 ? 0 : (shifted > 255 ? 255 : shifted))
   }
@@ -199,6 +199,121 @@ enum Kernels {
           }
         }
       }
+    }
+  }
+}
+
+/// Pillow's two passes over fixed-width tap windows (`ResampleAxis.makeWindows`): every output
+/// reads `width` consecutive source samples, the ones outside its own taps with weight 0. The
+/// integer sums are the same as the per-length loops' (adding `0 * x` changes nothing, and
+/// wrapping `Int32` addition is order-independent), but with the width a constant after
+/// inlining the tap loop unrolls, the per-output branch on the tap count disappears, and the
+/// vertical pass becomes one vectorisable pass per output row instead of an accumulator row
+/// read and written once per tap.
+extension Kernels {
+  /// The widest window with a specialised kernel; wider windows run the per-length loops.
+  static let maximumWindowWidth = 6
+
+  /// `pillowHorizontal` over windows; `axis.windowWidth` must be 1…`maximumWindowWidth`.
+  static func pillowHorizontalWindows(
+    source: UnsafePointer<UInt8>, sourceStride: Int, firstRow: Int, rowCount: Int,
+    firstColumn: Int, axis: ResampleAxis, output rows: UnsafeMutablePointer<UInt8>,
+    outputStride: Int
+  ) {
+    axis.windowStarts.withUnsafeBufferPointer { starts in
+      axis.windowFixed.withUnsafeBufferPointer { weights in
+        let starts = starts.baseAddress!
+        let weights = weights.baseAddress!
+        for row in 0..<rowCount {
+          let input = source + (firstRow + row) * sourceStride - firstColumn * 3
+          let output = rows + row * outputStride
+          switch axis.windowWidth {
+          case 1: horizontalRow(1, input, starts, weights, axis.count, output)
+          case 2: horizontalRow(2, input, starts, weights, axis.count, output)
+          case 3: horizontalRow(3, input, starts, weights, axis.count, output)
+          case 4: horizontalRow(4, input, starts, weights, axis.count, output)
+          case 5: horizontalRow(5, input, starts, weights, axis.count, output)
+          default: horizontalRow(6, input, starts, weights, axis.count, output)
+          }
+        }
+      }
+    }
+  }
+
+  @inline(__always)
+  private static func horizontalRow(
+    _ width: Int, _ input: UnsafePointer<UInt8>, _ starts: UnsafePointer<Int32>,
+    _ weights: UnsafePointer<Int32>, _ count: Int, _ output: UnsafeMutablePointer<UInt8>
+  ) {
+    let half: Int32 = 1 << (ResampleTables.pillowPrecisionBits - 1)
+    let shift = ResampleTables.pillowPrecisionBits
+    for column in 0..<count {
+      let pixel = input + Int(starts[column]) &* 3
+      let weight = weights + column &* width
+      var red = half
+      var green = half
+      var blue = half
+      for tap in 0..<width {
+        let w = weight[tap]
+        red &+= Int32(pixel[3 &* tap]) &* w
+        green &+= Int32(pixel[3 &* tap &+ 1]) &* w
+        blue &+= Int32(pixel[3 &* tap &+ 2]) &* w
+      }
+      let target = output + column &* 3
+      target[0] = clip8(red, shift: shift)
+      target[1] = clip8(green, shift: shift)
+      target[2] = clip8(blue, shift: shift)
+    }
+  }
+
+  /// `pillowVertical` over windows; `axis.windowWidth` must be 1…`maximumWindowWidth`.
+  static func pillowVerticalWindows(
+    rows: UnsafePointer<UInt8>, rowLength: Int, rowStride: Int, firstRow: Int, axis: ResampleAxis,
+    output: UnsafeMutablePointer<UInt8>, outputStride: Int
+  ) {
+    let width = axis.windowWidth
+    axis.windowStarts.withUnsafeBufferPointer { starts in
+      axis.windowFixed.withUnsafeBufferPointer { weights in
+        for outRow in 0..<axis.count {
+          let first = rows + (Int(starts[outRow]) - firstRow) * rowStride
+          let w = weights.baseAddress! + outRow * width
+          let target = output + outRow * outputStride
+          // Rows past the window repeat the first with weight 0 (never read: dead after the
+          // width is known), so every case passes six valid pointers.
+          func row(_ k: Int) -> UnsafePointer<UInt8> { k < width ? first + k * rowStride : first }
+          func weight(_ k: Int) -> Int32 { k < width ? w[k] : 0 }
+          let r = (row(0), row(1), row(2), row(3), row(4), row(5))
+          let c = (weight(0), weight(1), weight(2), weight(3), weight(4), weight(5))
+          switch width {
+          case 1: verticalRow(1, r, c, rowLength, target)
+          case 2: verticalRow(2, r, c, rowLength, target)
+          case 3: verticalRow(3, r, c, rowLength, target)
+          case 4: verticalRow(4, r, c, rowLength, target)
+          case 5: verticalRow(5, r, c, rowLength, target)
+          default: verticalRow(6, r, c, rowLength, target)
+          }
+        }
+      }
+    }
+  }
+
+  private typealias Six<T> = (T, T, T, T, T, T)
+
+  @inline(__always)
+  private static func verticalRow(
+    _ width: Int, _ r: Six<UnsafePointer<UInt8>>, _ w: Six<Int32>, _ count: Int,
+    _ target: UnsafeMutablePointer<UInt8>
+  ) {
+    let half: Int32 = 1 << (ResampleTables.pillowPrecisionBits - 1)
+    let shift = ResampleTables.pillowPrecisionBits
+    for element in 0..<count {
+      var sum = half &+ Int32(r.0[element]) &* w.0
+      if width > 1 { sum &+= Int32(r.1[element]) &* w.1 }
+      if width > 2 { sum &+= Int32(r.2[element]) &* w.2 }
+      if width > 3 { sum &+= Int32(r.3[element]) &* w.3 }
+      if width > 4 { sum &+= Int32(r.4[element]) &* w.4 }
+      if width > 5 { sum &+= Int32(r.5[element]) &* w.5 }
+      target[element] = clip8(sum, shift: shift)
     }
   }
 }

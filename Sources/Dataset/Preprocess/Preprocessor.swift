@@ -109,6 +109,12 @@ public final class Preprocessor: ImageTransform {
     return result
   }
 
+  /// Tests: run the resampler's per-length loops instead of its window kernels.
+  var resamplerUsesWindows: Bool {
+    get { resampler.usesWindows }
+    set { resampler.usesWindows = newValue }
+  }
+
   /// The resize + crop plan for one source size (cached), exposed for tests.
   func plan(width: Int, height: Int) throws -> ResizePlan {
     let key = width &* 1_000_003 &+ height
@@ -232,19 +238,30 @@ public final class Preprocessor: ImageTransform {
       lookup.withUnsafeBufferPointer { table in
         let image = image.baseAddress!
         let out = output.baseAddress!
-        for channel in 0..<3 {
-          let values = table.baseAddress! + channel * 256
-          let source = image + sourceChannel[channel]
-          if nchw {
-            let plane = out + channel * pixelCount
-            for pixel in 0..<pixelCount {
-              plane[pixel] = values[Int(source[3 &* pixel])]
-            }
-          } else {
-            let interleaved = out + channel
-            for pixel in 0..<pixelCount {
-              interleaved[3 &* pixel] = values[Int(source[3 &* pixel])]
-            }
+        // One sequential pass over the canvas writing all three channels (planes for NCHW),
+        // rather than one strided pass per channel.
+        let values = table.baseAddress!
+        let values0 = values
+        let values1 = values + 256
+        let values2 = values + 512
+        let (first, second, third) = (sourceChannel[0], sourceChannel[1], sourceChannel[2])
+        if nchw {
+          let plane0 = out
+          let plane1 = out + pixelCount
+          let plane2 = out + 2 * pixelCount
+          for pixel in 0..<pixelCount {
+            let source = image + 3 &* pixel
+            plane0[pixel] = values0[Int(source[first])]
+            plane1[pixel] = values1[Int(source[second])]
+            plane2[pixel] = values2[Int(source[third])]
+          }
+        } else {
+          for pixel in 0..<pixelCount {
+            let source = image + 3 &* pixel
+            let target = out + 3 &* pixel
+            target[0] = values0[Int(source[first])]
+            target[1] = values1[Int(source[second])]
+            target[2] = values2[Int(source[third])]
           }
         }
       }

@@ -11,6 +11,12 @@ struct ResampleAxis {
   var indices: [Int32] = []
   var fixed: [Int32] = []
   var floats: [Float] = []
+  /// Pillow kernels: every kept output's taps as one window of `windowWidth` consecutive source
+  /// indices from `windowStarts[j]`, weights `windowFixed[j * windowWidth + k]` (zero outside
+  /// the output's own taps), all inside `sourceBounds`; 0 when `makeWindows` found none.
+  var windowWidth = 0
+  var windowStarts: [Int32] = []
+  var windowFixed: [Int32] = []
 
   init() {}
 
@@ -21,6 +27,37 @@ struct ResampleAxis {
     indices = Array(repeating: 0, count: count * taps)
     fixed = Array(repeating: 0, count: count * taps)
     floats = Array(repeating: 0, count: count * taps)
+  }
+
+  /// Fills the window tables from the fixed-point taps when every output's taps are
+  /// consecutive and the widest fits inside `sourceBounds`; otherwise leaves `windowWidth` 0.
+  mutating func makeWindows() {
+    guard count > 0 else { return }
+    let (lower, upper) = sourceBounds
+    var width = 0
+    for j in 0..<count {
+      let length = Int(lengths[j])
+      guard length >= 1 else { return }
+      for k in 0..<length where Int(indices[j * taps + k]) != Int(indices[j * taps]) + k {
+        return
+      }
+      width = max(width, length)
+    }
+    guard upper - lower + 1 >= width else { return }
+    var starts = [Int32](repeating: 0, count: count)
+    var weights = [Int32](repeating: 0, count: count * width)
+    for j in 0..<count {
+      let first = Int(indices[j * taps])
+      // Slide the window left at the upper edge so it never reads past `upper`.
+      let start = max(lower, min(first, upper - width + 1))
+      starts[j] = Int32(start)
+      for k in 0..<Int(lengths[j]) {
+        weights[j * width + first - start + k] = fixed[j * taps + k]
+      }
+    }
+    windowStarts = starts
+    windowFixed = weights
+    windowWidth = width
   }
 
   /// The smallest and largest source index any kept output reads.

@@ -33,11 +33,11 @@ final class Resampler {
       }
       rows8.withUnsafeMutableBufferPointer { rows in
         accumulator32.withUnsafeMutableBufferPointer { accumulator in
-          Kernels.pillowVertical(
+          self.pillowVertical(
             rows: source + firstColumn * 3, rowLength: columnLength, rowStride: sourceStride,
             firstRow: 0, axis: plan.vertical, accumulator: accumulator.baseAddress!,
             output: rows.baseAddress!, outputStride: columnLength)
-          Kernels.pillowHorizontal(
+          self.pillowHorizontal(
             source: rows.baseAddress!, sourceStride: columnLength, firstRow: 0,
             rowCount: keptRows, firstColumn: firstColumn, axis: plan.horizontal,
             output: output, outputStride: outputStride)
@@ -49,11 +49,11 @@ final class Resampler {
       }
       rows8.withUnsafeMutableBufferPointer { rows in
         accumulator32.withUnsafeMutableBufferPointer { accumulator in
-          Kernels.pillowHorizontal(
+          self.pillowHorizontal(
             source: source, sourceStride: sourceStride, firstRow: plan.firstSourceRow,
             rowCount: rowCount, firstColumn: 0, axis: plan.horizontal,
             output: rows.baseAddress!, outputStride: rowLength)
-          Kernels.pillowVertical(
+          self.pillowVertical(
             rows: rows.baseAddress!, rowLength: rowLength, rowStride: rowLength,
             firstRow: plan.firstSourceRow, axis: plan.vertical,
             accumulator: accumulator.baseAddress!, output: output, outputStride: outputStride)
@@ -86,6 +86,41 @@ final class Resampler {
             accumulator: accumulator.baseAddress!, output: output, outputStride: outputStride)
         }
       }
+    }
+  }
+
+  /// Whether the windowed kernels run; tests turn them off to compare with the per-length
+  /// loops.
+  var usesWindows = true
+
+  private func pillowHorizontal(
+    source: UnsafePointer<UInt8>, sourceStride: Int, firstRow: Int, rowCount: Int,
+    firstColumn: Int, axis: ResampleAxis, output: UnsafeMutablePointer<UInt8>, outputStride: Int
+  ) {
+    if usesWindows && (1...Kernels.maximumWindowWidth).contains(axis.windowWidth) {
+      Kernels.pillowHorizontalWindows(
+        source: source, sourceStride: sourceStride, firstRow: firstRow, rowCount: rowCount,
+        firstColumn: firstColumn, axis: axis, output: output, outputStride: outputStride)
+    } else {
+      Kernels.pillowHorizontal(
+        source: source, sourceStride: sourceStride, firstRow: firstRow, rowCount: rowCount,
+        firstColumn: firstColumn, axis: axis, output: output, outputStride: outputStride)
+    }
+  }
+
+  private func pillowVertical(
+    rows: UnsafePointer<UInt8>, rowLength: Int, rowStride: Int, firstRow: Int, axis: ResampleAxis,
+    accumulator: UnsafeMutablePointer<Int32>, output: UnsafeMutablePointer<UInt8>,
+    outputStride: Int
+  ) {
+    if usesWindows && (1...Kernels.maximumWindowWidth).contains(axis.windowWidth) {
+      Kernels.pillowVerticalWindows(
+        rows: rows, rowLength: rowLength, rowStride: rowStride, firstRow: firstRow, axis: axis,
+        output: output, outputStride: outputStride)
+    } else {
+      Kernels.pillowVertical(
+        rows: rows, rowLength: rowLength, rowStride: rowStride, firstRow: firstRow, axis: axis,
+        accumulator: accumulator, output: output, outputStride: outputStride)
     }
   }
 

@@ -19,9 +19,9 @@ struct ResizePlan {
   let sourceHeight: Int
   let kernel: Kernel
   /// Kept output columns; source indices are absolute.
-  let horizontal: ResampleAxis
+  private(set) var horizontal: ResampleAxis
   /// Kept output rows; source indices are absolute.
-  let vertical: ResampleAxis
+  private(set) var vertical: ResampleAxis
   /// Where the kept block starts in the output square.
   let placeX: Int
   let placeY: Int
@@ -185,6 +185,10 @@ struct ResizePlan {
       kernel == .pillow && interpolation != .nearest
       && Self.pillowVerticalFirst(
         width: regionWidth, height: regionHeight, outWidth: outWidth, outHeight: outHeight)
+    if kernel == .pillow {
+      horizontal.makeWindows()
+      vertical.makeWindows()
+    }
     let bounds = vertical.sourceBounds
     firstSourceRow = bounds.lower
     lastSourceRow = bounds.upper
