@@ -13,8 +13,11 @@ Usage:
   ort_quantize.py models OUTDIR --inputs X.npy --calibration N NAME=FLOAT.onnx ...
       Quantizes each float model twice (QDQ with int8 activations, QOperator with uint8
       activations; int8 per-channel weights), calibrated on the first N images of X.npy,
-      and runs onnxruntime on all of X. Writes OUTDIR/<name>-<format>.onnx and
-      OUTDIR/<name>-<format>.npy (outputs) and OUTDIR/manifest.json.
+      and runs onnxruntime on all of X, with all graph optimisations and with none (the
+      model's definition). Writes OUTDIR/<name>-<format>.onnx, OUTDIR/<name>-<format>.npy and
+      OUTDIR/<name>-<format>-definition.npy (outputs) and OUTDIR/manifest.json. With
+      --cache DIR the results live in DIR under a digest of the inputs (script, versions,
+      images, float models, arguments) and OUTDIR gets symbolic links to them.
 
 Every manifest entry names the model, the expected output file, and the scale of the
 model's final QuantizeLinear (one LSB of the output).
@@ -23,6 +26,7 @@ model's final QuantizeLinear (one LSB of the output).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -190,7 +194,35 @@ def ops(out: Path) -> None:
 # Whole models
 
 
-def models(out: Path, inputs: Path, calibration_count: int, specs: list[str], batch: int) -> None:
+def cache_key(inputs: Path, calibration_count: int, specs: list[str], batch: int) -> str:
+    """A digest of everything the models and outputs depend on: this script, the onnx and
+    onnxruntime versions, the images, the float models and the arguments."""
+    digest = hashlib.sha256()
+    digest.update(Path(__file__).read_bytes())
+    digest.update(f"{onnx.__version__} {ort.__version__} {calibration_count} {batch}".encode())
+    for path in [inputs] + [Path(spec.split("=", 1)[1]) for spec in specs]:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                digest.update(chunk)
+    digest.update(" ".join(spec.split("=", 1)[0] for spec in specs).encode())
+    return digest.hexdigest()[:24]
+
+
+def models(out: Path, inputs: Path, calibration_count: int, specs: list[str], batch: int,
+           cache: Path | None = None) -> None:
+    if cache is not None:
+        # Quantising and running onnxruntime on every image takes minutes on a loaded machine;
+        # the result depends only on what the key digests, so reuse it when that is unchanged.
+        entry = cache / cache_key(inputs, calibration_count, specs, batch)
+        if not (entry / "manifest.json").exists():
+            entry.mkdir(parents=True, exist_ok=True)
+            models(entry, inputs, calibration_count, specs, batch)
+        for item in entry.iterdir():
+            target = out / item.name
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            target.symlink_to(item)
+        return
     images = np.load(inputs, mmap_mode="r")
     calibration = [np.ascontiguousarray(images[i:i + 1]) for i in range(min(calibration_count, len(images)))]
     manifest = []
@@ -199,15 +231,21 @@ def models(out: Path, inputs: Path, calibration_count: int, specs: list[str], ba
         for fmt, activations in (("qdq", "s8"), ("qop", "u8")):
             dst = out / f"{name}-{fmt}.onnx"
             quantize(Path(src), dst, calibration, fmt, activations)
-            s = session(dst)
-            input_name = s.get_inputs()[0].name
-            results = []
-            for start in range(0, len(images), batch):
-                results.append(s.run(None, {input_name: np.ascontiguousarray(images[start:start + batch])})[0])
-            expected = out / f"{name}-{fmt}.npy"
-            np.save(expected, np.concatenate(results).astype(np.float32))
-            manifest.append({"name": f"{name}-{fmt}", "model": dst.name, "expected": expected.name,
-                             "format": fmt, "activations": activations, "outputScale": output_scale(dst)})
+            entry = {"name": f"{name}-{fmt}", "model": dst.name, "format": fmt,
+                     "activations": activations, "outputScale": output_scale(dst)}
+            # onnxruntime as users run it (all graph optimisations) and the model's definition
+            # (none: every QDQ op in float between its Q/DQ nodes, every QOperator op as is).
+            for key, optimize in (("expected", True), ("definition", False)):
+                s = session(dst, optimize=optimize)
+                input_name = s.get_inputs()[0].name
+                results = []
+                for start in range(0, len(images), batch):
+                    chunk = np.ascontiguousarray(images[start:start + batch])
+                    results.append(s.run(None, {input_name: chunk})[0])
+                path = out / f"{name}-{fmt}{'' if optimize else '-definition'}.npy"
+                np.save(path, np.concatenate(results).astype(np.float32))
+                entry[key] = path.name
+            manifest.append(entry)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
@@ -221,13 +259,14 @@ def main() -> int:
     p_models.add_argument("--inputs", type=Path, required=True)
     p_models.add_argument("--calibration", type=int, default=32)
     p_models.add_argument("--batch", type=int, default=20)
+    p_models.add_argument("--cache", type=Path, help="reuse results keyed by a content digest")
     p_models.add_argument("specs", nargs="+", help="NAME=float-model.onnx")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "ops":
         ops(args.out)
     else:
-        models(args.out, args.inputs, args.calibration, args.specs, args.batch)
+        models(args.out, args.inputs, args.calibration, args.specs, args.batch, args.cache)
     return 0
 
 
