@@ -77,10 +77,25 @@ final class Int8Lowering {
 
   func lower() throws {
     let consumers = graph.consumers()
+    // A quantized model's elementwise float islands run as code tables (Int8Elementwise).
+    var islandAt: [Int: Int8ElementwiseIsland] = [:]
+    var insideIsland = Set<Int>()
+    if explicit != nil {
+      for island in Int8ElementwiseIsland.find(in: graph, params: params)
+      where !island.nodes.contains(where: { floatNodes.contains(graph.nodes[$0].name) }) {
+        islandAt[island.nodes[0]] = island
+        insideIsland.formUnion(island.nodes.dropFirst())
+      }
+    }
     for (index, node) in graph.nodes.enumerated() {
       let before = steps.count
       var quantized = false
-      if floatNodes.contains(node.name) {
+      if let island = islandAt[index] {
+        try lowerIsland(island)
+        quantized = true
+      } else if insideIsland.contains(index) {
+        quantized = true
+      } else if floatNodes.contains(node.name) {
         try lowerFallback(index, node)
         fallbackNodes.append(node.name)
       } else {
@@ -122,6 +137,9 @@ final class Int8Lowering {
       return true
     case .gemm(let g):
       try lowerGemm(index, node, g, consumers: consumers)
+      return true
+    case .binary(let op) where explicit != nil:
+      try lowerBinary(node, op)
       return true
     case .binary(.add):
       try lowerAdd(node)
@@ -445,6 +463,38 @@ final class Int8Lowering {
       }
     }
     steps.append(Int8Step(work: .swift(pa.type == .uint8 ? body(UInt8.self) : body(Int8.self))))
+  }
+
+  /// A quantized model's elementwise island as a 256-entry table (see `Int8ElementwiseIsland`).
+  private func lowerIsland(_ island: Int8ElementwiseIsland) throws {
+    guard let pi = params[island.input], let po = params[island.output] else {
+      throw ModelError(.invalidGraph, "int8 engine: elementwise island without parameters")
+    }
+    let entries = try island.table(graph: graph, input: pi, output: po)
+    let kernel = Int8TableKernel(
+      entries: entries, inputType: pi.type, outputType: po.type,
+      source: UnsafeRawPointer(try pointer(island.input)),
+      destination: try pointer(island.output),
+      count: try graph.shape(of: island.output).reduce(1, *))
+    retained.append(kernel)
+    steps.append(Int8Step(work: .swift({ kernel.run() })))
+  }
+
+  /// A quantized model's binary op on two code tensors of one shape (`Int8BinaryKernel`).
+  private func lowerBinary(_ node: Node, _ op: BinaryOperator) throws {
+    let (a, b) = (node.inputs[0], node.inputs[1])
+    let output = node.outputs[0]
+    let shape = try graph.shape(of: output)
+    guard graph.constants[a] == nil, graph.constants[b] == nil,
+      try graph.shape(of: a) == shape, try graph.shape(of: b) == shape,
+      let pa = params[a], let pb = params[b], let po = params[output],
+      Int8BinaryKernel.supports([pa, pb, po])
+    else { throw Fallback(reason: "binary op of broadcast, constant or non-8-bit operands") }
+    let kernel = Int8BinaryKernel(
+      op, a: (UnsafeRawPointer(try pointer(a)), pa), b: (UnsafeRawPointer(try pointer(b)), pb),
+      output: (try pointer(output), po), count: shape.reduce(1, *))
+    retained.append(kernel)
+    steps.append(Int8Step(work: .swift({ kernel.run() })))
   }
 
   private func lowerGlobalAverage(_ node: Node) throws {
