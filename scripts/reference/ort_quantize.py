@@ -19,6 +19,11 @@ Usage:
       --cache DIR the results live in DIR under a digest of the inputs (script, versions,
       images, float models, arguments) and OUTDIR gets symbolic links to them.
 
+  ort_quantize.py qlinear OUTDIR
+      onnxruntime's QLinearAdd and QLinearMul (com.microsoft) on every pair of int8 and of uint8
+      codes, and on every code with a constant operand, for random parameters: the reference of
+      the engine's emulation of their arithmetic. Writes OUTDIR/<case>.npy and manifest.json.
+
 Every manifest entry names the model, the expected output file, and the scale of the
 model's final QuantizeLinear (one LSB of the output).
 """
@@ -249,11 +254,57 @@ def models(out: Path, inputs: Path, calibration_count: int, specs: list[str], ba
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
+# ---------------------------------------------------------------------------------------------
+# QLinearAdd / QLinearMul arithmetic
+
+
+def qlinear(out: Path) -> None:
+    """Every pair of 8-bit codes through onnxruntime's QLinearAdd and QLinearMul (and every code
+    against a constant one-element operand), for random scales and zero points."""
+    rng = np.random.default_rng(7)
+    manifest = []
+    for dtype, proto in ((np.uint8, TensorProto.UINT8), (np.int8, TensorProto.INT8)):
+        info = np.iinfo(dtype)
+        codes = np.arange(info.min, info.max + 1)
+        grid_a, grid_b = (x.ravel().astype(dtype) for x in np.meshgrid(codes, codes))
+        for op in ("QLinearAdd", "QLinearMul"):
+            for trial in range(3):
+                scales = [float(np.float32(x)) for x in rng.uniform(0.004, 0.3, 3)]
+                zeros = [int(x) for x in rng.integers(info.min, info.max + 1, 3)]
+                constant = int(rng.integers(info.min, info.max + 1))
+                for scalar in (False, True):
+                    a = codes.astype(dtype) if scalar else grid_a
+                    inits = [numpy_helper.from_array(np.array(v, np.float32), n)
+                             for v, n in zip(scales, ("sa", "sb", "sc"))]
+                    inits += [numpy_helper.from_array(np.array(v, dtype), n)
+                              for v, n in zip(zeros, ("za", "zb", "zc"))]
+                    inputs = [helper.make_tensor_value_info("a", proto, [len(a)])]
+                    if scalar:
+                        inits.append(numpy_helper.from_array(np.array([constant], dtype), "b"))
+                    else:
+                        inputs.append(helper.make_tensor_value_info("b", proto, [len(a)]))
+                    node = helper.make_node(op, ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"],
+                                            domain="com.microsoft")
+                    graph = helper.make_graph([node], op, inputs,
+                                              [helper.make_tensor_value_info("c", proto, [len(a)])], inits)
+                    model = helper.make_model(graph, opset_imports=[
+                        helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+                    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+                    feed = {"a": a} if scalar else {"a": a, "b": grid_b}
+                    c = s.run(None, feed)[0]
+                    name = f"{op}-{dtype.__name__}-{trial}{'-scalar' if scalar else ''}"
+                    np.save(out / f"{name}.npy", c.astype(np.int32))
+                    manifest.append({"name": name, "op": op, "type": dtype.__name__, "scalar": scalar,
+                                     "scales": scales, "zeroPoints": zeros, "constant": constant})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_ops = sub.add_parser("ops")
     p_ops.add_argument("out", type=Path)
+    sub.add_parser("qlinear").add_argument("out", type=Path)
     p_models = sub.add_parser("models")
     p_models.add_argument("out", type=Path)
     p_models.add_argument("--inputs", type=Path, required=True)
@@ -265,6 +316,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "ops":
         ops(args.out)
+    elif args.command == "qlinear":
+        qlinear(args.out)
     else:
         models(args.out, args.inputs, args.calibration, args.specs, args.batch, args.cache)
     return 0

@@ -152,10 +152,15 @@ final class Int8BinaryKernel {
   private let output: (pointer: UnsafeMutableRawPointer, params: QuantParams)
   private let count: Int
 
+  /// onnxruntime's QLinearAdd/QLinearMul arithmetic instead of the float definition.
+  private let qlinear: Int8QLinearArithmetic?
+
   init(
     _ op: BinaryOperator, a: (UnsafeRawPointer, QuantParams), b: (UnsafeRawPointer, QuantParams),
-    output: (UnsafeMutableRawPointer, QuantParams), count: Int
+    output: (UnsafeMutableRawPointer, QuantParams), count: Int,
+    qlinear: Int8QLinearArithmetic? = nil
   ) {
+    self.qlinear = qlinear
     self.op = op
     self.a = a
     self.b = b
@@ -194,6 +199,12 @@ final class Int8BinaryKernel {
     let (so, zo) = (output.params.scale, output.params.zeroPoint)
     let low = Float(output.params.type.minimum) - Float(zo)
     let high = Float(output.params.type.maximum) - Float(zo)
+    if let qlinear {
+      for i in 0..<count {
+        z[i] = Out(truncatingIfNeeded: qlinear.code(Int32(x[i]), Int32(y[i])))
+      }
+      return
+    }
     @inline(__always) func store(_ value: Float, _ i: Int) {
       let v = value / so
       let clamped = v.isNaN ? 0 : min(max(v, low), high)
@@ -218,4 +229,186 @@ final class Int8BinaryKernel {
       }
     }
   }
+}
+
+/// The last step of a quantized model's Conv/Gemm with an output zero point: onnxruntime's
+/// requantisation `saturate(round_half_even(y) + zp)` of the kernel's unrounded float32
+/// output `y = (acc + bias)·(s_in·s_w / s_out)`. oneDNN would round `y + zp` instead, which
+/// differs whenever the float addition moves `y` across a rounding boundary (about one
+/// element in 10⁵), and the difference grows through deep networks.
+final class Int8ZeroPointStore {
+  /// The kernel's float32 output, in the destination's layout.
+  let buffer: UnsafeMutablePointer<Float>
+  private let destination: UnsafeMutableRawPointer
+  private let count: Int
+  private let params: QuantParams
+
+  init(count: Int, params: QuantParams, destination: UnsafeMutableRawPointer) {
+    buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+    buffer.initialize(repeating: 0, count: max(count, 1))
+    self.destination = destination
+    self.count = count
+    self.params = params
+  }
+
+  deinit { buffer.deallocate() }
+
+  func run() {
+    switch params.type {
+    case .uint8: store(UInt8.self)
+    default: store(Int8.self)
+    }
+  }
+
+  private func store<Code: FixedWidthInteger>(_: Code.Type) {
+    let out = destination.assumingMemoryBound(to: Code.self)
+    let zp = params.zeroPoint
+    let low = Float(Int32(Code.min) - zp)
+    let high = Float(Int32(Code.max) - zp)
+    for i in 0..<count {
+      let y = buffer[i]
+      let clamped = y.isNaN ? 0 : min(max(y, low), high)
+      out[i] = Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zp)
+    }
+  }
+}
+
+/// Global average pooling of a quantized model's NHWC codes as onnxruntime's
+/// QLinearGlobalAveragePool computes it: the exact integer sum `Σ q - zp_in·hw`, times
+/// `s_in / (s_out·hw)` in float32, rounded half to even, then the output zero point added and
+/// the result saturated.
+final class Int8GlobalAveragePoolKernel {
+  private let source: UnsafeRawPointer
+  private let destination: UnsafeMutableRawPointer
+  private let batch: Int
+  private let pixels: Int
+  private let channels: Int
+  private let input: QuantParams
+  private let output: QuantParams
+  private var sums: [Int32]
+
+  init(
+    source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, batch: Int, pixels: Int,
+    channels: Int, input: QuantParams, output: QuantParams
+  ) {
+    self.source = source
+    self.destination = destination
+    self.batch = batch
+    self.pixels = pixels
+    self.channels = channels
+    self.input = input
+    self.output = output
+    sums = [Int32](repeating: 0, count: channels)
+  }
+
+  func run() {
+    switch (input.type, output.type) {
+    case (.uint8, .uint8): run(UInt8.self, UInt8.self)
+    case (.int8, .int8): run(Int8.self, Int8.self)
+    case (.uint8, _): run(UInt8.self, Int8.self)
+    default: run(Int8.self, UInt8.self)
+    }
+  }
+
+  private func run<In: FixedWidthInteger, Out: FixedWidthInteger>(_: In.Type, _: Out.Type) {
+    let x = source.assumingMemoryBound(to: In.self)
+    let y = destination.assumingMemoryBound(to: Out.self)
+    let scale = input.scale / (output.scale * Float(pixels))
+    let bias = -input.zeroPoint * Int32(pixels)
+    let zp = output.zeroPoint
+    let low = Float(Int32(Out.min) - zp)
+    let high = Float(Int32(Out.max) - zp)
+    let (pixels, channels) = (self.pixels, self.channels)
+    sums.withUnsafeMutableBufferPointer { acc in
+      for n in 0..<batch {
+        for c in 0..<channels { acc[c] = bias }
+        let base = x + n * pixels * channels
+        for p in 0..<pixels {
+          let row = base + p * channels
+          for c in 0..<channels { acc[c] &+= Int32(row[c]) }
+        }
+        for c in 0..<channels {
+          let v = min(max(Float(acc[c]) * scale, low), high)
+          y[n * channels + c] = Out(truncatingIfNeeded: Int32(v.rounded(.toNearestOrEven)) + zp)
+        }
+      }
+    }
+  }
+}
+
+/// onnxruntime's arithmetic for the QOperator ops QLinearAdd and QLinearMul on x86 (MLAS),
+/// checked against onnxruntime on every pair of 8-bit codes
+/// (Tests/ModelTests/QuantizedImportTests.swift):
+///
+/// ```
+/// QLinearAdd: r_a = s_a / s_c, r_b = s_b / s_c, k = zp_c - (r_a·zp_a + r_b·zp_b)
+///             y = fma(a, r_a, fma(b, r_b, k))       (one operand constant: fma(a, r_a, k + b·r_b))
+/// QLinearMul: y = Float((a - zp_a)·(b - zp_b))·(s_a·s_b / s_c) + zp_c
+/// q = saturate(round_half_even(y))
+/// ```
+///
+/// with raw codes `a`, `b` converted to float32 and every operation rounded to float32. It
+/// differs from the float definition `Q(DQ(a) ∘ DQ(b))` in the last bit often enough to flip
+/// codes.
+struct Int8QLinearArithmetic {
+  let op: BinaryOperator
+  let a: QuantParams
+  let b: QuantParams
+  let output: QuantParams
+  /// Add: `s_a / s_c`, `s_b / s_c` and `k`; Mul: `s_a·s_b / s_c` in `ra` and `zp_c` in `k`.
+  private let ra: Float
+  private let rb: Float
+  private let k: Float
+  private let low: Float
+  private let high: Float
+
+  /// nil for ops other than Add and Mul.
+  init?(_ op: BinaryOperator, a: QuantParams, b: QuantParams, output: QuantParams) {
+    guard op == .add || op == .mul else { return nil }
+    self.op = op
+    self.a = a
+    self.b = b
+    self.output = output
+    if op == .add {
+      ra = a.scale / output.scale
+      rb = b.scale / output.scale
+      k = Float(output.zeroPoint) - (ra * Float(a.zeroPoint) + rb * Float(b.zeroPoint))
+    } else {
+      ra = a.scale * b.scale / output.scale
+      rb = 0
+      k = Float(output.zeroPoint)
+    }
+    low = Float(output.type.minimum)
+    high = Float(output.type.maximum)
+  }
+
+  /// The output code of codes `x` (of `a`) and `y` (of `b`).
+  @inline(__always)
+  func code(_ x: Int32, _ y: Int32) -> Int32 {
+    let t: Float
+    if op == .add {
+      t = Float(x).multipliedAdd(ra, Float(y).multipliedAdd(rb, k))
+    } else {
+      t = Float((x - a.zeroPoint) * (y - b.zeroPoint)) * ra + k
+    }
+    return Int32(min(max(t.rounded(.toNearestOrEven), low), high))
+  }
+
+  /// A table of the op with `b` fixed at code `y` (a QLinearAdd/QLinearMul with a constant
+  /// operand), indexed by `x - a.type.minimum`. For Add the constant operand's term
+  /// `k + b·r_b` is rounded once, as onnxruntime folds it.
+  func table(fixed y: Int32) -> [Int32] {
+    let folded = k + Float(y) * rb
+    return (a.type.minimum...a.type.maximum).map { x in
+      guard op == .add else { return code(Int32(x), y) }
+      let t = Float(Int32(x)).multipliedAdd(ra, folded)
+      return Int32(min(max(t.rounded(.toNearestOrEven), low), high))
+    }
+  }
+}
+
+extension Float {
+  /// `self·m + c` with one rounding (fused multiply-add).
+  @inline(__always)
+  fileprivate func multipliedAdd(_ m: Float, _ c: Float) -> Float { c.addingProduct(self, m) }
 }
