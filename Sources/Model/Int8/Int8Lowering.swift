@@ -295,16 +295,26 @@ final class Int8Lowering {
         bias: bias, requantization: r, residual: sum)
       return
     }
+    let store = try zeroPointStore(node, outputParams, floatOutput: floatOutput, sum: sum)
     let kernel: Int8ConvolutionKernel
     do {
       kernel = try Int8ConvolutionKernel(
         engine: engine, geometry: geometry, inputType: inputParams.type,
-        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias, requantization: r,
-        floatOutput: floatOutput, label: node.name)
+        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
+        requantization: try store.map { _ in
+          try Requantization(
+            inputScale: inputParams.scale, weightScales: weightParams.scales,
+            output: QuantParams(type: outputParams.type, scale: outputParams.scale),
+            activation: activation)
+        } ?? r,
+        floatOutput: floatOutput || store != nil, label: node.name)
     } catch let error as DNNLError {
       throw Fallback(reason: "oneDNN: \(error)")
     }
-    let destination = floatOutput ? UnsafeMutableRawPointer(logits) : try pointer(output)
+    let destination =
+      floatOutput
+      ? UnsafeMutableRawPointer(logits)
+      : try store.map { UnsafeMutableRawPointer($0.buffer) } ?? pointer(output)
     if let operand = node.sumOperand {
       let source = try pointer(operand)
       if source != UnsafeRawPointer(destination) {
@@ -320,6 +330,23 @@ final class Int8Lowering {
     retained.append(kernel)
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(x), destination: destination))))
+    if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
+  }
+
+  /// For a quantized model's Conv/Gemm whose output has a zero point: the kernel writes
+  /// float32 into a buffer and `Int8ZeroPointStore` rounds and adds the zero point the way
+  /// onnxruntime's requantisation does. Nil for calibrated engines and other outputs.
+  private func zeroPointStore(_ node: Node, _ output: QuantParams, floatOutput: Bool, sum: Bool)
+    throws -> Int8ZeroPointStore?
+  {
+    guard explicit != nil, !floatOutput, !sum, output.zeroPoint != 0, output.isPerTensor,
+      output.type == .int8 || output.type == .uint8
+    else { return nil }
+    let store = Int8ZeroPointStore(
+      count: try graph.shape(of: node.outputs[0]).reduce(1, *), params: output,
+      destination: try pointer(node.outputs[0]))
+    retained.append(store)
+    return store
   }
 
   /// A convolution reading or writing int16 codes (`Int8Settings.int16Nodes`), which oneDNN's
@@ -419,17 +446,26 @@ final class Int8Lowering {
     let r = try Requantization(
       inputScale: inputParams.scale, weightScales: weightParams.scales, output: outputParams,
       activation: activation)
+    let store = try zeroPointStore(node, outputParams, floatOutput: floatOutput, sum: false)
     let kernel: Int8InnerProductKernel
     do {
       kernel = try Int8InnerProductKernel(
         engine: engine, m: aShape[0], n: n, k: k, inputType: inputParams.type,
-        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias, requantization: r,
-        floatOutput: floatOutput, label: node.name)
+        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
+        requantization: try store.map { _ in
+          try Requantization(
+            inputScale: inputParams.scale, weightScales: weightParams.scales,
+            output: QuantParams(type: outputParams.type, scale: outputParams.scale),
+            activation: activation)
+        } ?? r,
+        floatOutput: floatOutput || store != nil, label: node.name)
     } catch let error as DNNLError {
       throw Fallback(reason: "oneDNN: \(error)")
     }
     let destination =
-      floatOutput ? UnsafeMutableRawPointer(logits) : try pointer(node.outputs[0])
+      floatOutput
+      ? UnsafeMutableRawPointer(logits)
+      : try store.map { UnsafeMutableRawPointer($0.buffer) } ?? pointer(node.outputs[0])
     if floatOutput { logitsAreFloat = true }
     nodeWeights[index] = NodeWeights(
       codes: codes, shape: [n, k], params: weightParams, bias: bias,
@@ -437,6 +473,7 @@ final class Int8Lowering {
     retained.append(kernel)
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(a), destination: destination))))
+    if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
   }
 
   // MARK: Other integer kernels
@@ -470,7 +507,17 @@ final class Int8Lowering {
     guard let pi = params[island.input], let po = params[island.output] else {
       throw ModelError(.invalidGraph, "int8 engine: elementwise island without parameters")
     }
-    let entries = try island.table(graph: graph, input: pi, output: po)
+    var entries = try island.table(graph: graph, input: pi, output: po)
+    // A QOperator QLinearAdd/QLinearMul with a constant operand: onnxruntime's arithmetic.
+    let first = graph.nodes[island.nodes[0]]
+    if island.nodes.count == 1, explicit?.qlinearNodes.contains(first.name) == true,
+      case .binary(let op) = first.op,
+      let constant = first.inputs.first(where: { graph.constants[$0] != nil }),
+      let (code, constantParams) = explicit?.scalarCodes[constant],
+      let arithmetic = Int8QLinearArithmetic(op, a: pi, b: constantParams, output: po)
+    {
+      entries = arithmetic.table(fixed: code)
+    }
     let kernel = Int8TableKernel(
       entries: entries, inputType: pi.type, outputType: po.type,
       source: UnsafeRawPointer(try pointer(island.input)),
@@ -492,7 +539,9 @@ final class Int8Lowering {
     else { throw Fallback(reason: "binary op of broadcast, constant or non-8-bit operands") }
     let kernel = Int8BinaryKernel(
       op, a: (UnsafeRawPointer(try pointer(a)), pa), b: (UnsafeRawPointer(try pointer(b)), pb),
-      output: (try pointer(output), po), count: shape.reduce(1, *))
+      output: (try pointer(output), po), count: shape.reduce(1, *),
+      qlinear: explicit?.qlinearNodes.contains(node.name) == true
+        ? Int8QLinearArithmetic(op, a: pa, b: pb, output: po) : nil)
     retained.append(kernel)
     steps.append(Int8Step(work: .swift({ kernel.run() })))
   }
@@ -504,6 +553,15 @@ final class Int8Lowering {
     else { throw Fallback(reason: "not a 4D input of matching code type") }
     let (source, destination) = (try pointer(x), try pointer(node.outputs[0]))
     let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+    if explicit != nil, pi.isPerTensor, po.isPerTensor, pi.type != .int16 {
+      // A quantized model: onnxruntime's QLinearGlobalAveragePool arithmetic.
+      let kernel = Int8GlobalAveragePoolKernel(
+        source: UnsafeRawPointer(source), destination: destination, batch: n, pixels: h * w,
+        channels: c, input: pi, output: po)
+      retained.append(kernel)
+      steps.append(Int8Step(work: .swift({ kernel.run() })))
+      return
+    }
     func body<T: FixedWidthInteger>(_: T.Type) -> () throws -> Void {
       {
         try ReferenceKernels.globalAveragePool(
