@@ -138,7 +138,7 @@ final class Int8Lowering {
     case .gemm(let g):
       try lowerGemm(index, node, g, consumers: consumers)
       return true
-    case .binary(let op) where explicit != nil:
+    case .binary(let op) where explicit != nil || op == .add:
       try lowerBinary(node, op)
       return true
     case .binary(.add):
