@@ -13,8 +13,16 @@ Usage:
   ort_quantize.py models OUTDIR --inputs X.npy --calibration N NAME=FLOAT.onnx ...
       Quantizes each float model twice (QDQ with int8 activations, QOperator with uint8
       activations; int8 per-channel weights), calibrated on the first N images of X.npy,
-      and runs onnxruntime on all of X. Writes OUTDIR/<name>-<format>.onnx and
-      OUTDIR/<name>-<format>.npy (outputs) and OUTDIR/manifest.json.
+      and runs onnxruntime on all of X, with all graph optimisations and with none (the
+      model's definition). Writes OUTDIR/<name>-<format>.onnx, OUTDIR/<name>-<format>.npy and
+      OUTDIR/<name>-<format>-definition.npy (outputs) and OUTDIR/manifest.json. With
+      --cache DIR the results live in DIR under a digest of the inputs (script, versions,
+      images, float models, arguments) and OUTDIR gets symbolic links to them.
+
+  ort_quantize.py qlinear OUTDIR
+      onnxruntime's QLinearAdd and QLinearMul (com.microsoft) on every pair of int8 and of uint8
+      codes, and on every code with a constant operand, for random parameters: the reference of
+      the engine's emulation of their arithmetic. Writes OUTDIR/<case>.npy and manifest.json.
 
 Every manifest entry names the model, the expected output file, and the scale of the
 model's final QuantizeLinear (one LSB of the output).
@@ -23,6 +31,7 @@ model's final QuantizeLinear (one LSB of the output).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -190,7 +199,35 @@ def ops(out: Path) -> None:
 # Whole models
 
 
-def models(out: Path, inputs: Path, calibration_count: int, specs: list[str], batch: int) -> None:
+def cache_key(inputs: Path, calibration_count: int, specs: list[str], batch: int) -> str:
+    """A digest of everything the models and outputs depend on: this script, the onnx and
+    onnxruntime versions, the images, the float models and the arguments."""
+    digest = hashlib.sha256()
+    digest.update(Path(__file__).read_bytes())
+    digest.update(f"{onnx.__version__} {ort.__version__} {calibration_count} {batch}".encode())
+    for path in [inputs] + [Path(spec.split("=", 1)[1]) for spec in specs]:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                digest.update(chunk)
+    digest.update(" ".join(spec.split("=", 1)[0] for spec in specs).encode())
+    return digest.hexdigest()[:24]
+
+
+def models(out: Path, inputs: Path, calibration_count: int, specs: list[str], batch: int,
+           cache: Path | None = None) -> None:
+    if cache is not None:
+        # Quantising and running onnxruntime on every image takes minutes on a loaded machine;
+        # the result depends only on what the key digests, so reuse it when that is unchanged.
+        entry = cache / cache_key(inputs, calibration_count, specs, batch)
+        if not (entry / "manifest.json").exists():
+            entry.mkdir(parents=True, exist_ok=True)
+            models(entry, inputs, calibration_count, specs, batch)
+        for item in entry.iterdir():
+            target = out / item.name
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            target.symlink_to(item)
+        return
     images = np.load(inputs, mmap_mode="r")
     calibration = [np.ascontiguousarray(images[i:i + 1]) for i in range(min(calibration_count, len(images)))]
     manifest = []
@@ -199,15 +236,66 @@ def models(out: Path, inputs: Path, calibration_count: int, specs: list[str], ba
         for fmt, activations in (("qdq", "s8"), ("qop", "u8")):
             dst = out / f"{name}-{fmt}.onnx"
             quantize(Path(src), dst, calibration, fmt, activations)
-            s = session(dst)
-            input_name = s.get_inputs()[0].name
-            results = []
-            for start in range(0, len(images), batch):
-                results.append(s.run(None, {input_name: np.ascontiguousarray(images[start:start + batch])})[0])
-            expected = out / f"{name}-{fmt}.npy"
-            np.save(expected, np.concatenate(results).astype(np.float32))
-            manifest.append({"name": f"{name}-{fmt}", "model": dst.name, "expected": expected.name,
-                             "format": fmt, "activations": activations, "outputScale": output_scale(dst)})
+            entry = {"name": f"{name}-{fmt}", "model": dst.name, "format": fmt,
+                     "activations": activations, "outputScale": output_scale(dst)}
+            # onnxruntime as users run it (all graph optimisations) and the model's definition
+            # (none: every QDQ op in float between its Q/DQ nodes, every QOperator op as is).
+            for key, optimize in (("expected", True), ("definition", False)):
+                s = session(dst, optimize=optimize)
+                input_name = s.get_inputs()[0].name
+                results = []
+                for start in range(0, len(images), batch):
+                    chunk = np.ascontiguousarray(images[start:start + batch])
+                    results.append(s.run(None, {input_name: chunk})[0])
+                path = out / f"{name}-{fmt}{'' if optimize else '-definition'}.npy"
+                np.save(path, np.concatenate(results).astype(np.float32))
+                entry[key] = path.name
+            manifest.append(entry)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# QLinearAdd / QLinearMul arithmetic
+
+
+def qlinear(out: Path) -> None:
+    """Every pair of 8-bit codes through onnxruntime's QLinearAdd and QLinearMul (and every code
+    against a constant one-element operand), for random scales and zero points."""
+    rng = np.random.default_rng(7)
+    manifest = []
+    for dtype, proto in ((np.uint8, TensorProto.UINT8), (np.int8, TensorProto.INT8)):
+        info = np.iinfo(dtype)
+        codes = np.arange(info.min, info.max + 1)
+        grid_a, grid_b = (x.ravel().astype(dtype) for x in np.meshgrid(codes, codes))
+        for op in ("QLinearAdd", "QLinearMul"):
+            for trial in range(3):
+                scales = [float(np.float32(x)) for x in rng.uniform(0.004, 0.3, 3)]
+                zeros = [int(x) for x in rng.integers(info.min, info.max + 1, 3)]
+                constant = int(rng.integers(info.min, info.max + 1))
+                for scalar in (False, True):
+                    a = codes.astype(dtype) if scalar else grid_a
+                    inits = [numpy_helper.from_array(np.array(v, np.float32), n)
+                             for v, n in zip(scales, ("sa", "sb", "sc"))]
+                    inits += [numpy_helper.from_array(np.array(v, dtype), n)
+                              for v, n in zip(zeros, ("za", "zb", "zc"))]
+                    inputs = [helper.make_tensor_value_info("a", proto, [len(a)])]
+                    if scalar:
+                        inits.append(numpy_helper.from_array(np.array([constant], dtype), "b"))
+                    else:
+                        inputs.append(helper.make_tensor_value_info("b", proto, [len(a)]))
+                    node = helper.make_node(op, ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"],
+                                            domain="com.microsoft")
+                    graph = helper.make_graph([node], op, inputs,
+                                              [helper.make_tensor_value_info("c", proto, [len(a)])], inits)
+                    model = helper.make_model(graph, opset_imports=[
+                        helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+                    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+                    feed = {"a": a} if scalar else {"a": a, "b": grid_b}
+                    c = s.run(None, feed)[0]
+                    name = f"{op}-{dtype.__name__}-{trial}{'-scalar' if scalar else ''}"
+                    np.save(out / f"{name}.npy", c.astype(np.int32))
+                    manifest.append({"name": name, "op": op, "type": dtype.__name__, "scalar": scalar,
+                                     "scales": scales, "zeroPoints": zeros, "constant": constant})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
@@ -216,18 +304,22 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_ops = sub.add_parser("ops")
     p_ops.add_argument("out", type=Path)
+    sub.add_parser("qlinear").add_argument("out", type=Path)
     p_models = sub.add_parser("models")
     p_models.add_argument("out", type=Path)
     p_models.add_argument("--inputs", type=Path, required=True)
     p_models.add_argument("--calibration", type=int, default=32)
     p_models.add_argument("--batch", type=int, default=20)
+    p_models.add_argument("--cache", type=Path, help="reuse results keyed by a content digest")
     p_models.add_argument("specs", nargs="+", help="NAME=float-model.onnx")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "ops":
         ops(args.out)
+    elif args.command == "qlinear":
+        qlinear(args.out)
     else:
-        models(args.out, args.inputs, args.calibration, args.specs, args.batch)
+        models(args.out, args.inputs, args.calibration, args.specs, args.batch, args.cache)
     return 0
 
 

@@ -82,13 +82,28 @@ final class Int8Lowering {
 
   func lower() throws {
     let consumers = graph.consumers()
+    // A quantized model's elementwise float islands run as code tables (Int8Elementwise).
+    var islandAt: [Int: Int8ElementwiseIsland] = [:]
+    var insideIsland = Set<Int>()
+    if explicit != nil {
+      for island in Int8ElementwiseIsland.find(in: graph, params: params)
+      where !island.nodes.contains(where: { floatNodes.contains(graph.nodes[$0].name) }) {
+        islandAt[island.nodes[0]] = island
+        insideIsland.formUnion(island.nodes.dropFirst())
+      }
+    }
     for (index, node) in graph.nodes.enumerated() {
       for input in node.inputs { lastRead[input] = index }
     }
     for (index, node) in graph.nodes.enumerated() {
       let before = steps.count
       var quantized = false
-      if floatNodes.contains(node.name) {
+      if let island = islandAt[index] {
+        try lowerIsland(island)
+        quantized = true
+      } else if insideIsland.contains(index) {
+        quantized = true
+      } else if floatNodes.contains(node.name) {
         try materializeForwarded(node)
         try lowerFallback(index, node)
         fallbackNodes.append(node.name)
@@ -133,7 +148,12 @@ final class Int8Lowering {
     case .gemm(let g):
       try lowerGemm(index, node, g, consumers: consumers)
       return true
+    case .binary(let op) where explicit != nil:
+      // A quantized model's Add/Mul: the arithmetic its format defines (onnxruntime's).
+      try lowerBinary(node, op)
+      return true
     case .binary(.add):
+      // A calibrated engine's residual Add: integer codes rescaled (Int8Passes.add).
       try lowerAdd(node)
       return true
     case .globalAveragePool:
@@ -287,16 +307,26 @@ final class Int8Lowering {
         bias: bias, requantization: r, residual: sum)
       return
     }
+    let store = try zeroPointStore(node, outputParams, floatOutput: floatOutput, sum: sum)
     let kernel: Int8ConvolutionKernel
     do {
       kernel = try Int8ConvolutionKernel(
         engine: engine, geometry: geometry, inputType: inputParams.type,
-        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias, requantization: r,
-        floatOutput: floatOutput, label: node.name)
+        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
+        requantization: try store.map { _ in
+          try Requantization(
+            inputScale: inputParams.scale, weightScales: weightParams.scales,
+            output: QuantParams(type: outputParams.type, scale: outputParams.scale),
+            activation: activation)
+        } ?? r,
+        floatOutput: floatOutput || store != nil, label: node.name)
     } catch let error as DNNLError {
       throw Fallback(reason: "oneDNN: \(error)")
     }
-    let destination = floatOutput ? UnsafeMutableRawPointer(logits) : try pointer(output)
+    let destination =
+      floatOutput
+      ? UnsafeMutableRawPointer(logits)
+      : try store.map { UnsafeMutableRawPointer($0.buffer) } ?? pointer(output)
     if let operand = node.sumOperand {
       let source = try pointer(operand)
       if source != UnsafeRawPointer(destination) {
@@ -312,6 +342,23 @@ final class Int8Lowering {
     retained.append(kernel)
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(x), destination: destination))))
+    if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
+  }
+
+  /// For a quantized model's Conv/Gemm whose output has a zero point: the kernel writes
+  /// float32 into a buffer and `Int8ZeroPointStore` rounds and adds the zero point the way
+  /// onnxruntime's requantisation does. Nil for calibrated engines and other outputs.
+  private func zeroPointStore(_ node: Node, _ output: QuantParams, floatOutput: Bool, sum: Bool)
+    throws -> Int8ZeroPointStore?
+  {
+    guard explicit != nil, !floatOutput, !sum, output.zeroPoint != 0, output.isPerTensor,
+      output.type == .int8 || output.type == .uint8
+    else { return nil }
+    let store = Int8ZeroPointStore(
+      count: try graph.shape(of: node.outputs[0]).reduce(1, *), params: output,
+      destination: try pointer(node.outputs[0]))
+    retained.append(store)
+    return store
   }
 
   /// A convolution reading or writing int16 codes (`Int8Settings.int16Nodes`), which oneDNN's
@@ -411,17 +458,26 @@ final class Int8Lowering {
     let r = try Requantization(
       inputScale: inputParams.scale, weightScales: weightParams.scales, output: outputParams,
       activation: activation)
+    let store = try zeroPointStore(node, outputParams, floatOutput: floatOutput, sum: false)
     let kernel: Int8InnerProductKernel
     do {
       kernel = try Int8InnerProductKernel(
         engine: engine, m: aShape[0], n: n, k: k, inputType: inputParams.type,
-        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias, requantization: r,
-        floatOutput: floatOutput, label: node.name)
+        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
+        requantization: try store.map { _ in
+          try Requantization(
+            inputScale: inputParams.scale, weightScales: weightParams.scales,
+            output: QuantParams(type: outputParams.type, scale: outputParams.scale),
+            activation: activation)
+        } ?? r,
+        floatOutput: floatOutput || store != nil, label: node.name)
     } catch let error as DNNLError {
       throw Fallback(reason: "oneDNN: \(error)")
     }
     let destination =
-      floatOutput ? UnsafeMutableRawPointer(logits) : try pointer(node.outputs[0])
+      floatOutput
+      ? UnsafeMutableRawPointer(logits)
+      : try store.map { UnsafeMutableRawPointer($0.buffer) } ?? pointer(node.outputs[0])
     if floatOutput { logitsAreFloat = true }
     nodeWeights[index] = NodeWeights(
       codes: codes, shape: [n, k], params: weightParams, bias: bias,
@@ -429,6 +485,7 @@ final class Int8Lowering {
     retained.append(kernel)
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(a), destination: destination))))
+    if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
   }
 
   // MARK: Other integer kernels
@@ -459,6 +516,50 @@ final class Int8Lowering {
     }
   }
 
+  /// A quantized model's elementwise island as a 256-entry table (see `Int8ElementwiseIsland`).
+  private func lowerIsland(_ island: Int8ElementwiseIsland) throws {
+    guard let pi = params[island.input], let po = params[island.output] else {
+      throw ModelError(.invalidGraph, "int8 engine: elementwise island without parameters")
+    }
+    var entries = try island.table(graph: graph, input: pi, output: po)
+    // A QOperator QLinearAdd/QLinearMul with a constant operand: onnxruntime's arithmetic.
+    let first = graph.nodes[island.nodes[0]]
+    if island.nodes.count == 1, explicit?.qlinearNodes.contains(first.name) == true,
+      case .binary(let op) = first.op,
+      let constant = first.inputs.first(where: { graph.constants[$0] != nil }),
+      let (code, constantParams) = explicit?.scalarCodes[constant],
+      let arithmetic = Int8QLinearArithmetic(op, a: pi, b: constantParams, output: po)
+    {
+      entries = arithmetic.table(fixed: code)
+    }
+    let kernel = Int8TableKernel(
+      entries: entries, inputType: pi.type, outputType: po.type,
+      source: UnsafeRawPointer(try pointer(island.input)),
+      destination: try pointer(island.output),
+      count: try graph.shape(of: island.output).reduce(1, *))
+    retained.append(kernel)
+    steps.append(Int8Step(work: .swift({ kernel.run() })))
+  }
+
+  /// A quantized model's binary op on two code tensors of one shape (`Int8BinaryKernel`).
+  private func lowerBinary(_ node: Node, _ op: BinaryOperator) throws {
+    let (a, b) = (node.inputs[0], node.inputs[1])
+    let output = node.outputs[0]
+    let shape = try graph.shape(of: output)
+    guard graph.constants[a] == nil, graph.constants[b] == nil,
+      try graph.shape(of: a) == shape, try graph.shape(of: b) == shape,
+      let pa = params[a], let pb = params[b], let po = params[output],
+      Int8BinaryKernel.supports([pa, pb, po])
+    else { throw Fallback(reason: "binary op of broadcast, constant or non-8-bit operands") }
+    let kernel = Int8BinaryKernel(
+      op, a: (UnsafeRawPointer(try pointer(a)), pa), b: (UnsafeRawPointer(try pointer(b)), pb),
+      output: (try pointer(output), po), count: shape.reduce(1, *),
+      qlinear: explicit?.qlinearNodes.contains(node.name) == true
+        ? Int8QLinearArithmetic(op, a: pa, b: pb, output: po) : nil)
+    retained.append(kernel)
+    steps.append(Int8Step(work: .swift({ kernel.run() })))
+  }
+
   private func lowerGlobalAverage(_ node: Node) throws {
     let x = node.inputs[0]
     let shape = try graph.shape(of: x)
@@ -466,6 +567,15 @@ final class Int8Lowering {
     else { throw Fallback(reason: "not a 4D input of matching code type") }
     let (source, destination) = (try pointer(x), try pointer(node.outputs[0]))
     let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+    if explicit != nil, pi.isPerTensor, po.isPerTensor, pi.type != .int16 {
+      // A quantized model: onnxruntime's QLinearGlobalAveragePool arithmetic.
+      let kernel = Int8GlobalAveragePoolKernel(
+        source: UnsafeRawPointer(source), destination: destination, batch: n, pixels: h * w,
+        channels: c, input: pi, output: po)
+      retained.append(kernel)
+      steps.append(Int8Step(work: .swift({ kernel.run() })))
+      return
+    }
     func body<T: FixedWidthInteger & SIMDScalar>(_: T.Type) -> () throws -> Void {
       {
         Int8Passes.globalAveragePool(

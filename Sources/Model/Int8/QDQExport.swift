@@ -435,11 +435,45 @@ struct QDQExporter {
           "Add", name: "\(node.name)_sum", inputs: [current, try input(operand, of: node)],
           outputs: [next])
       case .activation(let a):
+        var source = current
+        if last, case .relu = a {
+          source = quantizedBeforeClamp(node, current)
+        } else if last, case .clip = a {
+          source = quantizedBeforeClamp(node, current)
+        }
         emitActivation(
-          a, name: "\(node.name)_\(Op.activation(a).name.lowercased())", from: current, to: next)
+          a, name: "\(node.name)_\(Op.activation(a).name.lowercased())", from: source, to: next)
       }
       current = next
     }
+  }
+
+  /// The fused clamp's input quantised with the node's output parameters (`Q → DQ`). The
+  /// engine clamps before it rounds, and a clamp commutes with the monotonic rounding, so this
+  /// computes the same codes; it lets onnxruntime fuse `DQ → Conv → Q` into an integer
+  /// QLinearConv (a Clip between Conv and Q keeps the Conv in float there, where float
+  /// accumulation rounds differently). Unchanged when the output is not quantised.
+  private mutating func quantizedBeforeClamp(_ node: Node, _ value: String) -> String {
+    let output = node.outputs[0]
+    guard !floatValues.contains(output), let p = params[output], p.type == .int8 || p.type == .uint8
+    else { return value }
+    let base = graph.values[output].name
+    let zeroPoint =
+      p.type == .int8
+      ? Tensor(shape: [], storage: .int8([Int8(p.zeroPoint)]))
+      : Tensor(shape: [], storage: .uint8([UInt8(p.zeroPoint)]))
+    let scale = writer.addInitializer(
+      Tensor(shape: [], floats: [p.scale]), name: "\(base)_preclamp_scale")
+    let zero = writer.addInitializer(zeroPoint, name: "\(base)_preclamp_zero_point")
+    let codes = writer.uniqueName("\(base)_preclamp_quantized")
+    let dequantized = writer.uniqueName("\(base)_preclamp_dequantized")
+    writer.addNode(
+      "QuantizeLinear", name: "\(base)_preclamp_QuantizeLinear", inputs: [value, scale, zero],
+      outputs: [codes])
+    writer.addNode(
+      "DequantizeLinear", name: "\(base)_preclamp_DequantizeLinear",
+      inputs: [codes, scale, zero], outputs: [dequantized])
+    return dequantized
   }
 
   private mutating func emitActivation(_ a: Activation, name: String, from: String, to: String) {

@@ -7,6 +7,13 @@ struct ExplicitQuantization {
   var weights: [String: (codes: [Int8], params: QuantParams)] = [:]
   /// int32 bias codes in accumulator units (`s_in * s_w[oc]`).
   var biases: [String: [Int32]] = [:]
+  /// Add/Mul nodes that were QOperator `QLinearAdd`/`QLinearMul` ops: they compute with
+  /// onnxruntime's integer-input arithmetic (`Int8QLinearArithmetic`), not as float ops
+  /// between dequantise and quantise.
+  var qlinearNodes: Set<String> = []
+  /// One-element quantised constants (a QLinearAdd's `1`, a QLinearMul's `0.5`): their code
+  /// and parameters, keyed by the constant's (dequantised) value.
+  var scalarCodes: [ValueID: (code: Int32, params: QuantParams)] = [:]
 }
 
 extension Graph {
@@ -193,6 +200,30 @@ struct QuantizedImport {
       }
     }
     g.nodes = kept
+    // `GraphBuilder.addQuantizedOperator` writes a QOperator op's float output as
+    // "<node name>/float_output"; QLinearAdd/QLinearMul keep onnxruntime's arithmetic.
+    for node in kept where node.outputs.count == 1 {
+      switch node.op {
+      case .binary(.add), .binary(.mul):
+        if g.values[node.outputs[0]].name == "\(node.name)/float_output" {
+          explicit.qlinearNodes.insert(node.name)
+        }
+      default: break
+      }
+    }
+    for (id, c) in constantCodes where c.codes.count == 1 && c.scales.count == 1 {
+      let type: QuantizedType
+      switch c.type {
+      case .int8: type = .int8
+      case .uint8: type = .uint8
+      default: continue
+      }
+      if let p = try? QuantParams(
+        type: type, scale: c.scales[0], zeroPoint: Int32(truncatingIfNeeded: c.zeroPoints[0]))
+      {
+        explicit.scalarCodes[id] = (Int32(truncatingIfNeeded: c.codes[0]), p)
+      }
+    }
     g.outputs = g.outputs.map { floatOf[alias[$0] ?? $0] ?? alias[$0] ?? $0 }
     g = Self.matMulsAsGemms(g)
     g = Self.fuseClamps(g, params: params)

@@ -1,0 +1,414 @@
+import Foundation
+
+// Elementwise integer kernels for models that carry their own quantisation (QDQ/QOperator
+// imports). Each one computes exactly what the model defines for the codes, with the float32
+// arithmetic the float fallback would use: dequantise `(q - zp)·s`, the float op(s), quantise
+// `saturate(round_half_even(y / s) + zp)`. They exist so that no node of such a model runs
+// through the per-node reference evaluator (which allocates and is ~100x slower).
+
+/// A chain of elementwise nodes from one 8-bit quantised value to another, whose interior
+/// values the model keeps in float (e.g. DequantizeLinear → Div → Erf → QuantizeLinear, the
+/// float island of an exact GELU). Every other input of the chain is a one-element constant,
+/// so the chain's output code is a function of its input code alone: a 256-entry table.
+struct Int8ElementwiseIsland {
+  /// Node indices, in graph order; the first reads `input`, the last writes `output`.
+  var nodes: [Int]
+  var input: ValueID
+  var output: ValueID
+
+  /// Ops computed element by element with numpy broadcasting (so a one-element constant
+  /// operand keeps the op a function of the other operand's element alone).
+  static func isElementwise(_ op: Op) -> Bool {
+    switch op {
+    case .binary, .activation, .erf, .identity: true
+    default: false
+    }
+  }
+
+  /// The islands of `graph` under the parameters `params` (values without parameters are
+  /// float). An island starts at an elementwise node reading one quantised 8-bit value (its
+  /// other inputs one-element constants) and follows single-consumer float values through
+  /// elementwise nodes until a node whose output is quantised.
+  static func find(in graph: Graph, params: [ValueID: QuantParams]) -> [Int8ElementwiseIsland] {
+    let consumers = graph.consumers()
+    let outputs = Set(graph.outputs)
+    func is8Bit(_ id: ValueID) -> Bool {
+      guard let p = params[id], p.isPerTensor else { return false }
+      return p.type == .int8 || p.type == .uint8
+    }
+    /// The node's single non-constant input when every other input is a one-element constant.
+    func variableInput(_ node: Node) -> ValueID? {
+      let variables = node.inputs.filter { graph.constants[$0] == nil }
+      guard variables.count == 1,
+        node.inputs.allSatisfy({ graph.constants[$0].map { $0.elementCount == 1 } ?? true }),
+        node.outputs.count == 1, graph.values[node.outputs[0]].elementType == .float32
+      else { return nil }
+      return variables[0]
+    }
+    var islands: [Int8ElementwiseIsland] = []
+    var taken = Set<Int>()
+    for (index, node) in graph.nodes.enumerated() where !taken.contains(index) {
+      guard isElementwise(node.op), let input = variableInput(node), is8Bit(input) else {
+        continue
+      }
+      var chain = [index]
+      var current = node
+      while !is8Bit(current.outputs[0]) {
+        let value = current.outputs[0]
+        guard params[value] == nil, !outputs.contains(value), consumers[value].count == 1
+        else { break }
+        let next = consumers[value][0]
+        let candidate = graph.nodes[next]
+        guard isElementwise(candidate.op), variableInput(candidate) == value else { break }
+        chain.append(next)
+        current = candidate
+      }
+      guard is8Bit(current.outputs[0]) else { continue }
+      taken.formUnion(chain)
+      islands.append(
+        Int8ElementwiseIsland(nodes: chain, input: input, output: current.outputs[0]))
+    }
+    return islands
+  }
+
+  /// The output code of every input code (indexed by `code - input.type.minimum`): the
+  /// chain evaluated in float32 on all dequantised codes at once, then quantised.
+  func table(graph: Graph, input p: QuantParams, output q: QuantParams) throws -> [Int32] {
+    let codes = Array(p.type.minimum...p.type.maximum)
+    let real = codes.map { Float(Int32($0) - p.zeroPoint) * p.scale }
+    var values: [ValueID: Tensor] = [input: Tensor(shape: [codes.count], floats: real)]
+    for index in nodes {
+      let node = graph.nodes[index]
+      let inputs = try node.inputs.map { id -> Tensor in
+        if let t = values[id] ?? graph.constants[id] { return t }
+        throw ModelError(
+          .invalidGraph, "int8 engine: '\(graph.values[id].name)' of node '\(node.name)' is missing"
+        )
+      }
+      let result = try ReferenceEvaluator.evaluate(node, inputs)
+      values[node.outputs[0]] = result[0]
+    }
+    guard let y = values[output]?.floats, y.count == codes.count else {
+      throw ModelError(
+        .invalidGraph,
+        "int8 engine: the elementwise chain ending in '\(graph.values[output].name)' does not map \(codes.count) codes one to one"
+      )
+    }
+    var table = [Int32](repeating: 0, count: y.count)
+    let low = Float(q.type.minimum) - Float(q.zeroPoint)
+    let high = Float(q.type.maximum) - Float(q.zeroPoint)
+    for (i, value) in y.enumerated() {
+      // The quantisation of `Int8Layout.quantize` (QuantizeLinear): NaN to the zero point.
+      let v = value / q.scale
+      let clamped = v.isNaN ? 0 : min(max(v, low), high)
+      table[i] = Int32(clamped.rounded(.toNearestOrEven)) + q.zeroPoint
+    }
+    return table
+  }
+}
+
+/// Applies a 256-entry code table (see `Int8ElementwiseIsland`) to a buffer of codes.
+final class Int8TableKernel {
+  private let table: [UInt8]
+  private let offset: Int
+  private let source: UnsafeRawPointer
+  private let destination: UnsafeMutableRawPointer
+  private let count: Int
+
+  /// `entries` indexed by `code - inputType.minimum`, each an output code of `outputType`.
+  init(
+    entries: [Int32], inputType: QuantizedType, outputType: QuantizedType,
+    source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
+  ) {
+    // Stored as the output codes' bit patterns, so one byte loop serves every type pair.
+    table = entries.map { outputType == .uint8 ? UInt8($0) : UInt8(bitPattern: Int8($0)) }
+    offset = inputType == .int8 ? 128 : 0
+    self.source = source
+    self.destination = destination
+    self.count = count
+  }
+
+  func run() {
+    let input = source.assumingMemoryBound(to: UInt8.self)
+    let output = destination.assumingMemoryBound(to: UInt8.self)
+    table.withUnsafeBufferPointer { t in
+      if offset == 0 {
+        for i in 0..<count { output[i] = t[Int(input[i])] }
+      } else {
+        // int8 codes: flipping the sign bit maps -128...127 onto 0...255 in order.
+        for i in 0..<count { output[i] = t[Int(input[i] ^ 0x80)] }
+      }
+    }
+  }
+}
+
+/// A binary elementwise op on two 8-bit code tensors of the same shape (and layout), as the
+/// model defines it: `Q(DQ(a) ∘ DQ(b))` in float32. onnxruntime runs exactly this for a QDQ
+/// `DequantizeLinear → Add/Mul → QuantizeLinear` it does not fuse.
+final class Int8BinaryKernel {
+  private let op: BinaryOperator
+  private let a: (pointer: UnsafeRawPointer, params: QuantParams)
+  private let b: (pointer: UnsafeRawPointer, params: QuantParams)
+  private let output: (pointer: UnsafeMutableRawPointer, params: QuantParams)
+  private let count: Int
+
+  /// onnxruntime's QLinearAdd/QLinearMul arithmetic instead of the float definition.
+  private let qlinear: Int8QLinearArithmetic?
+
+  init(
+    _ op: BinaryOperator, a: (UnsafeRawPointer, QuantParams), b: (UnsafeRawPointer, QuantParams),
+    output: (UnsafeMutableRawPointer, QuantParams), count: Int,
+    qlinear: Int8QLinearArithmetic? = nil
+  ) {
+    self.qlinear = qlinear
+    self.op = op
+    self.a = a
+    self.b = b
+    self.output = output
+    self.count = count
+  }
+
+  func run() {
+    switch (a.params.type, b.params.type, output.params.type) {
+    case (.int8, .int8, .int8): run(Int8.self, Int8.self, Int8.self)
+    case (.uint8, .uint8, .uint8): run(UInt8.self, UInt8.self, UInt8.self)
+    case (.int8, .int8, .uint8): run(Int8.self, Int8.self, UInt8.self)
+    case (.uint8, .uint8, .int8): run(UInt8.self, UInt8.self, Int8.self)
+    case (.int8, .uint8, _):
+      output.params.type == .int8
+        ? run(Int8.self, UInt8.self, Int8.self) : run(Int8.self, UInt8.self, UInt8.self)
+    default:
+      output.params.type == .int8
+        ? run(UInt8.self, Int8.self, Int8.self) : run(UInt8.self, Int8.self, UInt8.self)
+    }
+  }
+
+  /// Whether the kernel handles these code types (8-bit, per tensor).
+  static func supports(_ params: [QuantParams]) -> Bool {
+    params.allSatisfy { $0.isPerTensor && ($0.type == .int8 || $0.type == .uint8) }
+  }
+
+  private func run<A: FixedWidthInteger, B: FixedWidthInteger, Out: FixedWidthInteger>(
+    _: A.Type, _: B.Type, _: Out.Type
+  ) {
+    let x = a.pointer.assumingMemoryBound(to: A.self)
+    let y = b.pointer.assumingMemoryBound(to: B.self)
+    let z = output.pointer.assumingMemoryBound(to: Out.self)
+    let (sa, za) = (a.params.scale, a.params.zeroPoint)
+    let (sb, zb) = (b.params.scale, b.params.zeroPoint)
+    let (so, zo) = (output.params.scale, output.params.zeroPoint)
+    let low = Float(output.params.type.minimum) - Float(zo)
+    let high = Float(output.params.type.maximum) - Float(zo)
+    if let qlinear {
+      for i in 0..<count {
+        z[i] = Out(truncatingIfNeeded: qlinear.code(Int32(x[i]), Int32(y[i])))
+      }
+      return
+    }
+    @inline(__always) func store(_ value: Float, _ i: Int) {
+      let v = value / so
+      let clamped = v.isNaN ? 0 : min(max(v, low), high)
+      z[i] = Out(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zo)
+    }
+    switch op {
+    case .add:
+      for i in 0..<count {
+        store(Float(Int32(x[i]) - za) * sa + Float(Int32(y[i]) - zb) * sb, i)
+      }
+    case .sub:
+      for i in 0..<count {
+        store(Float(Int32(x[i]) - za) * sa - Float(Int32(y[i]) - zb) * sb, i)
+      }
+    case .mul:
+      for i in 0..<count {
+        store((Float(Int32(x[i]) - za) * sa) * (Float(Int32(y[i]) - zb) * sb), i)
+      }
+    case .div:
+      for i in 0..<count {
+        store((Float(Int32(x[i]) - za) * sa) / (Float(Int32(y[i]) - zb) * sb), i)
+      }
+    }
+  }
+}
+
+/// The last step of a quantized model's Conv/Gemm with an output zero point: onnxruntime's
+/// requantisation `saturate(round_half_even(y) + zp)` of the kernel's unrounded float32
+/// output `y = (acc + bias)·(s_in·s_w / s_out)`. oneDNN would round `y + zp` instead, which
+/// differs whenever the float addition moves `y` across a rounding boundary (about one
+/// element in 10⁵), and the difference grows through deep networks.
+final class Int8ZeroPointStore {
+  /// The kernel's float32 output, in the destination's layout.
+  let buffer: UnsafeMutablePointer<Float>
+  private let destination: UnsafeMutableRawPointer
+  private let count: Int
+  private let params: QuantParams
+
+  init(count: Int, params: QuantParams, destination: UnsafeMutableRawPointer) {
+    buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+    buffer.initialize(repeating: 0, count: max(count, 1))
+    self.destination = destination
+    self.count = count
+    self.params = params
+  }
+
+  deinit { buffer.deallocate() }
+
+  func run() {
+    switch params.type {
+    case .uint8: store(UInt8.self)
+    default: store(Int8.self)
+    }
+  }
+
+  private func store<Code: FixedWidthInteger>(_: Code.Type) {
+    let out = destination.assumingMemoryBound(to: Code.self)
+    let zp = params.zeroPoint
+    let low = Float(Int32(Code.min) - zp)
+    let high = Float(Int32(Code.max) - zp)
+    for i in 0..<count {
+      let y = buffer[i]
+      let clamped = y.isNaN ? 0 : min(max(y, low), high)
+      out[i] = Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zp)
+    }
+  }
+}
+
+/// Global average pooling of a quantized model's NHWC codes as onnxruntime's
+/// QLinearGlobalAveragePool computes it: the exact integer sum `Σ q - zp_in·hw`, times
+/// `s_in / (s_out·hw)` in float32, rounded half to even, then the output zero point added and
+/// the result saturated.
+final class Int8GlobalAveragePoolKernel {
+  private let source: UnsafeRawPointer
+  private let destination: UnsafeMutableRawPointer
+  private let batch: Int
+  private let pixels: Int
+  private let channels: Int
+  private let input: QuantParams
+  private let output: QuantParams
+  private var sums: [Int32]
+
+  init(
+    source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, batch: Int, pixels: Int,
+    channels: Int, input: QuantParams, output: QuantParams
+  ) {
+    self.source = source
+    self.destination = destination
+    self.batch = batch
+    self.pixels = pixels
+    self.channels = channels
+    self.input = input
+    self.output = output
+    sums = [Int32](repeating: 0, count: channels)
+  }
+
+  func run() {
+    switch (input.type, output.type) {
+    case (.uint8, .uint8): run(UInt8.self, UInt8.self)
+    case (.int8, .int8): run(Int8.self, Int8.self)
+    case (.uint8, _): run(UInt8.self, Int8.self)
+    default: run(Int8.self, UInt8.self)
+    }
+  }
+
+  private func run<In: FixedWidthInteger, Out: FixedWidthInteger>(_: In.Type, _: Out.Type) {
+    let x = source.assumingMemoryBound(to: In.self)
+    let y = destination.assumingMemoryBound(to: Out.self)
+    let scale = input.scale / (output.scale * Float(pixels))
+    let bias = -input.zeroPoint * Int32(pixels)
+    let zp = output.zeroPoint
+    let low = Float(Int32(Out.min) - zp)
+    let high = Float(Int32(Out.max) - zp)
+    let (pixels, channels) = (self.pixels, self.channels)
+    sums.withUnsafeMutableBufferPointer { acc in
+      for n in 0..<batch {
+        for c in 0..<channels { acc[c] = bias }
+        let base = x + n * pixels * channels
+        for p in 0..<pixels {
+          let row = base + p * channels
+          for c in 0..<channels { acc[c] &+= Int32(row[c]) }
+        }
+        for c in 0..<channels {
+          let v = min(max(Float(acc[c]) * scale, low), high)
+          y[n * channels + c] = Out(truncatingIfNeeded: Int32(v.rounded(.toNearestOrEven)) + zp)
+        }
+      }
+    }
+  }
+}
+
+/// onnxruntime's arithmetic for the QOperator ops QLinearAdd and QLinearMul on x86 (MLAS),
+/// checked against onnxruntime on every pair of 8-bit codes
+/// (Tests/ModelTests/QuantizedImportTests.swift):
+///
+/// ```
+/// QLinearAdd: r_a = s_a / s_c, r_b = s_b / s_c, k = zp_c - (r_a·zp_a + r_b·zp_b)
+///             y = fma(a, r_a, fma(b, r_b, k))       (one operand constant: fma(a, r_a, k + b·r_b))
+/// QLinearMul: y = Float((a - zp_a)·(b - zp_b))·(s_a·s_b / s_c) + zp_c
+/// q = saturate(round_half_even(y))
+/// ```
+///
+/// with raw codes `a`, `b` converted to float32 and every operation rounded to float32. It
+/// differs from the float definition `Q(DQ(a) ∘ DQ(b))` in the last bit often enough to flip
+/// codes.
+struct Int8QLinearArithmetic {
+  let op: BinaryOperator
+  let a: QuantParams
+  let b: QuantParams
+  let output: QuantParams
+  /// Add: `s_a / s_c`, `s_b / s_c` and `k`; Mul: `s_a·s_b / s_c` in `ra` and `zp_c` in `k`.
+  private let ra: Float
+  private let rb: Float
+  private let k: Float
+  private let low: Float
+  private let high: Float
+
+  /// nil for ops other than Add and Mul.
+  init?(_ op: BinaryOperator, a: QuantParams, b: QuantParams, output: QuantParams) {
+    guard op == .add || op == .mul else { return nil }
+    self.op = op
+    self.a = a
+    self.b = b
+    self.output = output
+    if op == .add {
+      ra = a.scale / output.scale
+      rb = b.scale / output.scale
+      k = Float(output.zeroPoint) - (ra * Float(a.zeroPoint) + rb * Float(b.zeroPoint))
+    } else {
+      ra = a.scale * b.scale / output.scale
+      rb = 0
+      k = Float(output.zeroPoint)
+    }
+    low = Float(output.type.minimum)
+    high = Float(output.type.maximum)
+  }
+
+  /// The output code of codes `x` (of `a`) and `y` (of `b`).
+  @inline(__always)
+  func code(_ x: Int32, _ y: Int32) -> Int32 {
+    let t: Float
+    if op == .add {
+      t = Float(x).multipliedAdd(ra, Float(y).multipliedAdd(rb, k))
+    } else {
+      t = Float((x - a.zeroPoint) * (y - b.zeroPoint)) * ra + k
+    }
+    return Int32(min(max(t.rounded(.toNearestOrEven), low), high))
+  }
+
+  /// A table of the op with `b` fixed at code `y` (a QLinearAdd/QLinearMul with a constant
+  /// operand), indexed by `x - a.type.minimum`. For Add the constant operand's term
+  /// `k + b·r_b` is rounded once, as onnxruntime folds it.
+  func table(fixed y: Int32) -> [Int32] {
+    let folded = k + Float(y) * rb
+    return (a.type.minimum...a.type.maximum).map { x in
+      guard op == .add else { return code(Int32(x), y) }
+      let t = Float(Int32(x)).multipliedAdd(ra, folded)
+      return Int32(min(max(t.rounded(.toNearestOrEven), low), high))
+    }
+  }
+}
+
+extension Float {
+  /// `self·m + c` with one rounding (fused multiply-add).
+  @inline(__always)
+  fileprivate func multipliedAdd(_ m: Float, _ c: Float) -> Float { c.addingProduct(self, m) }
+}
