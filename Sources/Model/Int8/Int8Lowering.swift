@@ -775,7 +775,8 @@ final class Int8Lowering {
       if graph.constants[input] != nil {
         sources.append((input, nil, nil, []))
       } else if explicit != nil, params[input] == nil {
-        sources.append((input, UnsafeRawPointer(try pointer(input)), nil, try graph.shape(of: input)))
+        sources.append(
+          (input, UnsafeRawPointer(try pointer(input)), nil, try graph.shape(of: input)))
       } else {
         guard let p = params[input] else {
           throw ModelError(
@@ -798,7 +799,8 @@ final class Int8Lowering {
       }
       targets.append((try pointer(output), p, try graph.shape(of: output)))
     }
-    let floatOutput = node.outputs == [outputValue] && (explicit == nil || params[outputValue] == nil)
+    let floatOutput =
+      node.outputs == [outputValue] && (explicit == nil || params[outputValue] == nil)
     let logits = self.logits
     if floatOutput { logitsAreFloat = true }
     steps.append(
