@@ -20,7 +20,7 @@ struct InferTests {
     let input = root.appendingPathComponent("x.npy")
     let output = root.appendingPathComponent("y.npy")
     let reference = root.appendingPathComponent("ref.npy")
-    var generator = SplitMix(seed: seed)
+    var generator = SplitMix64(seed: seed)
     // Roughly the range of normalised images.
     let values = (0..<(batch * 3 * 224 * 224)).map { _ in Float(generator.nextUnit() * 4 - 2) }
     try NumpyFile.write(NumpyArray(shape: [batch, 3, 224, 224], values: values), to: input)
@@ -104,19 +104,4 @@ struct InferTests {
     #expect(status(wrongShape.path, ["--engine", "int8"]) == 1)
     #expect(!FileManager.default.fileExists(atPath: out))
   }
-}
-
-/// A small deterministic generator (SplitMix64) for test tensors.
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-  /// Uniform in [0, 1).
-  mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

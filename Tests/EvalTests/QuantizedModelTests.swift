@@ -166,7 +166,7 @@ struct QuantizedModelTests {
     let setup = try makeSetup()
     defer { try? FileManager.default.removeItem(at: setup.workspace.root) }
     let input = setup.workspace.root.appendingPathComponent("x.npy")
-    var generator = SplitMix(seed: 5)
+    var generator = SplitMix64(seed: 5)
     let values = (0..<(3 * 3 * 32 * 32)).map { _ in Float(generator.nextUnit() * 4 - 2) }
     try NumpyFile.write(NumpyArray(shape: [3, 3, 32, 32], values: values), to: input)
     for model in [setup.qdq, setup.qOperator] {

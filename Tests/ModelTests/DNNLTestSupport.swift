@@ -4,18 +4,8 @@ import Testing
 
 @testable import Model
 
-/// SplitMix64: a tiny seeded generator so every test case's data is reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-  private var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
+/// The seeded generator of the model tests (TestSupport's SplitMix64).
+typealias SeededGenerator = SplitMix64
 
 func randomValues(_ count: Int, seed: UInt64, in range: ClosedRange<Float> = -1...1) -> [Float] {
   var generator = SeededGenerator(seed: seed)

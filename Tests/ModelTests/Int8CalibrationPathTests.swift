@@ -4,17 +4,6 @@ import Testing
 
 @testable import Model
 
-/// A random-weight model from scripts/reference/dnnl_make_test_model.py, loaded.
-private func smallModel(_ kind: String, size: Int = 32) throws -> Graph {
-  let directory = try TestEnvironment.makeTemporaryDirectory("int8-calib")
-  defer { try? FileManager.default.removeItem(at: directory) }
-  let model = directory.appendingPathComponent("\(kind).onnx")
-  try PythonReference.run(
-    script: "scripts/reference/dnnl_make_test_model.py",
-    arguments: [kind, model.path, "--size", "\(size)", "--classes", "10", "--width", "16"])
-  return try ONNXLoader.load(contentsOf: model)
-}
-
 /// FasterNet-T0 (random weights, opset 13) from tools/make_fasternet.py, cached in .build.
 private func fasterNetT0() throws -> Graph {
   let cache = TestEnvironment.packageRoot.appendingPathComponent(".build/fasternet-cache")
@@ -139,7 +128,7 @@ struct Int8CalibrationPathTests {
 
   @Test("the layer report through FloatEngine matches one computed by hand on the reference path")
   func layerReportMatchesReference() throws {
-    let graph = try smallModel("resnetish")
+    let graph = try int8TestModel("resnetish")
     let calibration = try Int8Engine.calibrate(
       graph: graph, batchSize: 2, imageCount: 4, settings: Int8Settings(method: .max),
       nextBatch: randomBatches(2, images: 2, seed: 3, in: -2...2))
@@ -236,7 +225,7 @@ struct Int8CalibrationPathTests {
 
   @Test("int16Nodes: the node's output is int16 (scale T/32767) and closer to float than int8")
   func int16Override() throws {
-    let graph = try smallModel("resnetish")
+    let graph = try int8TestModel("resnetish")
     // Calibrated (max) on the very images compared, so no value is clipped and the error is
     // the rounding alone.
     let input = randomValues(2 * 3 * 32 * 32, seed: 123, in: -2...2)

@@ -4,18 +4,10 @@ import Testing
 
 @testable import Model
 
-/// A seeded SplitMix64 so every random case is reproducible from its seed.
-struct QuantRandom: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
+/// The quantization tests' seeded generator (TestSupport's SplitMix64).
+typealias QuantRandom = SplitMix64
 
+extension SplitMix64 {
   /// A standard normal sample (Box–Muller).
   mutating func gaussian() -> Double {
     let u1 = Double.random(in: Double.ulpOfOne..<1, using: &self)
