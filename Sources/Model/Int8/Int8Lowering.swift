@@ -313,12 +313,9 @@ final class Int8Lowering {
       kernel = try Int8ConvolutionKernel(
         engine: engine, geometry: geometry, inputType: inputParams.type,
         inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
-        requantization: try store.map { _ in
-          try Requantization(
-            inputScale: inputParams.scale, weightScales: weightParams.scales,
-            output: QuantParams(type: outputParams.type, scale: outputParams.scale),
-            activation: activation)
-        } ?? r,
+        requantization: try kernelRequantization(
+          r, store: store, input: inputParams, weights: weightParams, output: outputParams,
+          activation: activation),
         floatOutput: floatOutput || store != nil, label: node.name)
     } catch let error as DNNLError {
       throw Fallback(reason: "oneDNN: \(error)")
@@ -464,12 +461,9 @@ final class Int8Lowering {
       kernel = try Int8InnerProductKernel(
         engine: engine, m: aShape[0], n: n, k: k, inputType: inputParams.type,
         inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
-        requantization: try store.map { _ in
-          try Requantization(
-            inputScale: inputParams.scale, weightScales: weightParams.scales,
-            output: QuantParams(type: outputParams.type, scale: outputParams.scale),
-            activation: activation)
-        } ?? r,
+        requantization: try kernelRequantization(
+          r, store: store, input: inputParams, weights: weightParams, output: outputParams,
+          activation: activation),
         floatOutput: floatOutput || store != nil, label: node.name)
     } catch let error as DNNLError {
       throw Fallback(reason: "oneDNN: \(error)")
@@ -486,6 +480,18 @@ final class Int8Lowering {
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(a), destination: destination))))
     if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
+  }
+
+  /// The kernel's requantisation: `r`, or, when a zero-point store finishes the output
+  /// (imported models: round, then add the zero point), the same scales without the zero point.
+  private func kernelRequantization(
+    _ r: Requantization, store: Int8ZeroPointStore?, input: QuantParams, weights: QuantParams,
+    output: QuantParams, activation: FusedActivation
+  ) throws -> Requantization {
+    guard store != nil else { return r }
+    return try Requantization(
+      inputScale: input.scale, weightScales: weights.scales,
+      output: QuantParams(type: output.type, scale: output.scale), activation: activation)
   }
 
   // MARK: Other integer kernels
