@@ -17,20 +17,6 @@ private func fasterNetT0() throws -> Graph {
 private let lite0 = TestEnvironment.packageRoot.appendingPathComponent(
   "models/efficientnet-lite0.onnx")
 
-/// `batches` batches of seeded random images, each claiming `images` valid images.
-private func randomBatches(_ batches: Int, images: Int, seed: UInt64, in range: ClosedRange<Float>)
-  -> (UnsafeMutableBufferPointer<Float>) throws -> Int
-{
-  var served = 0
-  return { buffer in
-    guard served < batches else { return 0 }
-    served += 1
-    _ = buffer.update(
-      fromContentsOf: randomValues(buffer.count, seed: seed + UInt64(served), in: range))
-    return images
-  }
-}
-
 @Suite(
   "Int8 calibration through the float engine",
   .enabled(
@@ -41,10 +27,10 @@ struct Int8CalibrationPathTests {
   private func compareObservationPaths(_ graph: Graph, label: String) throws {
     let fast = try Int8Engine.observe(
       graph: graph, batchSize: 2, imageCount: 3, threads: nil, referenceEvaluator: false,
-      nextBatch: randomBatches(2, images: 2, seed: 40, in: -2...2))
+      nextBatch: seededBatches(2, images: 2, seed: 40, in: -2...2))
     let slow = try Int8Engine.observe(
       graph: graph, batchSize: 2, imageCount: 3, threads: nil, referenceEvaluator: true,
-      nextBatch: randomBatches(2, images: 2, seed: 40, in: -2...2))
+      nextBatch: seededBatches(2, images: 2, seed: 40, in: -2...2))
     #expect(fast.imageCount == 3 && slow.imageCount == 3)
     #expect(fast.observers.map(\.name) == slow.observers.map(\.name))
     // The float outputs kept for `default`.
@@ -131,7 +117,7 @@ struct Int8CalibrationPathTests {
     let graph = try int8TestModel("resnetish")
     let calibration = try Int8Engine.calibrate(
       graph: graph, batchSize: 2, imageCount: 4, settings: Int8Settings(method: .max),
-      nextBatch: randomBatches(2, images: 2, seed: 3, in: -2...2))
+      nextBatch: seededBatches(2, images: 2, seed: 3, in: -2...2))
     let engine = try Int8Engine(graph: graph, batchSize: 2, calibration: calibration)
     let input = randomValues(2 * 3 * 32 * 32, seed: 91, in: -2...2)
     let report = try input.withUnsafeBufferPointer { try engine.layerReport(input: $0, images: 1) }
