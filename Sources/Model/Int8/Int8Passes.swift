@@ -1,3 +1,5 @@
+import Foundation
+
 /// The Swift passes of `Int8Engine` that run between oneDNN primitives, vectorised and split
 /// across threads (`Int8Parallel`), each bit-identical to its scalar definition:
 /// `Int8Layout.quantize`, `LookupTable.apply`, `ReferenceKernels.add` and
@@ -11,6 +13,28 @@
 enum Int8Passes {
   typealias Floats = SIMD16<Float>
   typealias Ints = SIMD16<Int32>
+
+  // MARK: Threads
+
+  /// Bytes of work per thread below which a pass stays on the calling thread: waking a
+  /// sleeping worker (`OMP_WAIT_POLICY=passive`) costs tens of microseconds, more than a small
+  /// pass. With libgomp's default (spinning) policy a smaller threshold may pay at batch 1,
+  /// where most passes are 30–250 KB (FasterNet-T0's 14×14 GELU table pass is 63 KB and runs
+  /// on one thread); on a loaded machine it costs (see bench/README.md, "Batch-1 latency").
+  /// `IMAGENET_EVAL_PASS_BYTES=n` sets it for such A/B measurements.
+  static let minimumBytesPerThread: Int = {
+    if let value = ProcessInfo.processInfo.environment["IMAGENET_EVAL_PASS_BYTES"],
+      let forced = Int(value), forced > 0
+    {
+      return forced
+    }
+    return Int8Parallel.minimumBytesPerThread
+  }()
+
+  /// How many threads a pass over `bytes` bytes should use.
+  static func threads(forBytes bytes: Int) -> Int {
+    min(Int8Parallel.availableThreads, max(1, bytes / minimumBytesPerThread))
+  }
 
   /// 1.5·2²³ and its bit pattern.
   private static let magic = Floats(repeating: 12_582_912)
@@ -45,7 +69,7 @@ enum Int8Passes {
     let high = Float(params.type.maximum) - Float(zp)
     let (c, hw) = Int8Layout.channelsLast(shape) ?? (1, count)
     let pixels = count / c
-    let team = min(threads, Int8Parallel.threads(forBytes: count * 4))
+    let team = min(threads, Int8Passes.threads(forBytes: count * 4))
     Int8Parallel.forEachRange(pixels, threads: team) { range in
       quantizePixels(
         range, values: values, c: c, hw: hw, scale: scale, zeroPoint: zp, low: low, high: high,
@@ -119,29 +143,38 @@ enum Int8Passes {
   ) {
     // Blocks of 64 bytes so threads never share a cache line.
     let blocks = (count + 63) / 64
-    Int8Parallel.forEachRange(blocks, threads: min(threads, Int8Parallel.threads(forBytes: count)))
-    { range in
+    Int8Parallel.forEachRange(blocks, threads: min(threads, Int8Passes.threads(forBytes: count))) {
+      range in
       let start = range.lowerBound * 64
       let end = min(count, range.upperBound * 64)
-      var i = start
-      while i + 8 <= end {
-        // Eight loads from the 256-byte table per 64-bit word, one store.
-        let w = UnsafeRawPointer(input + i).loadUnaligned(as: UInt64.self)
-        var r = UInt64(table[Int(w & 0xFF)])
-        r |= UInt64(table[Int((w >> 8) & 0xFF)]) << 8
-        r |= UInt64(table[Int((w >> 16) & 0xFF)]) << 16
-        r |= UInt64(table[Int((w >> 24) & 0xFF)]) << 24
-        r |= UInt64(table[Int((w >> 32) & 0xFF)]) << 32
-        r |= UInt64(table[Int((w >> 40) & 0xFF)]) << 40
-        r |= UInt64(table[Int((w >> 48) & 0xFF)]) << 48
-        r |= UInt64(table[Int(w >> 56)]) << 56
-        UnsafeMutableRawPointer(output + i).storeBytes(of: r, as: UInt64.self)
-        i += 8
-      }
-      while i < end {
-        output[i] = table[Int(input[i])]
-        i += 1
-      }
+      lookup(input + start, output + start, count: end - start, table: table)
+    }
+  }
+
+  /// `output[i] = table[input[i]]` for `count` bytes on the calling thread.
+  @inline(__always)
+  static func lookup(
+    _ input: UnsafePointer<UInt8>, _ output: UnsafeMutablePointer<UInt8>, count: Int,
+    table: UnsafePointer<UInt8>
+  ) {
+    var i = 0
+    while i + 8 <= count {
+      // Eight loads from the 256-byte table per 64-bit word, one store.
+      let w = UnsafeRawPointer(input + i).loadUnaligned(as: UInt64.self)
+      var r = UInt64(table[Int(w & 0xFF)])
+      r |= UInt64(table[Int((w >> 8) & 0xFF)]) << 8
+      r |= UInt64(table[Int((w >> 16) & 0xFF)]) << 16
+      r |= UInt64(table[Int((w >> 24) & 0xFF)]) << 24
+      r |= UInt64(table[Int((w >> 32) & 0xFF)]) << 32
+      r |= UInt64(table[Int((w >> 40) & 0xFF)]) << 40
+      r |= UInt64(table[Int((w >> 48) & 0xFF)]) << 48
+      r |= UInt64(table[Int(w >> 56)]) << 56
+      UnsafeMutableRawPointer(output + i).storeBytes(of: r, as: UInt64.self)
+      i += 8
+    }
+    while i < count {
+      output[i] = table[Int(input[i])]
+      i += 1
     }
   }
 
@@ -165,7 +198,7 @@ enum Int8Passes {
     let maximum = Float(type.maximum)
     let blocks = (count + 63) / 64
     Int8Parallel.forEachRange(
-      blocks, threads: min(threads, Int8Parallel.threads(forBytes: 2 * count))
+      blocks, threads: min(threads, Int8Passes.threads(forBytes: 2 * count))
     ) { range in
       let start = range.lowerBound * 64
       let end = min(count, range.upperBound * 64)
