@@ -10,16 +10,19 @@
 # activations).
 #
 # Environment: THREADS (default 2), SECONDS_PER_POINT (default 5), MODELS (default
-# "t0 t1 t2 s lite0"), INT8 (default 1; 0 measures float only), CALIB (default
-# ../shared/datasets/ilsvrc2012-val-subset-1300.tar), CALIB_COUNT (default 4: calibration runs the
-# reference evaluator in float, slow on FasterNet-S, once per policy; speed does not depend on it),
-# IMAGENET_EVAL_PYTHON (default .venv/bin/python).
+# "t0 t1 t2 s lite0"), BATCHES (default 1,16), INT8 (default 1; 0 measures float only),
+# CALIB (default ../shared/datasets/ilsvrc2012-val-subset-1300.tar), CALIB_COUNT (default 4:
+# calibration runs the reference evaluator in float, slow on FasterNet-S, once per policy; speed
+# does not depend on it),
+# IMAGENET_EVAL_PYTHON (default .venv/bin/python). IMAGENET_EVAL_BATCH_SHARDS=0 runs our
+# engines' batches unsharded (one plan, every primitive split across the threads).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${IMAGENET_EVAL_PYTHON:-.venv/bin/python}
 threads=${THREADS:-2}
 seconds=${SECONDS_PER_POINT:-5}
 models=${MODELS:-t0 t1 t2 s lite0}
+batches=${BATCHES:-1,16}
 int8=${INT8:-1}
 calib=${CALIB:-../shared/datasets/ilsvrc2012-val-subset-1300.tar}
 calib_count=${CALIB_COUNT:-4}
@@ -57,16 +60,16 @@ for m in $models; do
   fi
   # libgomp's default wait policy spins; with decode threads or other processes on the same
   # cores that spinning costs far more than it saves, so both policies are measured.
-  env -u OMP_WAIT_POLICY "$bin" bench --model "$path" --name "$label" --batch 1,16 \
+  env -u OMP_WAIT_POLICY "$bin" bench --model "$path" --name "$label" --batch "$batches" \
     --engines "$engines" "${int8_options[@]}" \
     --threads "$threads" --seconds "$seconds" --json "$out/$m-ours.json" >&2
-  OMP_WAIT_POLICY=passive "$bin" bench --model "$path" --name "$label" --batch 1,16 \
+  OMP_WAIT_POLICY=passive "$bin" bench --model "$path" --name "$label" --batch "$batches" \
     --engines "$engines" "${int8_options[@]}" \
     --threads "$threads" --seconds "$seconds" --json "$out/$m-passive.json" >&2
-  "$python" bench/engine/ort_bench.py "$path" --threads "$threads" --batches 1,16 \
+  "$python" bench/engine/ort_bench.py "$path" --threads "$threads" --batches "$batches" \
     --seconds "$seconds" --json "$out/$m-ort.json" >&2
   if [ "$int8" = 1 ]; then
-    "$python" bench/engine/ort_bench.py "$out/$m-qdq.onnx" --threads "$threads" --batches 1,16 \
+    "$python" bench/engine/ort_bench.py "$out/$m-qdq.onnx" --threads "$threads" --batches "$batches" \
       --seconds "$seconds" --json "$out/$m-ort-int8.json" >&2
   fi
 done
