@@ -64,6 +64,20 @@ enum BatchShards {
     return try body()
   }
 
+  /// Builds one plan per shard with `make(shard)`, concurrently on the shards' threads (as
+  /// `run` runs them), each with OpenMP's thread count at 1: oneDNN picks a primitive's
+  /// blocking for `omp_get_max_threads()` threads at creation, and inside the region it runs
+  /// the weight reorders on the calling thread. The calling thread's thread count is unchanged.
+  static func build<Plan>(_ count: Int, _ make: (Int) throws -> Plan) throws -> [Plan] {
+    var built = [Plan?](repeating: nil, count: count)
+    try built.withUnsafeMutableBufferPointer { slots in
+      try run(count) { shard in
+        try buildingSingleThreaded { slots[shard] = try make(shard) }
+      }
+    }
+    return built.compactMap { $0 }
+  }
+
   /// Calls `body(shard)` for every shard in `0..<count`, shard `i` on thread `i` of a new
   /// OpenMP team of `count` threads (a smaller team, e.g. when nested, takes several shards
   /// per thread). Rethrows the error of the lowest failing shard once all have finished.

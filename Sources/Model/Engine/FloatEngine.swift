@@ -85,22 +85,12 @@ public final class FloatEngine: InferenceEngine {
       ? nil : BatchShards.sizes(batchSize: batchSize, threads: shards ?? threads)
     var plans: [FloatPlan] = []
     if let sizes {
-      // Plans of equal sub-batch share the prepared graph; each builds its own primitives.
-      var preparedBySize: [Int: Graph] = [:]
-      try BatchShards.buildingSingleThreaded {
-        for size in sizes {
-          let shardGraph: Graph
-          if let existing = preparedBySize[size] {
-            shardGraph = existing
-          } else {
-            shardGraph = try GraphPasses.prepare(graph, batchSize: size)
-            try FloatEngine.checkAligned(shardGraph, with: prepared, batchSize: size)
-            preparedBySize[size] = shardGraph
-          }
-          let engine = try DNNLEngine(threads: 1, strict: strict, userScratchpad: true)
-          plans.append(
-            try FloatPlan(prepared: shardGraph, engine: engine, requiresClassifierOutput: true))
-        }
+      // Each shard prepares and lowers its own graph, all concurrently.
+      plans = try BatchShards.build(sizes.count) { shard in
+        let shardGraph = try GraphPasses.prepare(graph, batchSize: sizes[shard])
+        try FloatEngine.checkAligned(shardGraph, with: prepared, batchSize: sizes[shard])
+        let engine = try DNNLEngine(threads: 1, strict: strict, userScratchpad: true)
+        return try FloatPlan(prepared: shardGraph, engine: engine, requiresClassifierOutput: true)
       }
       shardSizes = sizes
     } else {

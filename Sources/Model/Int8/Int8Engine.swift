@@ -199,23 +199,14 @@ public final class Int8Engine: InferenceEngine {
       shardSource == nil ? nil : BatchShards.sizes(batchSize: input[0], threads: shards ?? threads)
     var plans: [Int8Plan] = []
     if let sizes, let shardSource {
-      var sourceBySize: [Int: PlanSource] = [:]
-      try BatchShards.buildingSingleThreaded {
-        for size in sizes {
-          let source: PlanSource
-          if let existing = sourceBySize[size] {
-            source = existing
-          } else {
-            source = try shardSource(size)
-            try FloatEngine.checkAligned(source.graph, with: graph, batchSize: size)
-            sourceBySize[size] = source
-          }
-          let engine = try DNNLEngine(threads: 1, userScratchpad: true)
-          plans.append(
-            try Int8Plan(
-              prepared: source.graph, params: source.params, explicit: source.explicit,
-              settings: settings, engine: engine))
-        }
+      // Each shard prepares and lowers its own graph, all concurrently.
+      plans = try BatchShards.build(sizes.count) { shard in
+        let source = try shardSource(sizes[shard])
+        try FloatEngine.checkAligned(source.graph, with: graph, batchSize: sizes[shard])
+        let engine = try DNNLEngine(threads: 1, userScratchpad: true)
+        return try Int8Plan(
+          prepared: source.graph, params: source.params, explicit: source.explicit,
+          settings: settings, engine: engine)
       }
       shardSizes = sizes
     } else {
