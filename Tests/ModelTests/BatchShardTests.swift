@@ -15,7 +15,8 @@ struct BatchShardTests {
   func sizes() throws {
     #expect(BatchShards.sizes(batchSize: 16, threads: 2) == [8, 8])
     #expect(BatchShards.sizes(batchSize: 5, threads: 2) == [2, 3])
-    #expect(BatchShards.sizes(batchSize: 3, threads: 4) == [1, 1, 1])
+    #expect(BatchShards.sizes(batchSize: 12, threads: 4) == [3, 3, 3, 3])
+    #expect(BatchShards.sizes(batchSize: 3, threads: 4) == nil)
     #expect(BatchShards.sizes(batchSize: 16, threads: 1) == nil)
     #expect(BatchShards.sizes(batchSize: 1, threads: 2) == nil)
   }

@@ -44,13 +44,14 @@ enum BatchShards {
 
   /// The sub-batch sizes a batch of `batchSize` runs as with `threads` threads (nil: the
   /// OpenMP default), largest last; nil when the batch runs unsharded (sharding off, one
-  /// thread, batch 1, or no OpenMP runtime).
+  /// thread, fewer images than threads, or no OpenMP runtime).
   static func sizes(batchSize: Int, threads: Int?) -> [Int]? {
     guard enabled, parallel != nil, threadNumber != nil, teamSize != nil, setThreads != nil,
       let maxThreads
     else { return nil }
-    let count = min(batchSize, threads ?? Int(maxThreads()))
-    guard count >= 2 else { return nil }
+    // Fewer images than threads would leave threads idle: those batches stay unsharded.
+    let count = threads ?? Int(maxThreads())
+    guard count >= 2, batchSize >= count else { return nil }
     return (0..<count).map { batchSize * ($0 + 1) / count - batchSize * $0 / count }
   }
 

@@ -9,9 +9,9 @@ import Foundation
 /// BatchNorms run as post-ops of the convolutions. All intermediate values live in one arena
 /// laid out by `MemoryPlan`, so a run allocates nothing.
 ///
-/// With 2 or more threads and a batch of at least 2, the batch runs as one shard per thread
-/// (`BatchShards`): each shard is a complete single-threaded plan for its slice of the batch,
-/// and the shards run concurrently. Observation runs (`run(input:output:afterNode:)` with an
+/// With 2 or more threads and at least as many images as threads, the batch runs as one shard
+/// per thread (`BatchShards`): each shard is a complete single-threaded plan for its slice of
+/// the batch, and the shards run concurrently. Observation runs (`run(input:output:afterNode:)` with an
 /// observer) use a whole-batch plan built on first use. `versionInfo["batch_shards"]` records
 /// how the batch runs.
 ///

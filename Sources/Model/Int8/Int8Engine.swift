@@ -72,8 +72,8 @@ public final class Int8Engine: InferenceEngine {
   /// builds its kernels. Throws when a `floatNodes` name is not a node of the model, or a
   /// weight holds NaN/infinity (naming the tensor).
   ///
-  /// With 2 or more threads and a batch of at least 2, the batch runs as one single-threaded
-  /// shard per thread (`BatchShards`); `versionInfo["batch_shards"]` records it.
+  /// With 2 or more threads and at least as many images as threads, the batch runs as one
+  /// single-threaded shard per thread (`BatchShards`); `versionInfo["batch_shards"]` records it.
   public convenience init(
     graph original: Graph, batchSize: Int, calibration: Int8Calibration,
     settings: Int8Settings = Int8Settings(), threads: Int? = nil
