@@ -11,9 +11,11 @@
 #
 # Environment: THREADS (default 2), SECONDS_PER_POINT (default 5), MODELS (default
 # "t0 t1 t2 s lite0"), BATCHES (default "1,16"; BATCHES=1 for a quick latency A/B), INT8
-# (default 1; 0 measures float only), CALIB (default ../shared/datasets/ilsvrc2012-val-subset-1300.tar), CALIB_COUNT (default 4: calibration runs the
-# reference evaluator in float, slow on FasterNet-S, once per policy; speed does not depend on it),
-# IMAGENET_EVAL_PYTHON (default .venv/bin/python).
+# (default 1; 0 measures float only), CALIB (default ../shared/datasets/ilsvrc2012-val-subset-1300.tar), CALIB_COUNT (default 4:
+# calibration runs the reference evaluator in float, slow on FasterNet-S, once per policy; speed
+# does not depend on it),
+# IMAGENET_EVAL_PYTHON (default .venv/bin/python). IMAGENET_EVAL_BATCH_SHARDS=0 runs our
+# engines' batches unsharded (one plan, every primitive split across the threads).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${IMAGENET_EVAL_PYTHON:-.venv/bin/python}

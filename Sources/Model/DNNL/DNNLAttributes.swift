@@ -89,13 +89,21 @@ struct DNNLAttributes {
 
   /// Builds the C attribute object; the caller destroys it once the primitive descriptor (which
   /// keeps its own copy) exists.
-  func makeHandle(for operation: String) throws -> dnnl_primitive_attr_t {
+  /// `userScratchpad` asks for a scratchpad passed at execution (`DNNLEngine.scratchpad`).
+  func makeHandle(for operation: String, userScratchpad: Bool = false) throws
+    -> dnnl_primitive_attr_t
+  {
     var attr: dnnl_primitive_attr_t?
     try dnnlCheck(dnnl_primitive_attr_create(&attr), "attributes for \(operation)")
     guard let attr else {
       throw DNNLError(operation: "attributes for \(operation)", reason: "no attributes returned")
     }
     do {
+      if userScratchpad {
+        try dnnlCheck(
+          dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+          "user scratchpad for \(operation)")
+      }
       if let outputScales {
         try dnnlCheck(
           dnnl_primitive_attr_set_output_scales(

@@ -18,8 +18,15 @@ final class DNNLEngine {
   var strict: Bool
   /// OpenMP threads used for runs started from the calling thread; nil keeps the library default.
   let threads: Int?
+  /// Primitives get user-mode scratchpads, one buffer per engine (`scratchpad`), instead of
+  /// the library's: in library mode oneDNN 2.6 hands every primitive created on one thread the
+  /// same thread-local global scratchpad, which two engines running concurrently on other
+  /// threads (batch shards) would share.
+  let usesUserScratchpad: Bool
+  /// The user-mode scratchpad buffer, grown to the largest primitive's need; nil otherwise.
+  let scratchpad: DNNLScratchpad?
 
-  init(threads: Int? = nil, strict: Bool = false) throws {
+  init(threads: Int? = nil, strict: Bool = false, userScratchpad: Bool = false) throws {
     var engine: dnnl_engine_t?
     try dnnlCheck(dnnl_engine_create(&engine, dnnl_cpu, 0), "creating the CPU engine")
     guard let engine else {
@@ -39,6 +46,8 @@ final class DNNLEngine {
       throw DNNLError(operation: "configuring threads", reason: "thread count \(threads) < 1")
     }
     self.threads = threads
+    usesUserScratchpad = userScratchpad
+    scratchpad = userScratchpad ? DNNLScratchpad() : nil
     applyThreadCount()
   }
 
@@ -113,6 +122,37 @@ final class DNNLEngine {
     default: return "isa 0x\(String(isa.rawValue, radix: 16))"
     }
   }
+}
+
+/// One scratchpad buffer shared by the primitives of one engine (which run one at a time),
+/// grown as primitives needing more are bound; every memory bound to it is rebound on growth.
+final class DNNLScratchpad {
+  private var buffer: UnsafeMutableRawPointer?
+  private var capacity = 0
+  private var memories: [WeakMemory] = []
+
+  private struct WeakMemory { weak var memory: DNNLMemory? }
+
+  deinit { buffer?.deallocate() }
+
+  /// A memory for `descriptor` over the shared buffer.
+  func memory(for descriptor: DNNLMemoryDescriptor, engine: DNNLEngine) throws -> DNNLMemory {
+    let bytes = descriptor.byteCount
+    if bytes > capacity {
+      let grown = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+      memories.removeAll { $0.memory == nil }
+      for entry in memories { try entry.memory?.setBuffer(grown) }
+      buffer?.deallocate()
+      buffer = grown
+      capacity = bytes
+    }
+    let memory = try DNNLMemory(descriptor, engine: engine, buffer: buffer)
+    memories.append(WeakMemory(memory: memory))
+    return memory
+  }
+
+  /// Bytes currently allocated.
+  var byteCount: Int { capacity }
 }
 
 /// The OpenMP entry points, looked up at run time in the already-loaded runtime that oneDNN

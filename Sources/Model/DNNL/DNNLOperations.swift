@@ -240,7 +240,9 @@ extension DNNLEngine {
     _ name: String, _ attributes: DNNLAttributes,
     _ create: (inout dnnl_primitive_desc_t?, const_dnnl_primitive_attr_t?) -> dnnl_status_t
   ) throws -> DNNLPrimitive {
-    let attr = attributes.isEmpty ? nil : try attributes.makeHandle(for: name)
+    let attr =
+      attributes.isEmpty && !usesUserScratchpad
+      ? nil : try attributes.makeHandle(for: name, userScratchpad: usesUserScratchpad)
     defer { if let attr { dnnl_primitive_attr_destroy(attr) } }
     var pd: dnnl_primitive_desc_t?
     try dnnlCheck(create(&pd, attr), "primitive descriptor for \(name)")

@@ -11,6 +11,9 @@ final class DNNLPrimitive {
   let descriptor: dnnl_primitive_desc_t
   let primitive: dnnl_primitive_t
   let engine: DNNLEngine
+  /// The engine's user-mode scratchpad viewed with this primitive's scratchpad descriptor;
+  /// nil in library mode or when the primitive needs none.
+  private let scratchpadMemory: DNNLMemory?
 
   /// Takes ownership of a primitive descriptor, creates the primitive, and enforces the
   /// engine's strict mode.
@@ -37,6 +40,17 @@ final class DNNLPrimitive {
     self.descriptor = descriptor
     self.primitive = primitive
     self.engine = engine
+    var scratchpadMemory: DNNLMemory?
+    if let scratchpad = engine.scratchpad,
+      let md = dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0),
+      md.pointee.ndims > 0
+    {
+      let scratchpadDescriptor = DNNLMemoryDescriptor(raw: md.pointee)
+      if scratchpadDescriptor.byteCount > 0 {
+        scratchpadMemory = try scratchpad.memory(for: scratchpadDescriptor, engine: engine)
+      }
+    }
+    self.scratchpadMemory = scratchpadMemory
   }
 
   deinit {
@@ -83,7 +97,8 @@ final class DNNLPrimitive {
 
   /// Fixes the arguments so repeated runs allocate nothing.
   func bind(_ arguments: [(DNNLArgument, DNNLMemory)]) -> DNNLExecution {
-    DNNLExecution(primitive: self, arguments: arguments)
+    guard let scratchpadMemory else { return DNNLExecution(primitive: self, arguments: arguments) }
+    return DNNLExecution(primitive: self, arguments: arguments + [(.scratchpad, scratchpadMemory)])
   }
 }
 

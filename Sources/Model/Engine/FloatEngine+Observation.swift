@@ -60,7 +60,7 @@ extension FloatEngine {
     _ value: ValueID, images: Int, scratch: inout [Float],
     _ body: (UnsafeBufferPointer<Float>) throws -> Result
   ) throws -> Result {
-    guard let activation = activations[value] else {
+    guard let activation = try observationPlan().activations[value] else {
       throw ModelError(
         .missingValue, "float engine: value '\(graph.values[value].name)' is not observable")
     }

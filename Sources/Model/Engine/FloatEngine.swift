@@ -9,6 +9,12 @@ import Foundation
 /// BatchNorms run as post-ops of the convolutions. All intermediate values live in one arena
 /// laid out by `MemoryPlan`, so a run allocates nothing.
 ///
+/// With 2 or more threads and at least as many images as threads, the batch runs as one shard
+/// per thread (`BatchShards`): each shard is a complete single-threaded plan for its slice of
+/// the batch, and the shards run concurrently. Observation runs (`run(input:output:afterNode:)` with an
+/// observer) use a whole-batch plan built on first use. `versionInfo["batch_shards"]` records
+/// how the batch runs.
+///
 /// An engine is built for one batch size (oneDNN primitives are shape-specialised) and is not
 /// reentrant: run it from one thread at a time.
 public final class FloatEngine: InferenceEngine {
@@ -17,29 +23,33 @@ public final class FloatEngine: InferenceEngine {
   public let classCount: Int
   public let versionInfo: [String: String]
 
-  /// The kernel each lowered node dispatched to, in execution order (for tests and `--verbose`).
-  let implementations: [(node: String, implementation: String)]
+  /// The kernel each lowered node dispatched to, in execution order (for tests and `--verbose`);
+  /// when sharded, those of the first shard (every shard lowers the same nodes).
+  var implementations: [(node: String, implementation: String)] {
+    primaryPlan.implementations
+  }
   /// Floats `run` writes: `batchSize * classCount` for a classifier.
   let outputElementCount: Int
   /// Split→Conv→Concat partial convolutions lowered without materialising the untouched part.
-  let partialConvolutionCount: Int
+  var partialConvolutionCount: Int { primaryPlan.partialConvolutionCount }
 
   /// The prepared graph the engine runs; the observation hook's node indices and values
   /// refer to it.
   let graph: Graph
-  /// Per lowered node, the number of steps after which its outputs are complete.
-  let nodeEnds: [(node: Int, endStep: Int)]
-  /// Where every observable activation lives (see `FloatEngine+Observation.swift`).
-  let activations: [ValueID: FloatActivation]
+  /// The sub-batch size of each shard, in batch order; empty when the batch runs as one plan.
+  let shardSizes: [Int]
 
-  private let engine: DNNLEngine
-  private let steps: [FloatEngineStep]
-  private let inputMemory: DNNLMemory
-  private let outputMemory: DNNLMemory
-  /// Arena, input copy and weight buffers; freed in deinit.
-  private let ownedBuffers: [UnsafeMutableRawPointer]
-  /// Keeps the memories and primitives the steps refer to alive.
-  private let retained: [AnyObject]
+  /// The plans of the shards (sharded) or the whole-batch plan.
+  private let plans: [FloatPlan]
+  /// Where each shard's images start in the batch.
+  private let shardStarts: [Int]
+  /// The whole-batch plan for observation runs; the only plan when unsharded.
+  private var wholeBatchPlan: FloatPlan?
+  private let threads: Int?
+  private let strict: Bool
+  private let requiresClassifierOutput: Bool
+
+  private var primaryPlan: FloatPlan { plans[0] }
 
   /// Prepares `graph` (shape inference, folding, fusions) for `batchSize` images and builds
   /// its primitives. `threads` sets the OpenMP thread count (nil: one per core). In `strict`
@@ -56,41 +66,79 @@ public final class FloatEngine: InferenceEngine {
   /// conformance tests run single ops); `run` then fills `outputElementCount` values.
   ///
   /// With `graphIsPrepared`, `graph` is taken as already prepared for `batchSize` (the int8
-  /// engine's graph, whose nodes calibration and the layer report observe one for one).
+  /// engine's graph, whose nodes calibration and the layer report observe one for one); such
+  /// an engine exists to be observed and runs unsharded. `shards` overrides the shard count
+  /// (1: unsharded; nil: one per thread, see `BatchShards.sizes`).
   init(
     graph: Graph, batchSize: Int, threads: Int?, strict: Bool, requiresClassifierOutput: Bool,
-    graphIsPrepared: Bool = false
+    graphIsPrepared: Bool = false, shards: Int? = nil
   ) throws {
     guard batchSize > 0 else {
       throw ModelError(.invalidGraph, "batch size must be positive, got \(batchSize)")
     }
     let prepared = graphIsPrepared ? graph : try GraphPasses.prepare(graph, batchSize: batchSize)
-    let engine = try DNNLEngine(threads: threads, strict: strict)
-    let builder = try FloatEngineBuilder(
-      graph: prepared, engine: engine, requiresClassifierOutput: requiresClassifierOutput)
-    try builder.lower()
-    self.engine = engine
-    self.inputShape = builder.inputShape
-    self.classCount = builder.classCount
-    self.outputElementCount = builder.outputElementCount
-    self.steps = builder.steps
-    self.inputMemory = builder.inputMemory
-    self.outputMemory = builder.outputMemory
-    self.ownedBuffers = builder.ownedBuffers
-    self.retained = builder.retained
-    self.implementations = builder.implementations
-    self.partialConvolutionCount = builder.partialConvolutionCount
+    self.threads = threads
+    self.strict = strict
+    self.requiresClassifierOutput = requiresClassifierOutput
+    let sizes =
+      graphIsPrepared || !requiresClassifierOutput
+      ? nil : BatchShards.sizes(batchSize: batchSize, threads: shards ?? threads)
+    var plans: [FloatPlan] = []
+    if let sizes {
+      // Each shard prepares and lowers its own graph, all concurrently.
+      plans = try BatchShards.build(sizes.count) { shard in
+        let shardGraph = try GraphPasses.prepare(graph, batchSize: sizes[shard])
+        try FloatEngine.checkAligned(shardGraph, with: prepared, batchSize: sizes[shard])
+        let engine = try DNNLEngine(threads: 1, strict: strict, userScratchpad: true)
+        return try FloatPlan(prepared: shardGraph, engine: engine, requiresClassifierOutput: true)
+      }
+      shardSizes = sizes
+    } else {
+      let engine = try DNNLEngine(threads: threads, strict: strict)
+      let plan = try FloatPlan(
+        prepared: prepared, engine: engine, requiresClassifierOutput: requiresClassifierOutput)
+      plans.append(plan)
+      wholeBatchPlan = plan
+      shardSizes = []
+    }
+    self.plans = plans
+    var starts: [Int] = []
+    var next = 0
+    for size in shardSizes {
+      starts.append(next)
+      next += size
+    }
+    shardStarts = starts
     self.graph = prepared
-    self.nodeEnds = builder.nodeEnds
-    self.activations = FloatActivation.locate(in: prepared, builder: builder)
+    let inputShape = try prepared.shape(of: prepared.inputs[0])
+    self.inputShape = inputShape
+    classCount = plans[0].classCount
+    outputElementCount = sizes == nil ? plans[0].outputElementCount : batchSize * classCount
     var info = DNNLEngine.versionInfo
     info["engine"] = "float (oneDNN primitives, NHWC)"
     info["threads"] = threads.map(String.init) ?? "default"
+    info["batch_shards"] = FloatEngine.describeShards(sizes)
     self.versionInfo = info
   }
 
-  deinit {
-    for buffer in ownedBuffers { buffer.deallocate() }
+  /// "1" or e.g. "2 (8+8 images, one thread each)", for provenance.
+  static func describeShards(_ sizes: [Int]?) -> String {
+    guard let sizes, sizes.count > 1 else { return "1" }
+    return
+      "\(sizes.count) (\(sizes.map(String.init).joined(separator: "+")) images, one thread each)"
+  }
+
+  /// A shard's graph must hold the same nodes as the whole-batch graph, in the same order:
+  /// the engine's reports name nodes by their index in `graph`.
+  static func checkAligned(_ shard: Graph, with whole: Graph, batchSize: Int) throws {
+    guard shard.nodes.count == whole.nodes.count,
+      zip(shard.nodes, whole.nodes).allSatisfy({ $0.name == $1.name })
+    else {
+      throw ModelError(
+        .invalidGraph,
+        "batch shards: the graph prepared for \(batchSize) images has different nodes than the whole batch's (\(shard.nodes.count) vs \(whole.nodes.count)); run with IMAGENET_EVAL_BATCH_SHARDS=0"
+      )
+    }
   }
 
   public func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>)
@@ -100,7 +148,8 @@ public final class FloatEngine: InferenceEngine {
   }
 
   /// Runs one batch, calling `afterNode(index)` as soon as the outputs of node `index` of
-  /// `graph` are complete (read them with `withActivation`, before returning).
+  /// `graph` are complete (read them with `withActivation`, before returning). With an
+  /// observer the batch runs on the whole-batch plan (built on the first such call).
   func run(
     input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>,
     afterNode: ((Int) throws -> Void)?
@@ -113,43 +162,27 @@ public final class FloatEngine: InferenceEngine {
         "float engine: buffers of \(input.count) inputs / \(output.count) outputs, expected \(inputElementCount) / \(outputElementCount)"
       )
     }
-    engine.applyThreadCount()
-    // Subnormals slow oneDNN's GELU post-op (see DNNLDenormals); the caller's mode is restored.
-    let savedMode = engine.enterKernelMode()
-    defer { engine.leaveKernelMode(savedMode) }
-    try inputMemory.setBuffer(UnsafeMutableRawPointer(mutating: inputBase))
-    try outputMemory.setBuffer(UnsafeMutableRawPointer(outputBase))
-    var nextNode = 0
-    for (index, step) in steps.enumerated() {
-      switch step {
-      case .primitive(let execution):
-        try execution.run()
-      case .copy(let source, let destination, let byteCount):
-        try engine.wait()
-        destination.copyMemory(from: source, byteCount: byteCount)
-      case .erf(let source, let destination, let count):
-        try engine.wait()
-        for index in 0..<count { destination[index] = Foundation.erf(source[index]) }
-      case .kernel(let kernel):
-        try engine.wait()
-        try kernel.run()
-      }
-      if let afterNode, nextNode < nodeEnds.count, nodeEnds[nextNode].endStep <= index + 1 {
-        try engine.wait()
-        // Observers see the caller's floating-point mode, not the kernels'.
-        engine.leaveKernelMode(savedMode)
-        while nextNode < nodeEnds.count, nodeEnds[nextNode].endStep <= index + 1 {
-          try afterNode(nodeEnds[nextNode].node)
-          nextNode += 1
-        }
-        if savedMode != nil { _ = DNNLDenormals.enter() }
-      }
+    if afterNode != nil || shardSizes.isEmpty {
+      try observationPlan().run(input: inputBase, output: outputBase, afterNode: afterNode)
+      return
     }
-    try engine.wait()
-    engine.leaveKernelMode(savedMode)
-    if let afterNode {
-      for end in nodeEnds[nextNode...] { try afterNode(end.node) }
+    let perImage = inputElementCount / batchSize
+    try BatchShards.run(plans.count) { shard in
+      let first = shardStarts[shard]
+      try plans[shard].run(
+        input: inputBase + first * perImage, output: outputBase + first * classCount,
+        afterNode: nil)
     }
+  }
+
+  /// The whole-batch plan, built on first use when the engine is sharded.
+  func observationPlan() throws -> FloatPlan {
+    if let wholeBatchPlan { return wholeBatchPlan }
+    let engine = try DNNLEngine(threads: threads, strict: strict)
+    let plan = try FloatPlan(
+      prepared: graph, engine: engine, requiresClassifierOutput: requiresClassifierOutput)
+    wholeBatchPlan = plan
+    return plan
   }
 }
 

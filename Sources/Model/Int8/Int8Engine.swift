@@ -38,36 +38,55 @@ public final class Int8Engine: InferenceEngine {
   /// Per value: its quantisation parameters (activations only).
   let params: [ValueID: QuantParams]
   /// Per node index: true when it ran an integer kernel (what the layer report compares).
-  let nodeIsQuantized: [Bool]
+  var nodeIsQuantized: [Bool] { plans[0].nodeIsQuantized }
   /// Per node: the float weights' range, for the report.
-  let weightRanges: [Int: (Float, Float)]
+  var weightRanges: [Int: (Float, Float)] { plans[0].weightRanges }
   /// Per quantised Conv/Gemm: the integer weights and bias it runs with (for the QDQ export).
-  let nodeWeights: [Int: Int8Lowering.NodeWeights]
+  var nodeWeights: [Int: Int8Lowering.NodeWeights] { plans[0].nodeWeights }
   /// The activation encoding and weight granularity this engine was built with.
   let scheme: QuantizationScheme
-
-  private let engine: DNNLEngine
-  private let steps: [Int8Step]
-  private let arena: UnsafeMutableRawPointer
-  private let plan: MemoryPlan
-  private let inputValue: ValueID
-  private let outputValue: ValueID
-  private let inputCodes: UnsafeMutableRawPointer
-  private let logits: UnsafeMutablePointer<Float>
   /// The last node writes float logits directly (no output codes).
-  let logitsAreFloat: Bool
-  private let retained: [AnyObject]
+  var logitsAreFloat: Bool { plans[0].logitsAreFloat }
   /// The thread count, for the float engine of the layer report.
   let threads: Int?
   /// Built on the first layer report.
   var floatEngine: FloatEngine?
+  /// The sub-batch size of each shard, in batch order; empty when the batch runs as one plan.
+  let shardSizes: [Int]
+
+  /// What a plan is built from: a prepared graph, its parameters, a quantized model's codes.
+  typealias PlanSource = (
+    graph: Graph, params: [ValueID: QuantParams], explicit: ExplicitQuantization?
+  )
+
+  /// The shards' plans, or the whole-batch plan.
+  private let plans: [Int8Plan]
+  /// Where each shard's images start in the batch.
+  private let shardStarts: [Int]
+  /// The whole-batch plan for observation runs; the only plan when unsharded.
+  private var wholeBatchPlan: Int8Plan?
+  private let explicit: ExplicitQuantization?
+  private let settings: Int8Settings
 
   /// Quantises `graph` (prepared here for `batchSize`) with `calibration`'s thresholds and
   /// builds its kernels. Throws when a `floatNodes` name is not a node of the model, or a
   /// weight holds NaN/infinity (naming the tensor).
+  ///
+  /// With 2 or more threads and at least as many images as threads, the batch runs as one
+  /// single-threaded shard per thread (`BatchShards`); `versionInfo["batch_shards"]` records it.
   public convenience init(
     graph original: Graph, batchSize: Int, calibration: Int8Calibration,
     settings: Int8Settings = Int8Settings(), threads: Int? = nil
+  ) throws {
+    try self.init(
+      graph: original, batchSize: batchSize, calibration: calibration, settings: settings,
+      threads: threads, shards: nil)
+  }
+
+  /// `shards` overrides the shard count (1: unsharded; nil: one per thread).
+  convenience init(
+    graph original: Graph, batchSize: Int, calibration: Int8Calibration,
+    settings: Int8Settings, threads: Int?, shards: Int?
   ) throws {
     guard batchSize > 0 else {
       throw ModelError(.invalidGraph, "int8 engine: batch size must be positive, got \(batchSize)")
@@ -92,10 +111,27 @@ public final class Int8Engine: InferenceEngine {
     guard graph.inputs.count == 1, graph.outputs.first != nil else {
       throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
     }
-    let inputValue = graph.inputs[0]
+    let params = try Int8Engine.calibratedParams(
+      graph, calibration: calibration, settings: settings)
+    try self.init(
+      prepared: graph, params: params, explicit: nil, calibration: calibration,
+      settings: settings, threads: threads, description: calibration.method.rawValue,
+      shards: shards
+    ) { size in
+      let shard = try Int8Engine.prepareForInt8(original, batchSize: size)
+      let shardParams = try Int8Engine.calibratedParams(
+        shard, calibration: calibration, settings: settings)
+      return (shard, shardParams, nil)
+    }
+  }
 
-    // Activation parameters; views and max pooling keep their input's codes unchanged.
-    // Outputs of `int16Nodes` are int16 symmetric (scale = T / 32767) whatever the scheme.
+  /// The activation parameters of a graph prepared for int8, from `calibration`'s thresholds.
+  /// Views and max pooling keep their input's codes unchanged; outputs of `int16Nodes` are
+  /// int16 symmetric (scale = T / 32767) whatever the scheme.
+  static func calibratedParams(
+    _ graph: Graph, calibration: Int8Calibration, settings: Int8Settings
+  ) throws -> [ValueID: QuantParams] {
+    let inputValue = graph.inputs[0]
     var int16Values = Set<ValueID>()
     for node in graph.nodes where settings.int16Nodes.contains(node.name) {
       for out in node.outputs where graph.constants[out] == nil { int16Values.insert(out) }
@@ -124,95 +160,81 @@ public final class Int8Engine: InferenceEngine {
         }
       }
     }
-    try self.init(
-      prepared: graph, params: params, explicit: nil, calibration: calibration,
-      settings: settings, threads: threads, description: calibration.method.rawValue)
+    return params
   }
 
   /// Builds the kernels of a prepared graph whose activation parameters are known: calibrated
   /// (`explicit` nil) or taken from a quantized model (`explicit` holds its weight and bias
   /// codes; values without parameters are held as float32 and computed in float).
+  ///
+  /// With `shardSource` (the same graph and parameters derived for another batch size) and
+  /// more than one thread, the batch runs as one single-threaded plan per thread
+  /// (`BatchShards`); `shards` overrides the shard count (1: unsharded).
   init(
     prepared graph: Graph, params: [ValueID: QuantParams], explicit: ExplicitQuantization?,
-    calibration: Int8Calibration, settings: Int8Settings, threads: Int?, description: String
+    calibration: Int8Calibration, settings: Int8Settings, threads: Int?, description: String,
+    shards: Int? = nil, shardSource: ((Int) throws -> PlanSource)? = nil
   ) throws {
     guard graph.inputs.count == 1, let output = graph.outputs.first else {
       throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
     }
-    inputValue = graph.inputs[0]
-    outputValue = output
-    let input = try graph.shape(of: inputValue)
+    let input = try graph.shape(of: graph.inputs[0])
     let outShape = try graph.shape(of: output)
     guard outShape.count >= 2, outShape[0] == input[0] else {
       throw ModelError(
         .invalidGraph, "int8 engine: expected logits [batch, classes], got \(outShape)")
     }
-    guard params[inputValue] != nil else {
-      throw ModelError(
-        .invalidGraph,
-        "int8 engine: the model input '\(graph.values[inputValue].name)' has no quantisation parameters"
-      )
-    }
     self.graph = graph
     self.threads = threads
+    self.explicit = explicit
+    self.settings = settings
     inputShape = input
     classCount = outShape.dropFirst().reduce(1, *)
     self.calibration = calibration
     self.params = params
     int16Nodes = graph.nodes.filter { settings.int16Nodes.contains($0.name) }.map(\.name)
-
-    // The arena holds codes: one byte per activation element.
-    var codeGraph = graph
-    // There is no 16-bit element type; int32 reserves (more than) enough bytes for int16 codes.
-    for (id, p) in params {
-      codeGraph.values[id].elementType =
-        switch p.type {
-        case .uint8: .uint8
-        case .int16: .int32
-        default: .int8
-        }
-    }
-    let plan = try MemoryPlan(codeGraph)
-    self.plan = plan
-    let scratchOffset = (plan.arenaSize + 63) / 64 * 64
-    let largest = plan.sizes.values.max() ?? 0
-    arena = UnsafeMutableRawPointer.allocate(
-      byteCount: scratchOffset + max(largest, 64), alignment: 64)
-    arena.initializeMemory(as: UInt8.self, repeating: 0, count: scratchOffset + max(largest, 64))
-    inputCodes = UnsafeMutableRawPointer.allocate(
-      byteCount: max(input.reduce(1, *), 64), alignment: 64)
-    logits = UnsafeMutablePointer<Float>.allocate(capacity: max(outShape.reduce(1, *), 16))
-
-    let engine = try DNNLEngine(threads: threads)
-    self.engine = engine
-    let lowering = Int8Lowering(
-      graph: graph, params: params, engine: engine, arena: arena, plan: plan,
-      scratch: arena + scratchOffset, inputValue: inputValue, inputCodes: inputCodes,
-      outputValue: output, logits: logits, scheme: settings.scheme,
-      floatNodes: settings.floatNodes, explicit: explicit)
-    try lowering.lower()
-    steps = lowering.steps
-    retained = lowering.retained
-    logitsAreFloat = lowering.logitsAreFloat
-    floatFallbackNodes = lowering.fallbackNodes
-    nodeIsQuantized = lowering.nodeIsQuantized
-    weightRanges = lowering.weightRanges
-    nodeWeights = lowering.nodeWeights
     scheme = settings.scheme
-    quantizedNodes = graph.nodes.indices.filter { lowering.nodeIsQuantized[$0] }.map {
+
+    let sizes =
+      shardSource == nil ? nil : BatchShards.sizes(batchSize: input[0], threads: shards ?? threads)
+    var plans: [Int8Plan] = []
+    if let sizes, let shardSource {
+      // Each shard prepares and lowers its own graph, all concurrently.
+      plans = try BatchShards.build(sizes.count) { shard in
+        let source = try shardSource(sizes[shard])
+        try FloatEngine.checkAligned(source.graph, with: graph, batchSize: sizes[shard])
+        let engine = try DNNLEngine(threads: 1, userScratchpad: true)
+        return try Int8Plan(
+          prepared: source.graph, params: source.params, explicit: source.explicit,
+          settings: settings, engine: engine)
+      }
+      shardSizes = sizes
+    } else {
+      let plan = try Int8Plan(
+        prepared: graph, params: params, explicit: explicit, settings: settings,
+        engine: try DNNLEngine(threads: threads))
+      plans.append(plan)
+      wholeBatchPlan = plan
+      shardSizes = []
+    }
+    self.plans = plans
+    var starts: [Int] = []
+    var next = 0
+    for size in shardSizes {
+      starts.append(next)
+      next += size
+    }
+    shardStarts = starts
+    floatFallbackNodes = plans[0].fallbackNodes
+    quantizedNodes = graph.nodes.indices.filter { plans[0].nodeIsQuantized[$0] }.map {
       graph.nodes[$0].name
     }
     var info = DNNLEngine.versionInfo
     info["engine"] = "int8 (oneDNN int8 primitives, NHWC codes)"
     info["calibration"] = description
     info["threads"] = threads.map(String.init) ?? "default"
+    info["batch_shards"] = FloatEngine.describeShards(sizes)
     versionInfo = info
-  }
-
-  deinit {
-    arena.deallocate()
-    inputCodes.deallocate()
-    logits.deallocate()
   }
 
   public func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>)
@@ -222,66 +244,47 @@ public final class Int8Engine: InferenceEngine {
   }
 
   /// Runs one batch, calling `afterNode(index, codes)` once each node's output codes are
-  /// complete (for the layer report).
+  /// complete (for the layer report). With an observer the batch runs on the whole-batch plan
+  /// (built on the first such call).
   func run(
     input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>,
     afterNode: ((Int, UnsafeRawPointer) throws -> Void)?
   ) throws {
-    guard input.count == inputElementCount, output.count == batchSize * classCount else {
+    guard input.count == inputElementCount, output.count == batchSize * classCount,
+      let inputBase = input.baseAddress, let outputBase = output.baseAddress
+    else {
       throw ModelError(
         .invalidGraph,
         "int8 engine: buffers of \(input.count) inputs / \(output.count) outputs, expected \(inputElementCount) / \(batchSize * classCount)"
       )
     }
-    engine.applyThreadCount()
-    guard let inputParams = params[inputValue], let base = input.baseAddress else { return }
-    switch inputParams.type {
-    case .int8:
-      Int8Passes.quantize(
-        base, count: input.count, shape: inputShape, params: inputParams,
-        into: inputCodes.assumingMemoryBound(to: Int8.self),
-        threads: Int8Parallel.availableThreads)
-    case .uint8:
-      Int8Passes.quantize(
-        base, count: input.count, shape: inputShape, params: inputParams,
-        into: inputCodes.assumingMemoryBound(to: UInt8.self),
-        threads: Int8Parallel.availableThreads)
-    default:
-      try Int8Layout.quantize(input, shape: inputShape, params: inputParams, into: inputCodes)
+    if afterNode != nil || shardSizes.isEmpty {
+      try observationPlan().run(input: inputBase, output: outputBase, afterNode: afterNode)
+      return
     }
-    for step in steps {
-      switch step.work {
-      case .primitive(let execution):
-        try execution.run()
-      case .swift(let body):
-        try engine.wait()
-        try body()
-      }
-      if let node = step.completesNode, let afterNode {
-        try engine.wait()
-        try afterNode(node, UnsafeRawPointer(try codes(of: graph.nodes[node].outputs[0])))
-      }
-    }
-    try engine.wait()
-    if logitsAreFloat {
-      _ = output.update(from: UnsafeBufferPointer(start: logits, count: output.count))
-    } else {
-      guard let p = params[outputValue] else { return }
-      try Int8Layout.dequantize(
-        UnsafeRawPointer(try codes(of: outputValue)), shape: try graph.shape(of: outputValue),
-        params: p, into: output)
+    let perImage = inputElementCount / batchSize
+    try BatchShards.run(plans.count) { shard in
+      let first = shardStarts[shard]
+      try plans[shard].run(
+        input: inputBase + first * perImage, output: outputBase + first * classCount,
+        afterNode: nil)
     }
   }
 
-  /// Where a value's codes live.
+  /// Where a value's codes live in the whole-batch plan (valid during and after an
+  /// observation run).
   func codes(of value: ValueID) throws -> UnsafeMutableRawPointer {
-    if value == inputValue { return inputCodes }
-    if value == outputValue, logitsAreFloat { return UnsafeMutableRawPointer(logits) }
-    guard let offset = plan.offsets[value] else {
-      throw ModelError(
-        .invalidGraph, "int8 engine: value '\(graph.values[value].name)' has no buffer")
-    }
-    return arena + offset
+    try observationPlan().codes(of: value)
+  }
+
+  /// The whole-batch plan, built on first use when the engine is sharded.
+  private func observationPlan() throws -> Int8Plan {
+    if let wholeBatchPlan { return wholeBatchPlan }
+    let plan = try Int8Plan(
+      prepared: graph, params: params, explicit: explicit, settings: settings,
+      engine: try DNNLEngine(threads: threads))
+    wholeBatchPlan = plan
+    return plan
   }
 }
 

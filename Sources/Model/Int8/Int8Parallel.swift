@@ -22,14 +22,18 @@ enum Int8Parallel {
   private static let threadNumber: Query? = symbol("omp_get_thread_num")
   private static let teamSize: Query? = symbol("omp_get_num_threads")
   private static let maxThreads: Query? = symbol("omp_get_max_threads")
+  private static let inParallel: Query? = symbol("omp_in_parallel")
 
   /// Below this many bytes of work a pass runs on the calling thread: waking a sleeping
   /// team (passive policy) costs tens of microseconds, more than the pass.
   static let minimumBytesPerThread = 32 * 1024
 
-  /// The team size a parallel region started now would get (`omp_set_num_threads` applies).
+  /// The team size a parallel region started now would get (`omp_set_num_threads` applies);
+  /// 1 inside a parallel region (a batch shard's thread, see `BatchShards`), where libgomp
+  /// would run a nested region on one thread anyway.
   static var availableThreads: Int {
     guard parallel != nil, threadNumber != nil, teamSize != nil, let maxThreads else { return 1 }
+    if let inParallel, inParallel() != 0 { return 1 }
     return max(1, Int(maxThreads()))
   }
 

@@ -46,6 +46,13 @@ extension Int8Engine {
   /// DequantizeLinear reads codes no QuantizeLinear produced (integer model inputs), or when
   /// a tensor is quantised twice with different parameters.
   public convenience init(quantizedGraph: Graph, batchSize: Int, threads: Int? = nil) throws {
+    try self.init(
+      quantizedGraph: quantizedGraph, batchSize: batchSize, threads: threads, shards: nil)
+  }
+
+  /// `shards` overrides the batch shard count (1: unsharded; nil: one per thread, see
+  /// `BatchShards`).
+  convenience init(quantizedGraph: Graph, batchSize: Int, threads: Int?, shards: Int?) throws {
     guard batchSize > 0 else {
       throw ModelError(.invalidGraph, "int8 engine: batch size must be positive, got \(batchSize)")
     }
@@ -56,7 +63,12 @@ extension Int8Engine {
     try self.init(
       prepared: imported.graph, params: imported.params, explicit: imported.explicit,
       calibration: calibration, settings: Int8Settings(floatNodes: imported.floatNodes),
-      threads: threads, description: "none (parameters from the quantized model)")
+      threads: threads, description: "none (parameters from the quantized model)",
+      shards: shards
+    ) { size in
+      let shard = try QuantizedImport(quantizedGraph, batchSize: size)
+      return (shard.graph, shard.params, shard.explicit)
+    }
   }
 }
 

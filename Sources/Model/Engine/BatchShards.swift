@@ -1,0 +1,134 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Runs one batch as independent shards, one per OpenMP thread, instead of splitting every
+/// primitive across the threads.
+///
+/// With 2 threads, a small primitive (a depthwise convolution, a 7×7 late stage, an int8
+/// Swift pass) costs as much in its end-of-primitive barrier as in arithmetic, and a batch
+/// pays that at every primitive. A shard is a complete plan (primitives, arena) built for its
+/// sub-batch with one thread, so its kernels are blocked for one thread and never wait for the
+/// other; the shards read and write contiguous slices of the batch-major input and output.
+///
+/// Inside the parallel region oneDNN 2.6 runs every primitive on the calling thread
+/// (`omp_in_parallel()` makes its `parallel` sequential), and `Int8Parallel` keeps its passes
+/// on the calling thread too. Shard primitives use user-mode scratchpads (see `DNNLEngine`):
+/// the library-mode global scratchpad belongs to the thread that created the primitive, so two
+/// shards built on one thread and run on two would share it.
+///
+/// `IMAGENET_EVAL_BATCH_SHARDS=0` turns sharding off (for A/B measurements).
+enum BatchShards {
+  typealias Body = @convention(c) (UnsafeMutableRawPointer?) -> Void
+  typealias ParallelEntry = @convention(c) (Body, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
+  typealias Query = @convention(c) () -> Int32
+  typealias SetThreads = @convention(c) (Int32) -> Void
+
+  private static let parallel: ParallelEntry? = symbol("GOMP_parallel")
+  private static let threadNumber: Query? = symbol("omp_get_thread_num")
+  private static let teamSize: Query? = symbol("omp_get_num_threads")
+  private static let maxThreads: Query? = symbol("omp_get_max_threads")
+  private static let inParallelQuery: Query? = symbol("omp_in_parallel")
+  private static let setThreads: SetThreads? = symbol("omp_set_num_threads")
+
+  /// False when the environment turns sharding off.
+  static let enabled: Bool = {
+    guard let value = getenv("IMAGENET_EVAL_BATCH_SHARDS") else { return true }
+    return String(cString: value) != "0"
+  }()
+
+  /// True inside an active OpenMP parallel region (a shard's thread).
+  static var inParallel: Bool { (inParallelQuery?() ?? 0) != 0 }
+
+  /// The sub-batch sizes a batch of `batchSize` runs as with `threads` threads (nil: the
+  /// OpenMP default), largest last; nil when the batch runs unsharded (sharding off, one
+  /// thread, fewer images than threads, or no OpenMP runtime).
+  static func sizes(batchSize: Int, threads: Int?) -> [Int]? {
+    guard enabled, parallel != nil, threadNumber != nil, teamSize != nil, setThreads != nil,
+      let maxThreads
+    else { return nil }
+    // Fewer images than threads would leave threads idle: those batches stay unsharded.
+    let count = threads ?? Int(maxThreads())
+    guard count >= 2, batchSize >= count else { return nil }
+    return (0..<count).map { batchSize * ($0 + 1) / count - batchSize * $0 / count }
+  }
+
+  /// Runs `body` with OpenMP's thread count at 1 on the calling thread, then restores it:
+  /// oneDNN picks a primitive's blocking for `omp_get_max_threads()` threads at creation.
+  static func buildingSingleThreaded<Result>(_ body: () throws -> Result) rethrows -> Result {
+    guard let setThreads, let maxThreads else { return try body() }
+    let saved = maxThreads()
+    setThreads(1)
+    defer { setThreads(saved) }
+    return try body()
+  }
+
+  /// Builds one plan per shard with `make(shard)`, concurrently on the shards' threads (as
+  /// `run` runs them), each with OpenMP's thread count at 1: oneDNN picks a primitive's
+  /// blocking for `omp_get_max_threads()` threads at creation, and inside the region it runs
+  /// the weight reorders on the calling thread. The calling thread's thread count is unchanged.
+  static func build<Plan>(_ count: Int, _ make: (Int) throws -> Plan) throws -> [Plan] {
+    var built = [Plan?](repeating: nil, count: count)
+    try built.withUnsafeMutableBufferPointer { slots in
+      try run(count) { shard in
+        try buildingSingleThreaded { slots[shard] = try make(shard) }
+      }
+    }
+    return built.compactMap { $0 }
+  }
+
+  /// Calls `body(shard)` for every shard in `0..<count`, shard `i` on thread `i` of a new
+  /// OpenMP team of `count` threads (a smaller team, e.g. when nested, takes several shards
+  /// per thread). Rethrows the error of the lowest failing shard once all have finished.
+  static func run(_ count: Int, _ body: (Int) throws -> Void) throws {
+    guard count > 1, let parallel else {
+      for shard in 0..<count { try body(shard) }
+      return
+    }
+    var errors = [Error?](repeating: nil, count: count)
+    try errors.withUnsafeMutableBufferPointer { slots in
+      withoutActuallyEscaping(body) { escapable in
+        var context = Context(count: count, body: escapable, errors: slots)
+        withUnsafeMutablePointer(to: &context) { pointer in
+          parallel(BatchShards.runShards, UnsafeMutableRawPointer(pointer), UInt32(count), 0)
+        }
+      }
+      for error in slots { if let error { throw error } }
+    }
+  }
+
+  private struct Context {
+    var count: Int
+    var body: (Int) throws -> Void
+    var errors: UnsafeMutableBufferPointer<Error?>
+  }
+
+  /// The region body: this thread's shards.
+  private static let runShards: Body = { raw in
+    guard let raw, let threadNumber = BatchShards.threadNumber,
+      let teamSize = BatchShards.teamSize
+    else { return }
+    let context = raw.assumingMemoryBound(to: Context.self)
+    let count = context.pointee.count
+    let team = max(1, Int(teamSize()))
+    var shard = Int(threadNumber())
+    while shard < count {
+      do {
+        try context.pointee.body(shard)
+      } catch {
+        context.pointee.errors[shard] = error
+      }
+      shard += team
+    }
+  }
+
+  private static func symbol<T>(_ name: String) -> T? {
+    // A null handle from dlopen(nil) searches the program and every library it loaded.
+    guard let program = dlopen(nil, RTLD_NOW), let address = dlsym(program, name) else {
+      return nil
+    }
+    return unsafeBitCast(address, to: T.self)
+  }
+}
