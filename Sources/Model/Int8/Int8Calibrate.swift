@@ -11,26 +11,32 @@ extension Int8Engine {
   /// and returns how many it filled; 0 ends calibration. When fewer than `imageCount` images
   /// come, calibration uses them and records a warning. NaN or infinity in an activation is
   /// an error naming the tensor.
+  ///
+  /// Histograms are collected only when `settings.method` reads them (not for `max`, whose
+  /// thresholds are the exact ranges either way), which makes `max` calibration several
+  /// times cheaper.
   public static func calibrate(
     graph: Graph, batchSize: Int, imageCount: Int, settings: Int8Settings = Int8Settings(),
     threads: Int? = nil, nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
   ) throws -> Int8Calibration {
     try observe(
       graph: graph, batchSize: batchSize, imageCount: imageCount, threads: threads,
-      nextBatch: nextBatch
+      collectsHistograms: settings.method.needsHistogram, nextBatch: nextBatch
     ).calibration(settings: settings, threads: threads)
   }
 
   /// The float pass of `calibrate` alone: statistics from which every method's calibration
   /// can be derived without running the float model again. `threads` is the float engine's
-  /// thread count (nil: one per core).
+  /// thread count (nil: one per core). With `collectsHistograms` false only each tensor's
+  /// range is kept: `calibration` then serves `max` alone and refuses the other methods.
   public static func observe(
     graph: Graph, batchSize: Int, imageCount: Int, threads: Int? = nil,
+    collectsHistograms: Bool = true,
     nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
   ) throws -> Int8Observation {
     try observe(
       graph: graph, batchSize: batchSize, imageCount: imageCount, threads: threads,
-      referenceEvaluator: false, nextBatch: nextBatch)
+      referenceEvaluator: false, collectsHistograms: collectsHistograms, nextBatch: nextBatch)
   }
 
   /// `observe`, with the float model run either by `FloatEngine` or, when
@@ -38,7 +44,7 @@ extension Int8Engine {
   /// node — kept to prove the two observe the same statistics.
   static func observe(
     graph: Graph, batchSize: Int, imageCount: Int, threads: Int?, referenceEvaluator: Bool,
-    nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+    collectsHistograms: Bool = true, nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
   ) throws -> Int8Observation {
     guard imageCount > 0 else {
       throw QuantizationError.invalidParameter("calibration needs at least 1 image")
@@ -69,7 +75,8 @@ extension Int8Engine {
       }
     }
     var session = try CalibrationSession(
-      tensorNames: observed.map { prepared.values[$0].name }, requestedImageCount: imageCount)
+      tensorNames: observed.map { prepared.values[$0].name }, requestedImageCount: imageCount,
+      collectsHistograms: collectsHistograms)
     let observedSet = Set(observed)
 
     var batches: [(input: [Float], images: Int)] = []
@@ -114,8 +121,12 @@ extension Int8Engine {
         }
         logits = values
       }
-      reference += logits[0..<(images * perImageOutput)]
-      batches.append((buffer, images))
+      // Only `default` re-runs the calibration images (and it needs histograms too); `max`
+      // spares the copies (60 MB for 100 images at 224x224).
+      if collectsHistograms {
+        reference += logits[0..<(images * perImageOutput)]
+        batches.append((buffer, images))
+      }
       session.endBatch(images: images)
     }
     if session.imageCount == 0 {
@@ -124,7 +135,7 @@ extension Int8Engine {
     }
     return Int8Observation(
       graph: graph, batchSize: batchSize, perImageOutput: perImageOutput, session: session,
-      batches: batches, reference: reference)
+      batches: batches, reference: reference, floatEngine: float)
   }
 }
 
@@ -138,6 +149,9 @@ public struct Int8Observation {
   let session: CalibrationSession
   let batches: [(input: [Float], images: Int)]
   let reference: [Float]
+  /// The float engine that ran the prepared graph, handed on to the int8 engine's layer
+  /// report so it need not build the same primitives again.
+  let floatEngine: FloatEngine?
 
   /// Images observed.
   public var imageCount: Int { session.imageCount }
@@ -145,10 +159,18 @@ public struct Int8Observation {
   /// Every observed tensor's statistics (histogram, range), in graph order.
   public var observers: [TensorObserver] { session.observers }
 
+  /// Whether histograms were collected (every method available) or ranges only (`max`).
+  public var collectsHistograms: Bool { session.collectsHistograms }
+
   /// The calibration by `settings.method` (and `settings.percentile`).
   public func calibration(settings: Int8Settings, threads: Int? = nil) throws -> Int8Calibration {
     // Checked here too, so `default` does not turn a misspelt name into failed candidates.
     try Int8Engine.checkFloatNodes(settings.floatNodes, in: graph)
+    guard collectsHistograms || !settings.method.needsHistogram else {
+      throw QuantizationError.invalidParameter(
+        "calibration method '\(settings.method.rawValue)' reads activation histograms, but this "
+          + "observation collected ranges only (observe with collectsHistograms: true)")
+    }
     let imageCount = session.requestedImageCount
     let graph = self.graph
     let batchSize = self.batchSize
@@ -194,6 +216,38 @@ public struct Int8Observation {
     return calibration(selection.method, selection.thresholds, selection.warnings, cosines)
   }
 
+}
+
+extension Int8Engine {
+  /// `calibrate` followed by `init(graph:batchSize:calibration:settings:threads:)`, with the
+  /// engine's layer report reusing the float engine calibration built (same prepared graph,
+  /// same batch size) instead of building its own. `calibrationThreads` is the float pass's
+  /// thread count (the layer report's too), `threads` the int8 engine's; `calibrated` is
+  /// called with the calibration's seconds before the engine is built.
+  public static func calibratedEngine(
+    graph: Graph, batchSize: Int, imageCount: Int, settings: Int8Settings,
+    calibrationThreads: Int?, threads: Int?, calibrated: (Double) -> Void = { _ in },
+    nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+  ) throws -> Int8Engine {
+    let start = Date()
+    let observation = try observe(
+      graph: graph, batchSize: batchSize, imageCount: imageCount, threads: calibrationThreads,
+      collectsHistograms: settings.method.needsHistogram, nextBatch: nextBatch)
+    let calibration = try observation.calibration(
+      settings: settings, threads: calibrationThreads)
+    calibrated(Date().timeIntervalSince(start))
+    let engine = try Int8Engine(
+      graph: graph, batchSize: batchSize, calibration: calibration, settings: settings,
+      threads: threads)
+    engine.floatEngine = observation.floatEngine
+    return engine
+  }
+}
+
+extension Int8Settings.Method {
+  /// Whether the method reads activation histograms: all but `max` (`default` tries
+  /// percentile and KL among its candidates).
+  var needsHistogram: Bool { single?.needsHistogram ?? true }
 }
 
 extension Int8Engine {
