@@ -293,29 +293,22 @@ extension Int8Engine {
       try run(input: input, output: y) { index, codes in
         guard self.nodeIsQuantized[index], let x = reference[index] else { return }
         let value = self.graph.nodes[index].outputs[0]
-        var dequantized = [Float](repeating: 0, count: x.count)
+        // One pass over the float activations and the codes, dequantised on the fly.
+        var agreement = Agreement()
         if value == self.graph.outputs[0], self.logitsAreFloat {
-          _ = dequantized.withUnsafeMutableBufferPointer {
-            $0.update(
-              from: UnsafeBufferPointer(
-                start: codes.assumingMemoryBound(to: Float.self), count: x.count))
-          }
+          let logits = codes.assumingMemoryBound(to: Float.self)
+          for (i, a) in x.enumerated() { agreement.add(a, logits[i]) }
         } else if let p = self.params[value] {
-          try Self.dequantizeInEngineLayout(codes, params: p, into: &dequantized)
-        }
-        var signal = 0.0
-        var noise = 0.0
-        for (a, b) in zip(x, dequantized) {
-          signal += Double(a) * Double(a)
-          noise += Double(a - b) * Double(a - b)
+          try Self.compare(x, codes: codes, params: p, into: &agreement)
+        } else {
+          for a in x { agreement.add(a, 0) }
         }
         let node = self.graph.nodes[index]
         let range = self.weightRanges[index]
         layers.append(
           LayerQuality(
             node: node.name, op: node.op.name,
-            sqnrDB: noise == 0 ? .infinity : 10 * log10(signal / noise),
-            cosine: Self.cosineSimilarity(x, dequantized), weightMinimum: range?.0,
+            sqnrDB: agreement.sqnrDB, cosine: agreement.cosine, weightMinimum: range?.0,
             weightMaximum: range?.1, activationScale: self.params[value]?.scale ?? 1))
       }
     }
@@ -323,22 +316,49 @@ extension Int8Engine {
     return LayerReport(imageCount: images, layers: layers)
   }
 
-  /// `(code − zp) · scale` element by element, keeping the codes' (engine) order.
-  static func dequantizeInEngineLayout(
-    _ codes: UnsafeRawPointer, params: QuantParams, into values: inout [Float]
+  /// Adds `x[i]` against `(code[i] − zp) · scale` to `agreement`, element by element in the
+  /// codes' (engine) order.
+  static func compare(
+    _ x: [Float], codes: UnsafeRawPointer, params: QuantParams, into agreement: inout Agreement
   ) throws {
     let scale = params.scale
     let zp = params.zeroPoint
-    func load<Code: FixedWidthInteger>(_: Code.Type) {
+    func add<Code: FixedWidthInteger>(_: Code.Type) {
       let input = codes.assumingMemoryBound(to: Code.self)
-      for i in values.indices { values[i] = Float(Int32(input[i]) - zp) * scale }
+      x.withUnsafeBufferPointer { x in
+        for i in x.indices { agreement.add(x[i], Float(Int32(input[i]) - zp) * scale) }
+      }
     }
     switch params.type {
-    case .int8: load(Int8.self)
-    case .uint8: load(UInt8.self)
-    case .int16: load(Int16.self)
+    case .int8: add(Int8.self)
+    case .uint8: add(UInt8.self)
+    case .int16: add(Int16.self)
     case .int32:
       throw QuantizationError.invalidParameter("activations of type \(params.type.rawValue)")
+    }
+  }
+
+  /// The sums behind SQNR and cosine similarity of a reference `a` and a candidate `b`, in
+  /// float64 and element order (the same sums `cosineSimilarity` forms).
+  struct Agreement {
+    var aa = 0.0
+    var bb = 0.0
+    var ab = 0.0
+    var noise = 0.0
+
+    mutating func add(_ a: Float, _ b: Float) {
+      aa += Double(a) * Double(a)
+      bb += Double(b) * Double(b)
+      ab += Double(a) * Double(b)
+      noise += Double(a - b) * Double(a - b)
+    }
+
+    /// 10·log10(signal / noise) (infinite without noise).
+    var sqnrDB: Double { noise == 0 ? .infinity : 10 * log10(aa / noise) }
+    /// As `cosineSimilarity`: 1 when both are zero vectors, NaN when only one is.
+    var cosine: Double {
+      if aa == 0, bb == 0 { return 1 }
+      return ab / (aa.squareRoot() * bb.squareRoot())
     }
   }
 
