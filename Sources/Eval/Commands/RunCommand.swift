@@ -18,10 +18,16 @@ struct RunCommand: ParsableCommand {
 
       Threads: --workers decode+preprocess threads (default one per core) run \
       alongside --threads oneDNN/OpenMP threads (default one per core); decoding of the \
-      next batches overlaps inference of the current one. On a machine shared with other busy \
-      processes set OMP_WAIT_POLICY=passive in the environment: libgomp's default \
-      spin-waiting then loses the cores (1.5-2.5x slower end to end on a loaded 2-core VM); \
-      on a quiet machine the default is 5-10% faster (bench/README.md).
+      next batches overlaps inference of the current one. With two or more engines \
+      (--engines float,int8) the default --engine-schedule concurrent runs each engine on its \
+      own thread at the same time and splits --threads between them (2 threads: one each; \
+      the manifest records each engine's threads and the schedule); the logits are the same \
+      as with --engine-schedule sequential, which runs the engines in turn with all --threads \
+      each. Calibration and the layer report still use all --threads. On a machine shared with \
+      other busy processes set OMP_WAIT_POLICY=passive in the environment: libgomp's default \
+      spin-waiting then loses the cores (1.5-2.5x slower end to end on a loaded 2-core VM; \
+      one-thread engines of the concurrent schedule do not spin); on a quiet machine the \
+      default is 5-10% faster (bench/README.md).
 
       The data set is identified in run.json by each container's name, size and \
       modification time, not a hash of its bytes (hashing a 6 GB tarball would take longer \
