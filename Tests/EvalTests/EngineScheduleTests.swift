@@ -44,9 +44,12 @@ struct EngineScheduleTests {
     #expect(EngineLanes.lanes(of: [second, int8]) == [[0, 1]])
     #expect(EngineLanes(engines: [float, int8], concurrent: false).lanes == [[0, 1]])
     let lanes = [[0], [1]]
-    #expect(EngineLanes.threads(engineCount: 2, lanes: lanes, total: 2, concurrent: true) == [1, 1])
-    #expect(EngineLanes.threads(engineCount: 2, lanes: lanes, total: 5, concurrent: true) == [3, 2])
-    #expect(EngineLanes.threads(engineCount: 2, lanes: lanes, total: 1, concurrent: true) == [1, 1])
+    #expect(
+      EngineLanes.threads(engineCount: 2, lanes: lanes, total: 2, concurrent: true) == [1, 1])
+    #expect(
+      EngineLanes.threads(engineCount: 2, lanes: lanes, total: 5, concurrent: true) == [3, 2])
+    #expect(
+      EngineLanes.threads(engineCount: 2, lanes: lanes, total: 1, concurrent: true) == [1, 1])
     #expect(
       EngineLanes.threads(engineCount: 2, lanes: lanes, total: 4, concurrent: false) == [4, 4])
     #expect(

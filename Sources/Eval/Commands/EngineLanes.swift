@@ -28,7 +28,9 @@ final class EngineLanes {
   /// or one lane holding them all.
   init(engines: [any InferenceEngine], concurrent: Bool) {
     lanes = concurrent ? Self.lanes(of: engines) : [Array(engines.indices)]
-    workers = lanes.dropFirst().enumerated().map { LaneWorker(name: "engine lane \($0.offset + 1)") }
+    workers = lanes.dropFirst().enumerated().map {
+      LaneWorker(name: "engine lane \($0.offset + 1)")
+    }
   }
 
   deinit {

@@ -265,7 +265,8 @@ struct RunCommand: ParsableCommand {
     var versions = RunManifest.versions(of: built)
     for key in versions.keys {
       versions[key]?["batch_size"] = String(batch)
-      versions[key]?["schedule"] = concurrent ? EngineSchedule.concurrent.rawValue : EngineSchedule.sequential.rawValue
+      versions[key]?["schedule"] =
+        concurrent ? EngineSchedule.concurrent.rawValue : EngineSchedule.sequential.rawValue
     }
     let manifest = RunManifest(
       model: identity,
