@@ -14,7 +14,9 @@
 # model labels to run (default both), TAR another flat tarball (e.g. a quick subset).
 # SKIP_BUILD=1 uses the existing release binary; BIN another imagenet-eval binary (e.g. a
 # baseline build kept aside for an A/B run; implies SKIP_BUILD); PEER=0 skips the Python peer
-# (its column then reads n/a) when only ours is being compared.
+# (its column then reads n/a) when only ours is being compared. EXTRA adds arguments to ours
+# (e.g. EXTRA="--engine-schedule sequential"; not understood by a baseline binary that predates
+# the option).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${IMAGENET_EVAL_PYTHON:-.venv/bin/python}
@@ -63,7 +65,7 @@ for spec in "FasterNet-T0:$t0:torchvision" "EfficientNet-Lite0:models/efficientn
     if [ "$policy" = default ]; then run_env=(env -u OMP_WAIT_POLICY); else run_env=(env OMP_WAIT_POLICY=passive); fi
     "${run_env[@]}" "$bin" run --model "$model" --data "$tar" --labels "$labels" --preset "$preset" \
       "${ours_flags[@]}" --threads "$threads" --workers "$threads" --out "$out/$label-$policy" \
-      --quiet > "$out/$label-$policy.log"
+      --quiet ${EXTRA:-} > "$out/$label-$policy.log"
     end=$(date +%s.%N)
     # The phase split `run` prints (evaluation, model load, calibration, build, layer report).
     grep '^speed:' "$out/$label-$policy.log" >&2 || true

@@ -109,9 +109,12 @@ public enum EngineFactory {
   /// `threads` is the oneDNN/OpenMP thread count (nil: one per core); `strict` makes a
   /// primitive that would fall back to a slow reference kernel an error. Model problems
   /// (unsupported ops, bad shapes) become ``EvalError``s of kind `.input` naming `modelPath`.
+  /// `calibrationThreads` is the float pass's thread count when int8 calibrates (nil:
+  /// `threads`): calibration runs alone, so it may use more threads than the engine will.
   public static func makeEngine(
     named name: String, graph: Graph, batchSize: Int, threads: Int?, strict: Bool,
-    modelPath: String, calibration: CalibrationInput? = nil, clock: BuildClock? = nil
+    modelPath: String, calibration: CalibrationInput? = nil, clock: BuildClock? = nil,
+    calibrationThreads: Int? = nil
   ) throws -> any InferenceEngine {
     do {
       switch name {
@@ -151,14 +154,11 @@ public enum EngineFactory {
             throw EvalError(.input, "\(option): \(modelPath) has no node named '\(unknown)'")
           }
         }
-        let start = Date()
-        let calibrated = try Int8Engine.calibrate(
+        return try Int8Engine.calibratedEngine(
           graph: graph, batchSize: batchSize, imageCount: calibration.imageCount,
-          settings: calibration.settings, threads: threads, nextBatch: calibration.nextBatch)
-        clock?.calibrationSeconds += Date().timeIntervalSince(start)
-        return try Int8Engine(
-          graph: graph, batchSize: batchSize, calibration: calibrated,
-          settings: calibration.settings, threads: threads)
+          settings: calibration.settings, calibrationThreads: calibrationThreads ?? threads,
+          threads: threads, calibrated: { clock?.calibrationSeconds += $0 },
+          nextBatch: calibration.nextBatch)
       default:
         guard let builder = registered(name) else {
           throw EvalError(

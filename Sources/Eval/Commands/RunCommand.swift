@@ -18,10 +18,16 @@ struct RunCommand: ParsableCommand {
 
       Threads: --workers decode+preprocess threads (default one per core) run \
       alongside --threads oneDNN/OpenMP threads (default one per core); decoding of the \
-      next batches overlaps inference of the current one. On a machine shared with other busy \
-      processes set OMP_WAIT_POLICY=passive in the environment: libgomp's default \
-      spin-waiting then loses the cores (1.5-2.5x slower end to end on a loaded 2-core VM); \
-      on a quiet machine the default is 5-10% faster (bench/README.md).
+      next batches overlaps inference of the current one. With two or more engines \
+      (--engines float,int8) the default --engine-schedule concurrent runs each engine on its \
+      own thread at the same time and splits --threads between them (2 threads: one each; \
+      the manifest records each engine's threads and the schedule); the logits are the same \
+      as with --engine-schedule sequential, which runs the engines in turn with all --threads \
+      each. Calibration and the layer report still use all --threads. On a machine shared with \
+      other busy processes set OMP_WAIT_POLICY=passive in the environment: libgomp's default \
+      spin-waiting then loses the cores (1.5-2.5x slower end to end on a loaded 2-core VM; \
+      one-thread engines of the concurrent schedule do not spin); on a quiet machine the \
+      default is 5-10% faster (bench/README.md).
 
       The data set is identified in run.json by each container's name, size and \
       modification time, not a hash of its bytes (hashing a 6 GB tarball would take longer \
@@ -66,6 +72,14 @@ struct RunCommand: ParsableCommand {
 
   @Option(help: ArgumentHelp("Images per engine call.", valueName: "n"))
   var batch: Int = 16
+
+  @Option(
+    help: ArgumentHelp(
+      "How two or more engines share the threads: sequential (each engine in turn with all "
+        + "--threads) or concurrent (each on its own thread at once, --threads split between "
+        + "them). Default: \(RunCommand.defaultSchedule.rawValue).",
+      valueName: EngineSchedule.allCases.map(\.rawValue).joined(separator: "|")))
+  var engineSchedule: EngineSchedule = RunCommand.defaultSchedule
 
   @Flag(help: "Continue the run in --out after an interruption (refused if it is another run).")
   var resume = false
@@ -170,12 +184,18 @@ struct RunCommand: ParsableCommand {
       : nil
     let clock = EngineFactory.BuildClock()
     var built = [any InferenceEngine]()
-    for engineName in engineNames where engineName != split?.secondName {
+    // Every engine but int8-rgb (which shares int8's kernels) is a lane of its own.
+    let laneNames = engineNames.filter { $0 != split?.secondName }
+    let concurrent = engineSchedule == .concurrent && laneNames.count > 1
+    let engineThreads = EngineLanes.threads(
+      engineCount: laneNames.count, lanes: laneNames.indices.map { [$0] }, total: threads,
+      concurrent: concurrent)
+    for (engineName, engineThreads) in zip(laneNames, engineThreads) {
       built.append(
         try EngineFactory.makeEngine(
-          named: engineName, graph: graph, batchSize: batch, threads: threads,
+          named: engineName, graph: graph, batchSize: batch, threads: engineThreads,
           strict: dataset.strict, modelPath: model, calibration: calibration?.input,
-          clock: clock))
+          clock: clock, calibrationThreads: threads))
     }
     let int8 = built.lazy.compactMap { $0 as? Int8Engine }.first
     if let split, let int8 {
@@ -243,7 +263,11 @@ struct RunCommand: ParsableCommand {
     var current = try Self.next(pipeline)
     let pipelineSummary = pipeline.summary
     var versions = RunManifest.versions(of: built)
-    for key in versions.keys { versions[key]?["batch_size"] = String(batch) }
+    for key in versions.keys {
+      versions[key]?["batch_size"] = String(batch)
+      versions[key]?["schedule"] =
+        concurrent ? EngineSchedule.concurrent.rawValue : EngineSchedule.sequential.rawValue
+    }
     let manifest = RunManifest(
       model: identity,
       dataset: Self.describeData(
@@ -265,7 +289,13 @@ struct RunCommand: ParsableCommand {
     }
 
     let builder = try RecordBuilder(engineNames: engineNames, classCount: classCount)
-    var outputs = built.map { [Float](repeating: 0, count: $0.batchSize * classCount) }
+    // Raw buffers: concurrent lanes write their engines' outputs at the same time.
+    let outputs = built.map {
+      UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.batchSize * classCount)
+    }
+    defer { for output in outputs { output.deallocate() } }
+    for output in outputs { output.initialize(repeating: 0) }
+    let lanes = EngineLanes(engines: built, concurrent: concurrent)
     let alreadyCorrect = engineNames.map { engineName in
       log.records.filter { $0.label != nil && $0.engines?[engineName]?.top5.first == $0.label }
         .count
@@ -298,24 +328,25 @@ struct RunCommand: ParsableCommand {
         let needsInference = indices.valid.contains { $0 > resumeAfter }
         var records = [ImageRecord]()
         if needsInference && batchData.count > 0 {
-          for (e, engine) in built.enumerated() {
-            try outputs[e].withUnsafeMutableBufferPointer { output in
-              do {
-                try engine.run(input: batchData.tensors[tensorIndex[e]], output: output)
-              } catch let error as ModelError {
-                throw EvalError(
-                  .internal,
-                  "engine \(engine.name) failed on batch \(batchData.index) (\(batchData.keys.first ?? "")…): \(error.message)"
-                )
-              }
+          let inputs = tensorIndex.map { batchData.tensors[$0] }
+          let batchIndex = batchData.index
+          let firstKey = batchData.keys.first ?? ""
+          try lanes.run { e in
+            let engine = built[e]
+            do {
+              try engine.run(input: inputs[e], output: outputs[e])
+            } catch let error as ModelError {
+              throw EvalError(
+                .internal,
+                "engine \(engine.name) failed on batch \(batchIndex) (\(firstKey)…): \(error.message)"
+              )
             }
           }
           let samples = zip(indices.valid, zip(batchData.keys, batchData.labels)).map {
             (index: $0.0, key: $0.1.0, label: Optional($0.1.1))
           }
-          records = try Self.withBuffers(outputs) { buffers in
-            try builder.records(for: samples, logits: buffers)
-          }
+          records = try builder.records(
+            for: samples, logits: outputs.map { UnsafeBufferPointer($0) })
         }
         for (skipped, index) in zip(batchData.skipped, indices.skipped) {
           records.append(
@@ -373,6 +404,9 @@ struct RunCommand: ParsableCommand {
       }
     }
   }
+
+  /// The schedule `run` uses unless `--engine-schedule` says otherwise.
+  static let defaultSchedule = EngineSchedule.concurrent
 
   /// When the int8 engine reads its own input path (`setup.preprocess`), adds the engine
   /// that runs it on the `--preset` tensor (`int8-rgb`) to `engineNames` and returns its name
@@ -450,17 +484,6 @@ struct RunCommand: ParsableCommand {
       opened.preprocess, preset: preset, decoder: opened.decoder)
     result["label_offset"] = String(opened.labelOffset)
     return result
-  }
-
-  /// Calls `body` with read-only views of `arrays`.
-  static func withBuffers<R>(
-    _ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R
-  ) throws -> R {
-    func recurse(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
-      if i == arrays.count { return try body(acc) }
-      return try arrays[i].withUnsafeBufferPointer { try recurse(i + 1, acc + [$0]) }
-    }
-    return try recurse(0, [])
   }
 
   /// The lines printed at the end: accuracy per engine, the drop, skips, speed and files.

@@ -11,26 +11,32 @@ extension Int8Engine {
   /// and returns how many it filled; 0 ends calibration. When fewer than `imageCount` images
   /// come, calibration uses them and records a warning. NaN or infinity in an activation is
   /// an error naming the tensor.
+  ///
+  /// Histograms are collected only when `settings.method` reads them (not for `max`, whose
+  /// thresholds are the exact ranges either way), which makes `max` calibration several
+  /// times cheaper.
   public static func calibrate(
     graph: Graph, batchSize: Int, imageCount: Int, settings: Int8Settings = Int8Settings(),
     threads: Int? = nil, nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
   ) throws -> Int8Calibration {
     try observe(
       graph: graph, batchSize: batchSize, imageCount: imageCount, threads: threads,
-      nextBatch: nextBatch
+      collectsHistograms: settings.method.needsHistogram, nextBatch: nextBatch
     ).calibration(settings: settings, threads: threads)
   }
 
   /// The float pass of `calibrate` alone: statistics from which every method's calibration
   /// can be derived without running the float model again. `threads` is the float engine's
-  /// thread count (nil: one per core).
+  /// thread count (nil: one per core). With `collectsHistograms` false only each tensor's
+  /// range is kept: `calibration` then serves `max` alone and refuses the other methods.
   public static func observe(
     graph: Graph, batchSize: Int, imageCount: Int, threads: Int? = nil,
+    collectsHistograms: Bool = true,
     nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
   ) throws -> Int8Observation {
     try observe(
       graph: graph, batchSize: batchSize, imageCount: imageCount, threads: threads,
-      referenceEvaluator: false, nextBatch: nextBatch)
+      referenceEvaluator: false, collectsHistograms: collectsHistograms, nextBatch: nextBatch)
   }
 
   /// `observe`, with the float model run either by `FloatEngine` or, when
@@ -38,7 +44,7 @@ extension Int8Engine {
   /// node — kept to prove the two observe the same statistics.
   static func observe(
     graph: Graph, batchSize: Int, imageCount: Int, threads: Int?, referenceEvaluator: Bool,
-    nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+    collectsHistograms: Bool = true, nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
   ) throws -> Int8Observation {
     guard imageCount > 0 else {
       throw QuantizationError.invalidParameter("calibration needs at least 1 image")
@@ -69,7 +75,8 @@ extension Int8Engine {
       }
     }
     var session = try CalibrationSession(
-      tensorNames: observed.map { prepared.values[$0].name }, requestedImageCount: imageCount)
+      tensorNames: observed.map { prepared.values[$0].name }, requestedImageCount: imageCount,
+      collectsHistograms: collectsHistograms)
     let observedSet = Set(observed)
 
     var batches: [(input: [Float], images: Int)] = []
@@ -114,8 +121,12 @@ extension Int8Engine {
         }
         logits = values
       }
-      reference += logits[0..<(images * perImageOutput)]
-      batches.append((buffer, images))
+      // Only `default` re-runs the calibration images (and it needs histograms too); `max`
+      // spares the copies (60 MB for 100 images at 224x224).
+      if collectsHistograms {
+        reference += logits[0..<(images * perImageOutput)]
+        batches.append((buffer, images))
+      }
       session.endBatch(images: images)
     }
     if session.imageCount == 0 {
@@ -124,7 +135,7 @@ extension Int8Engine {
     }
     return Int8Observation(
       graph: graph, batchSize: batchSize, perImageOutput: perImageOutput, session: session,
-      batches: batches, reference: reference)
+      batches: batches, reference: reference, floatEngine: float)
   }
 }
 
@@ -138,6 +149,9 @@ public struct Int8Observation {
   let session: CalibrationSession
   let batches: [(input: [Float], images: Int)]
   let reference: [Float]
+  /// The float engine that ran the prepared graph, handed on to the int8 engine's layer
+  /// report so it need not build the same primitives again.
+  let floatEngine: FloatEngine?
 
   /// Images observed.
   public var imageCount: Int { session.imageCount }
@@ -145,10 +159,18 @@ public struct Int8Observation {
   /// Every observed tensor's statistics (histogram, range), in graph order.
   public var observers: [TensorObserver] { session.observers }
 
+  /// Whether histograms were collected (every method available) or ranges only (`max`).
+  public var collectsHistograms: Bool { session.collectsHistograms }
+
   /// The calibration by `settings.method` (and `settings.percentile`).
   public func calibration(settings: Int8Settings, threads: Int? = nil) throws -> Int8Calibration {
     // Checked here too, so `default` does not turn a misspelt name into failed candidates.
     try Int8Engine.checkFloatNodes(settings.floatNodes, in: graph)
+    guard collectsHistograms || !settings.method.needsHistogram else {
+      throw QuantizationError.invalidParameter(
+        "calibration method '\(settings.method.rawValue)' reads activation histograms, but this "
+          + "observation collected ranges only (observe with collectsHistograms: true)")
+    }
     let imageCount = session.requestedImageCount
     let graph = self.graph
     let batchSize = self.batchSize
@@ -197,6 +219,38 @@ public struct Int8Observation {
 }
 
 extension Int8Engine {
+  /// `calibrate` followed by `init(graph:batchSize:calibration:settings:threads:)`, with the
+  /// engine's layer report reusing the float engine calibration built (same prepared graph,
+  /// same batch size) instead of building its own. `calibrationThreads` is the float pass's
+  /// thread count (the layer report's too), `threads` the int8 engine's; `calibrated` is
+  /// called with the calibration's seconds before the engine is built.
+  public static func calibratedEngine(
+    graph: Graph, batchSize: Int, imageCount: Int, settings: Int8Settings,
+    calibrationThreads: Int?, threads: Int?, calibrated: (Double) -> Void = { _ in },
+    nextBatch: (UnsafeMutableBufferPointer<Float>) throws -> Int
+  ) throws -> Int8Engine {
+    let start = Date()
+    let observation = try observe(
+      graph: graph, batchSize: batchSize, imageCount: imageCount, threads: calibrationThreads,
+      collectsHistograms: settings.method.needsHistogram, nextBatch: nextBatch)
+    let calibration = try observation.calibration(
+      settings: settings, threads: calibrationThreads)
+    calibrated(Date().timeIntervalSince(start))
+    let engine = try Int8Engine(
+      graph: graph, batchSize: batchSize, calibration: calibration, settings: settings,
+      threads: threads)
+    engine.floatEngine = observation.floatEngine
+    return engine
+  }
+}
+
+extension Int8Settings.Method {
+  /// Whether the method reads activation histograms: all but `max` (`default` tries
+  /// percentile and KL among its candidates).
+  var needsHistogram: Bool { single?.needsHistogram ?? true }
+}
+
+extension Int8Engine {
   /// Compares every quantised node's output with the float model's (`FloatEngine`, built on
   /// the first call) on one batch of images (`images` of them valid): SQNR and cosine, worst
   /// first. Both engines hold rank-4 activations channels-last, so the comparison runs in
@@ -239,29 +293,22 @@ extension Int8Engine {
       try run(input: input, output: y) { index, codes in
         guard self.nodeIsQuantized[index], let x = reference[index] else { return }
         let value = self.graph.nodes[index].outputs[0]
-        var dequantized = [Float](repeating: 0, count: x.count)
+        // One pass over the float activations and the codes, dequantised on the fly.
+        var agreement = Agreement()
         if value == self.graph.outputs[0], self.logitsAreFloat {
-          _ = dequantized.withUnsafeMutableBufferPointer {
-            $0.update(
-              from: UnsafeBufferPointer(
-                start: codes.assumingMemoryBound(to: Float.self), count: x.count))
-          }
+          let logits = codes.assumingMemoryBound(to: Float.self)
+          for (i, a) in x.enumerated() { agreement.add(a, logits[i]) }
         } else if let p = self.params[value] {
-          try Self.dequantizeInEngineLayout(codes, params: p, into: &dequantized)
-        }
-        var signal = 0.0
-        var noise = 0.0
-        for (a, b) in zip(x, dequantized) {
-          signal += Double(a) * Double(a)
-          noise += Double(a - b) * Double(a - b)
+          try Self.compare(x, codes: codes, params: p, into: &agreement)
+        } else {
+          for a in x { agreement.add(a, 0) }
         }
         let node = self.graph.nodes[index]
         let range = self.weightRanges[index]
         layers.append(
           LayerQuality(
             node: node.name, op: node.op.name,
-            sqnrDB: noise == 0 ? .infinity : 10 * log10(signal / noise),
-            cosine: Self.cosineSimilarity(x, dequantized), weightMinimum: range?.0,
+            sqnrDB: agreement.sqnrDB, cosine: agreement.cosine, weightMinimum: range?.0,
             weightMaximum: range?.1, activationScale: self.params[value]?.scale ?? 1))
       }
     }
@@ -269,22 +316,49 @@ extension Int8Engine {
     return LayerReport(imageCount: images, layers: layers)
   }
 
-  /// `(code − zp) · scale` element by element, keeping the codes' (engine) order.
-  static func dequantizeInEngineLayout(
-    _ codes: UnsafeRawPointer, params: QuantParams, into values: inout [Float]
+  /// Adds `x[i]` against `(code[i] − zp) · scale` to `agreement`, element by element in the
+  /// codes' (engine) order.
+  static func compare(
+    _ x: [Float], codes: UnsafeRawPointer, params: QuantParams, into agreement: inout Agreement
   ) throws {
     let scale = params.scale
     let zp = params.zeroPoint
-    func load<Code: FixedWidthInteger>(_: Code.Type) {
+    func add<Code: FixedWidthInteger>(_: Code.Type) {
       let input = codes.assumingMemoryBound(to: Code.self)
-      for i in values.indices { values[i] = Float(Int32(input[i]) - zp) * scale }
+      x.withUnsafeBufferPointer { x in
+        for i in x.indices { agreement.add(x[i], Float(Int32(input[i]) - zp) * scale) }
+      }
     }
     switch params.type {
-    case .int8: load(Int8.self)
-    case .uint8: load(UInt8.self)
-    case .int16: load(Int16.self)
+    case .int8: add(Int8.self)
+    case .uint8: add(UInt8.self)
+    case .int16: add(Int16.self)
     case .int32:
       throw QuantizationError.invalidParameter("activations of type \(params.type.rawValue)")
+    }
+  }
+
+  /// The sums behind SQNR and cosine similarity of a reference `a` and a candidate `b`, in
+  /// float64 and element order (the same sums `cosineSimilarity` forms).
+  struct Agreement {
+    var aa = 0.0
+    var bb = 0.0
+    var ab = 0.0
+    var noise = 0.0
+
+    mutating func add(_ a: Float, _ b: Float) {
+      aa += Double(a) * Double(a)
+      bb += Double(b) * Double(b)
+      ab += Double(a) * Double(b)
+      noise += Double(a - b) * Double(a - b)
+    }
+
+    /// 10·log10(signal / noise) (infinite without noise).
+    var sqnrDB: Double { noise == 0 ? .infinity : 10 * log10(aa / noise) }
+    /// As `cosineSimilarity`: 1 when both are zero vectors, NaN when only one is.
+    var cosine: Double {
+      if aa == 0, bb == 0 { return 1 }
+      return ab / (aa.squareRoot() * bb.squareRoot())
     }
   }
 

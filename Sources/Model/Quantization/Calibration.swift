@@ -11,6 +11,10 @@ public enum CalibrationMethod: String, Sendable, CaseIterable {
   case kl
   /// The threshold minimising the expected squared quantisation error over the histogram.
   case mse
+
+  /// Whether the method reads the |x| histogram (`percentile`, `kl`, `mse`) rather than the
+  /// exact range alone (`max`). Observers created without histograms refuse these methods.
+  public var needsHistogram: Bool { self != .max }
 }
 
 /// Something calibration noticed that does not stop it but must be reported.
@@ -34,10 +38,16 @@ public struct CalibrationWarning: Equatable, Sendable, CustomStringConvertible {
 /// two-pass calibration would give. A jump of more than `binCount`× puts all earlier mass in
 /// bin 0, where it belongs at the new resolution. Values equal to the range fall in the last
 /// bin.
+///
+/// An observer created with `collectsHistogram: false` keeps the range only (the histogram
+/// stays empty, `histogramRange` 0) and `threshold` refuses the histogram methods: filling
+/// 2048 bins for every activation is most of calibration's cost and `max` never reads them.
 /// `observe` allocates nothing.
 public struct TensorObserver: Sendable {
   /// The tensor's name, used in errors and warnings.
   public let name: String
+  /// Whether `observe` fills the histogram (needed by `percentile`, `kl` and `mse`).
+  public let collectsHistogram: Bool
   /// The histogram bin counts over `[0, histogramRange)`.
   public private(set) var histogram: [Int64]
   /// The upper edge of the histogram (0 until a non-zero value is seen).
@@ -56,9 +66,13 @@ public struct TensorObserver: Sendable {
   /// The number of histogram bins TensorRT's entropy calibrator uses.
   public static let defaultBinCount = 2048
 
-  /// Creates an empty observer.
-  public init(name: String, binCount: Int = TensorObserver.defaultBinCount) {
+  /// Creates an empty observer; with `collectsHistogram` false it records the exact range
+  /// only and serves `max` alone.
+  public init(
+    name: String, binCount: Int = TensorObserver.defaultBinCount, collectsHistogram: Bool = true
+  ) {
     self.name = name
+    self.collectsHistogram = collectsHistogram
     histogram = [Int64](repeating: 0, count: Swift.max(binCount, 1))
   }
 
@@ -71,20 +85,19 @@ public struct TensorObserver: Sendable {
   /// Adds one batch of values. NaN or infinity throws an error naming the tensor, the batch
   /// and the element, and leaves the observer unchanged.
   public mutating func observe(_ values: UnsafeBufferPointer<Float>) throws {
-    var low = Float.infinity
-    var high = -Float.infinity
-    for (index, v) in values.enumerated() {
-      guard v.isFinite else {
-        throw QuantizationError.nonFinite(tensor: name, batch: batchCount, index: index, value: v)
-      }
-      low = Swift.min(low, v)
-      high = Swift.max(high, v)
+    let (low, high, finite) = Self.range(of: values)
+    guard finite else {
+      // Rare: the vector pass only knows something is not finite; find the first one.
+      let index = values.firstIndex { !$0.isFinite } ?? 0
+      throw QuantizationError.nonFinite(
+        tensor: name, batch: batchCount, index: index, value: values[index])
     }
     batchCount += 1
     guard !values.isEmpty else { return }
     minimum = Swift.min(minimum, low)
     maximum = Swift.max(maximum, high)
     elementCount += Int64(values.count)
+    guard collectsHistogram else { return }
     let batchMax = Double(Swift.max(abs(low), abs(high)))
     if batchMax > histogramRange {
       grow(toCover: batchMax)
@@ -100,6 +113,43 @@ public struct TensorObserver: Sendable {
         h[Swift.min(Int(Double(abs(v)) * perUnit), bins - 1)] += 1
       }
     }
+  }
+
+  /// The minimum and maximum of `values` and whether all are finite, in one branch-free
+  /// vector pass: `v − v` is 0 for a finite `v` and NaN for NaN or ±infinity, so the sum of
+  /// those differences is NaN exactly when some value is not finite. (The minimum and
+  /// maximum are meaningless then, and unused.)
+  static func range(of values: UnsafeBufferPointer<Float>) -> (
+    minimum: Float, maximum: Float, finite: Bool
+  ) {
+    typealias Vector = SIMD16<Float>
+    let width = Vector.scalarCount
+    guard let base = values.baseAddress else { return (.infinity, -.infinity, true) }
+    let count = values.count
+    var lowVector = Vector(repeating: .infinity)
+    var highVector = Vector(repeating: -.infinity)
+    var poison = Vector.zero
+    let raw = UnsafeRawPointer(base)
+    var i = 0
+    while i + width <= count {
+      let v = raw.loadUnaligned(
+        fromByteOffset: i * MemoryLayout<Float>.stride, as: Vector.self)
+      lowVector.replace(with: v, where: v .< lowVector)
+      highVector.replace(with: v, where: v .> highVector)
+      poison += v - v
+      i += width
+    }
+    var low = lowVector.min()
+    var high = highVector.max()
+    var tail: Float = 0
+    while i < count {
+      let v = base[i]
+      low = Swift.min(low, v)
+      high = Swift.max(high, v)
+      tail += v - v
+      i += 1
+    }
+    return (low, high, !(poison.sum() + tail).isNaN)
   }
 
   private mutating func grow(toCover magnitude: Double) {
@@ -140,6 +190,12 @@ public struct TensorObserver: Sendable {
   ) throws -> Float {
     guard elementCount > 0 else {
       throw QuantizationError.noCalibrationData("tensor '\(name)' saw no values")
+    }
+    if method.needsHistogram && !collectsHistogram {
+      throw QuantizationError.invalidParameter(
+        "tensor '\(name)': calibration method '\(method.rawValue)' reads the |x| histogram, but "
+          + "these statistics were collected without histograms (range only, for 'max'); "
+          + "observe with histograms to use it")
     }
     if maximum == 0, minimum == 0 {
       warnings.append(
@@ -305,12 +361,15 @@ public struct CalibrationSession: Sendable {
   public let requestedImageCount: Int
   /// Images actually seen so far.
   public private(set) var imageCount = 0
+  /// Whether the observers fill histograms; without them only `max` thresholds exist.
+  public let collectsHistograms: Bool
   private let indexByName: [String: Int]
 
-  /// Creates observers for `tensorNames` (unique).
+  /// Creates observers for `tensorNames` (unique). `collectsHistograms` false keeps only each
+  /// tensor's range: `thresholds(.max)` is unchanged, the histogram methods throw.
   public init(
     tensorNames: [String], requestedImageCount: Int,
-    binCount: Int = TensorObserver.defaultBinCount
+    binCount: Int = TensorObserver.defaultBinCount, collectsHistograms: Bool = true
   ) throws {
     var index: [String: Int] = [:]
     for (i, name) in tensorNames.enumerated() {
@@ -319,7 +378,10 @@ public struct CalibrationSession: Sendable {
       }
     }
     indexByName = index
-    observers = tensorNames.map { TensorObserver(name: $0, binCount: binCount) }
+    self.collectsHistograms = collectsHistograms
+    observers = tensorNames.map {
+      TensorObserver(name: $0, binCount: binCount, collectsHistogram: collectsHistograms)
+    }
     self.requestedImageCount = requestedImageCount
   }
 
