@@ -258,9 +258,10 @@ final class Int8ZeroPointStore {
 
   /// How close to `k + ½` (in output LSBs) an exactly accumulated value must be for the
   /// float32 sum onnxruntime computes to possibly round to the other side. The largest
-  /// difference between the two measured on the EfficientNet-Lite0 and FasterNet-T0 QDQ
-  /// models is 3.2·10⁻⁴ LSB (scripts/reference/ort_qdq_float_convs.py); 2⁻⁸ leaves a factor
-  /// of 12 and re-evaluates about 0.8 % of the elements.
+  /// difference between the two measured on the float Convs of the EfficientNet-Lite0 and
+  /// FasterNet-T0 QDQ models (two images each) is 3.2·10⁻⁴ LSB; 2⁻⁸ leaves a factor of 12
+  /// and re-evaluates about 0.8 % of their elements. It is a measured margin, not a bound:
+  /// an element whose float sum strays further would keep the exact value's rounding.
   static let tieMargin: Float = 1.0 / 256
 
   init(count: Int, params: QuantParams, destination: UnsafeMutableRawPointer) {
@@ -503,7 +504,7 @@ enum OnnxRuntimeArithmetic {
 /// them in an order that depends on the channel's position in groups of four. The block size follows
 /// `MlasSgemmOperation`/`MlasConvOperation` for a whole image (onnxruntime's batches of more
 /// than one image run each image's GEMM on one thread). Checked bit for bit against
-/// onnxruntime's Conv outputs (scripts/reference/ort_qdq_float_convs.py).
+/// onnxruntime's Conv outputs (scripts/reference/ort_qdq_float.py, OnnxRuntimeFloatTests).
 final class OnnxRuntimeFloatConvolution {
   private let weights: [Float]
   private let bias: [Float]
@@ -514,6 +515,12 @@ final class OnnxRuntimeFloatConvolution {
   private let reduction: Int
   private let strideK: Int
   private let source: UnsafePointer<UInt8>
+  /// Per reduction index: its NHWC offset from the window's first input element, and its
+  /// (row, column, channel) offsets for windows that reach into the padding.
+  private let kernelOffsets: [Int]
+  private let kernelTaps: [(Int, Int, Int)]
+  /// One im2col column (the re-evaluated element's dequantised inputs).
+  private let column: UnsafeMutablePointer<Float>
 
   /// Nil when the convolution is not one this emulation covers (grouped, or weights and bias
   /// that are not the model's codes).
@@ -580,7 +587,19 @@ final class OnnxRuntimeFloatConvolution {
     }
     self.strideK = strideK
     self.source = source.assumingMemoryBound(to: UInt8.self)
+    var taps: [(Int, Int, Int)] = []
+    for c in 0..<i {
+      for y in 0..<kh {
+        for x in 0..<kw { taps.append((y * g.dilations.height, x * g.dilations.width, c)) }
+      }
+    }
+    kernelTaps = taps
+    kernelOffsets = taps.map { ($0.0 * g.inputWidth + $0.1) * i + $0.2 }
+    column = UnsafeMutablePointer<Float>.allocate(capacity: max(k, 1))
+    column.initialize(repeating: 0, count: max(k, 1))
   }
+
+  deinit { column.deallocate() }
 
   /// onnxruntime's float32 Conv output (before QuantizeLinear) at `index` of the NHWC output.
   func value(at index: Int) -> Float {
@@ -590,46 +609,46 @@ final class OnnxRuntimeFloatConvolution {
     let oc = index % channels
     let pixel = (index / channels) % pixels
     let image = index / (channels * pixels)
-    let (oy, ox) = (pixel / outputSize.width, pixel % outputSize.width)
-    let kernelArea = g.kernelHeight * g.kernelWidth
-    let inputChannels = g.inputChannels
-    let plane = g.inputHeight * g.inputWidth
-    return weights.withUnsafeBufferPointer { w in
-      dequantized.withUnsafeBufferPointer { table in
-        let row = w.baseAddress! + oc * reduction
-        @inline(__always) func x(_ k: Int) -> Float {
-          let c = k / kernelArea
-          let r = k - c * kernelArea
-          let ky = r / g.kernelWidth
-          let kx = r - ky * g.kernelWidth
-          let iy = oy * g.strides.height - g.pads.top + ky * g.dilations.height
-          let ix = ox * g.strides.width - g.pads.left + kx * g.dilations.width
-          guard iy >= 0, iy < g.inputHeight, ix >= 0, ix < g.inputWidth else { return 0 }
-          // NHWC codes (an NCHW tensor with one pixel or one channel has the same offsets).
-          let offset = ((image * plane) + iy * g.inputWidth + ix) * inputChannels + c
-          return table[Int(source[offset])]
-        }
-        var sum: Float = 0
-        var first = true
-        var start = 0
-        // One output pixel: one matrix-vector call over all of K; otherwise K blocks.
-        let block = pixels == 1 ? reduction : strideK
-        while start < reduction {
-          let end = min(reduction, start + block)
-          let part: Float
-          if pixels == 1 {
-            part = matrixVector(row, x, start..<end, channel: oc)
-          } else {
-            var acc: Float = 0
-            for k in start..<end { acc = OnnxRuntimeArithmetic.fma(row[k], x(k), acc) }
-            part = acc
+    let top = (pixel / outputSize.width) * g.strides.height - g.pads.top
+    let left = (pixel % outputSize.width) * g.strides.width - g.pads.left
+    let (height, width, inputChannels) = (g.inputHeight, g.inputWidth, g.inputChannels)
+    let inside =
+      top >= 0 && left >= 0 && top + (g.kernelHeight - 1) * g.dilations.height < height
+      && left + (g.kernelWidth - 1) * g.dilations.width < width
+    let imageBase = image * height * width
+    let xs = column
+    // The element's im2col column: dequantised NHWC codes (an NCHW tensor with one pixel or
+    // one channel has the same offsets), 0 in the padding.
+    dequantized.withUnsafeBufferPointer { table in
+      kernelOffsets.withUnsafeBufferPointer { offsets in
+        if inside {
+          let base = source + (imageBase + top * width + left) * inputChannels
+          for k in 0..<reduction { xs[k] = table[Int(base[offsets[k]])] }
+        } else {
+          for k in 0..<reduction {
+            let (dy, dx, c) = kernelTaps[k]
+            let (iy, ix) = (top + dy, left + dx)
+            xs[k] =
+              iy >= 0 && iy < height && ix >= 0 && ix < width
+              ? table[Int(source[(imageBase + iy * width + ix) * inputChannels + c])] : 0
           }
-          sum = first ? part : part + sum
-          first = false
-          start = end
         }
-        return sum + bias[oc]
       }
+    }
+    return weights.withUnsafeBufferPointer { w in
+      let row = w.baseAddress! + oc * reduction
+      // One output pixel: one matrix-vector call over all of K; otherwise K blocks.
+      if pixels == 1 { return matrixVector(row, xs, channel: oc) + bias[oc] }
+      var sum: Float = 0
+      var start = 0
+      while start < reduction {
+        let end = min(reduction, start + strideK)
+        var acc: Float = 0
+        for k in start..<end { acc = OnnxRuntimeArithmetic.fma(row[k], xs[k], acc) }
+        sum = start == 0 ? acc : acc + sum
+        start = end
+      }
+      return sum + bias[oc]
     }
   }
 
@@ -637,10 +656,10 @@ final class OnnxRuntimeFloatConvolution {
   /// each `lane + w·x` (separately rounded), reduced as the kernel reduces its rows of four,
   /// two or one.
   private func matrixVector(
-    _ row: UnsafePointer<Float>, _ x: (Int) -> Float, _ range: Range<Int>, channel: Int
+    _ row: UnsafePointer<Float>, _ x: UnsafeMutablePointer<Float>, channel: Int
   ) -> Float {
     var l = SIMD8<Float>()
-    for k in range { l[(k - range.lowerBound) & 7] += row[k] * x(k) }
+    for k in 0..<reduction { l[k & 7] += row[k] * x[k] }
     let channels = geometry.outputChannels
     let fours = channels - channels % 4
     if channel < fours {

@@ -48,6 +48,12 @@ extension Int8Engine {
   /// `floatFallbackNodes`. Values the model keeps in float stay float. When the model
   /// quantises its output, the engine returns those codes dequantised.
   ///
+  /// Where onnxruntime's optimised graph of a QDQ model computes in float32 instead (Convs on
+  /// int8 codes that have more than one reader, Erf), the engine rounds as onnxruntime does
+  /// on x86: MLAS's erf in elementwise tables, and MLAS's SGEMM summation order for the
+  /// elements of such a Conv that lie next to a rounding boundary (onnxruntime run on batches
+  /// of more than one image; see `OnnxRuntimeFloatConvolution`).
+  ///
   /// Throws when a scale is zero, negative or not finite (naming the node and tensor), when a
   /// DequantizeLinear reads codes no QuantizeLinear produced (integer model inputs), or when
   /// a tensor is quantised twice with different parameters.
