@@ -85,6 +85,12 @@ struct Int8ElementwiseIsland {
           .invalidGraph, "int8 engine: '\(graph.values[id].name)' of node '\(node.name)' is missing"
         )
       }
+      if node.op == .erf, let x = inputs[0].floats {
+        // onnxruntime's Erf, not the correctly rounded one: the table must round as it does.
+        values[node.outputs[0]] = Tensor(
+          shape: inputs[0].shape, floats: x.map(OnnxRuntimeArithmetic.erf))
+        continue
+      }
       let result = try ReferenceEvaluator.evaluate(node, inputs)
       values[node.outputs[0]] = result[0]
     }
@@ -243,6 +249,21 @@ final class Int8ZeroPointStore {
   private let count: Int
   private let params: QuantParams
 
+  /// A convolution onnxruntime runs in float: elements whose value lies within
+  /// `tieMargin` of a rounding boundary are re-evaluated in onnxruntime's order and rounded
+  /// from that value instead.
+  var refinement: OnnxRuntimeFloatConvolution?
+  /// Elements re-evaluated by `refinement` in the last run (for tests and measurements).
+  private(set) var refinedCount = 0
+
+  /// How close to `k + ½` (in output LSBs) an exactly accumulated value must be for the
+  /// float32 sum onnxruntime computes to possibly round to the other side. The largest
+  /// difference between the two measured on the float Convs of the EfficientNet-Lite0 and
+  /// FasterNet-T0 QDQ models (two images each) is 3.2·10⁻⁴ LSB; 2⁻⁸ leaves a factor of 12
+  /// and re-evaluates about 0.8 % of their elements. It is a measured margin, not a bound:
+  /// an element whose float sum strays further would keep the exact value's rounding.
+  static let tieMargin: Float = 1.0 / 256
+
   init(count: Int, params: QuantParams, destination: UnsafeMutableRawPointer) {
     buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
     buffer.initialize(repeating: 0, count: max(count, 1))
@@ -265,11 +286,18 @@ final class Int8ZeroPointStore {
     let zp = params.zeroPoint
     let low = Float(Int32(Code.min) - zp)
     let high = Float(Int32(Code.max) - zp)
+    var refined = 0
     for i in 0..<count {
-      let y = buffer[i]
+      var y = buffer[i]
+      if let refinement, abs(y - y.rounded(.down) - 0.5) < Self.tieMargin {
+        // onnxruntime's QuantizeLinear divides by the scale.
+        y = refinement.value(at: i) / params.scale
+        refined += 1
+      }
       let clamped = y.isNaN ? 0 : min(max(y, low), high)
       out[i] = Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zp)
     }
+    refinedCount = refined
   }
 }
 
@@ -411,4 +439,235 @@ extension Float {
   /// `self·m + c` with one rounding (fused multiply-add).
   @inline(__always)
   fileprivate func multipliedAdd(_ m: Float, _ c: Float) -> Float { c.addingProduct(self, m) }
+}
+
+/// onnxruntime's float32 arithmetic where a quantized model leaves values in float between
+/// dequantise and quantise, so that code tables and re-evaluated elements round exactly as
+/// onnxruntime does on x86 (MLAS with FMA3/AVX2 or AVX-512).
+enum OnnxRuntimeArithmetic {
+  /// MLAS's error function (`MlasErfKernelFma3`, the kernel onnxruntime's Erf runs on x86
+  /// with FMA): a polynomial in `x²` below |x| = 0.921875, `1 - exp(-p(|x|))` above, |x|
+  /// clamped to 3.925, every step a float32 fused multiply-add. It differs from the correctly
+  /// rounded erf by one unit in the last place on about one value in ten, which is enough to
+  /// move some codes of an exact-GELU island.
+  static func erf(_ x: Float) -> Float {
+    let a = min(abs(x), 3.925)
+    let s = a * a
+    var small: Float = -5.99104969e-4
+    for p: Float in [4.99339588e-3, -2.67667342e-2, 1.12818025e-1, -3.76124859e-1, 1.28379151e-1] {
+      small = fma(small, s, p)
+    }
+    small = fma(small, a, a)
+    let isBig = 0.921875 <= a
+    if isBig { small = 0 }
+    // The large-argument branch runs on every lane; for small ones it sees 0 and yields 0.
+    let b: Float = isBig ? a : 0
+    var big: Float = 1.72948930e-5
+    for p: Float in [
+      -3.83208680e-4, 3.88393435e-3, -2.42545605e-2, 1.06777847e-1, 6.34846687e-1, 1.28717512e-1,
+    ] {
+      big = fma(big, b, p)
+    }
+    big = fma(big, b, b)
+    let e = max(-big, -88.3762626647949)
+    let c: Float = 1.25829120e+7
+    let r = fma(1.44269504088896341, e, c) - c
+    var f = fma(-6.93145752e-1, r, e)
+    f = fma(r, -1.42860677e-6, f)
+    var y: Float = 1.38319808e-3
+    for p: Float in [8.37550033e-3, 4.16689515e-2, 1.66664466e-1, 4.99999851e-1, 1.0, 1.0] {
+      y = fma(y, f, p)
+    }
+    // 2^r from the exponent bits (r is an integer here: the FMA with 1.5·2²³ rounded it).
+    let power = Float(bitPattern: UInt32(bitPattern: (Int32(r) &+ 127) << 23))
+    y = 1 - y * power
+    let bits = y.bitPattern | small.bitPattern | (x.bitPattern & 0x8000_0000)
+    return Float(bitPattern: bits)
+  }
+
+  /// `a·b + c` rounded once.
+  @inline(__always)
+  static func fma(_ a: Float, _ b: Float, _ c: Float) -> Float { c.addingProduct(a, b) }
+}
+
+/// One convolution of a QDQ model that onnxruntime's optimised graph runs in float32
+/// (`DequantizeLinear → Conv → QuantizeLinear` it does not fuse, see
+/// `QuantizedImport.onnxRuntimeFloatConvolutions`): the float output of one element computed
+/// in exactly MLAS's order, so that the engine can round the few elements that lie next to a
+/// rounding boundary the way onnxruntime does.
+///
+/// MLAS computes such a convolution as SGEMM (im2col unless it is 1×1 with stride 1): every
+/// output element is `bias + Σ dq(w)·dq(x)` over the reduction index `k = (c, ky, kx)`,
+/// accumulated with fused multiply-adds in `k` order within blocks of `strideK` (blocks added
+/// one after another), except when the output has one pixel, where its matrix-vector kernel
+/// runs over all of `k` with eight partial sums (`k mod 8`, multiply then add) and reduces
+/// them in an order that depends on the channel's position in groups of four. The block size follows
+/// `MlasSgemmOperation`/`MlasConvOperation` for a whole image (onnxruntime's batches of more
+/// than one image run each image's GEMM on one thread). Checked bit for bit against
+/// onnxruntime's Conv outputs (scripts/reference/ort_qdq_float.py, OnnxRuntimeFloatTests).
+final class OnnxRuntimeFloatConvolution {
+  private let weights: [Float]
+  private let bias: [Float]
+  /// The dequantised value of every input code, indexed by the code's byte.
+  private let dequantized: [Float]
+  private let geometry: Conv2DGeometry
+  private let outputSize: (height: Int, width: Int)
+  private let reduction: Int
+  private let strideK: Int
+  private let source: UnsafePointer<UInt8>
+  /// Per reduction index: its NHWC offset from the window's first input element, and its
+  /// (row, column, channel) offsets for windows that reach into the padding.
+  private let kernelOffsets: [Int]
+  private let kernelTaps: [(Int, Int, Int)]
+  /// One im2col column (the re-evaluated element's dequantised inputs).
+  private let column: UnsafeMutablePointer<Float>
+
+  /// Nil when the convolution is not one this emulation covers (grouped, or weights and bias
+  /// that are not the model's codes).
+  init?(
+    geometry: Conv2DGeometry, input: QuantParams, weights codes: [Int8], weightScales: [Float],
+    bias biasCodes: [Int32]?, biasScales: [Float]?, source: UnsafeRawPointer
+  ) {
+    let g = geometry
+    guard g.groups == 1, input.isPerTensor, input.type == .int8 || input.type == .uint8 else {
+      return nil
+    }
+    let (o, i, kh, kw) = (g.outputChannels, g.inputChannels, g.kernelHeight, g.kernelWidth)
+    let k = i * kh * kw
+    guard codes.count == o * k, weightScales.count == 1 || weightScales.count == o else {
+      return nil
+    }
+    if let biasCodes {
+      guard let biasScales, biasCodes.count == o, biasScales.count == 1 || biasScales.count == o
+      else { return nil }
+      bias = (0..<o).map { Float(biasCodes[$0]) * biasScales[biasScales.count == 1 ? 0 : $0] }
+    } else {
+      bias = [Float](repeating: 0, count: o)
+    }
+    // DequantizeLinear of the weights, in MLAS's reduction order (c, ky, kx) from OHWI codes.
+    var w = [Float](repeating: 0, count: o * k)
+    for oc in 0..<o {
+      let scale = weightScales[weightScales.count == 1 ? 0 : oc]
+      for c in 0..<i {
+        for y in 0..<kh {
+          for x in 0..<kw {
+            w[oc * k + (c * kh + y) * kw + x] =
+              Float(Int32(codes[((oc * kh + y) * kw + x) * i + c])) * scale
+          }
+        }
+      }
+    }
+    weights = w
+    dequantized = (0..<256).map { byte in
+      let code = input.type == .int8 ? Int32(Int8(truncatingIfNeeded: byte)) : Int32(byte)
+      return Float(code - input.zeroPoint) * input.scale
+    }
+    let outputHeight =
+      (g.inputHeight + g.pads.top + g.pads.bottom - (g.dilations.height * (kh - 1) + 1))
+      / g.strides.height + 1
+    let outputWidth =
+      (g.inputWidth + g.pads.left + g.pads.right - (g.dilations.width * (kw - 1) + 1))
+      / g.strides.width + 1
+    outputSize = (outputHeight, outputWidth)
+    self.geometry = g
+    reduction = k
+    // MLAS_SGEMM_STRIDEN/STRIDEK = 128, widened along K when a slice of N is narrower.
+    let n = outputHeight * outputWidth
+    var (strideN, strideK) = (128, 128)
+    if n >= k {
+      while strideK / 2 >= k {
+        strideN *= 2
+        strideK /= 2
+      }
+    } else {
+      while strideN > 16, strideN / 2 >= n {
+        strideK *= 2
+        strideN /= 2
+      }
+    }
+    self.strideK = strideK
+    self.source = source.assumingMemoryBound(to: UInt8.self)
+    var taps: [(Int, Int, Int)] = []
+    for c in 0..<i {
+      for y in 0..<kh {
+        for x in 0..<kw { taps.append((y * g.dilations.height, x * g.dilations.width, c)) }
+      }
+    }
+    kernelTaps = taps
+    kernelOffsets = taps.map { ($0.0 * g.inputWidth + $0.1) * i + $0.2 }
+    column = UnsafeMutablePointer<Float>.allocate(capacity: max(k, 1))
+    column.initialize(repeating: 0, count: max(k, 1))
+  }
+
+  deinit { column.deallocate() }
+
+  /// onnxruntime's float32 Conv output (before QuantizeLinear) at `index` of the NHWC output.
+  func value(at index: Int) -> Float {
+    let g = geometry
+    let channels = g.outputChannels
+    let pixels = outputSize.height * outputSize.width
+    let oc = index % channels
+    let pixel = (index / channels) % pixels
+    let image = index / (channels * pixels)
+    let top = (pixel / outputSize.width) * g.strides.height - g.pads.top
+    let left = (pixel % outputSize.width) * g.strides.width - g.pads.left
+    let (height, width, inputChannels) = (g.inputHeight, g.inputWidth, g.inputChannels)
+    let inside =
+      top >= 0 && left >= 0 && top + (g.kernelHeight - 1) * g.dilations.height < height
+      && left + (g.kernelWidth - 1) * g.dilations.width < width
+    let imageBase = image * height * width
+    let xs = column
+    // The element's im2col column: dequantised NHWC codes (an NCHW tensor with one pixel or
+    // one channel has the same offsets), 0 in the padding.
+    dequantized.withUnsafeBufferPointer { table in
+      kernelOffsets.withUnsafeBufferPointer { offsets in
+        if inside {
+          let base = source + (imageBase + top * width + left) * inputChannels
+          for k in 0..<reduction { xs[k] = table[Int(base[offsets[k]])] }
+        } else {
+          for k in 0..<reduction {
+            let (dy, dx, c) = kernelTaps[k]
+            let (iy, ix) = (top + dy, left + dx)
+            xs[k] =
+              iy >= 0 && iy < height && ix >= 0 && ix < width
+              ? table[Int(source[(imageBase + iy * width + ix) * inputChannels + c])] : 0
+          }
+        }
+      }
+    }
+    return weights.withUnsafeBufferPointer { w in
+      let row = w.baseAddress! + oc * reduction
+      // One output pixel: one matrix-vector call over all of K; otherwise K blocks.
+      if pixels == 1 { return matrixVector(row, xs, channel: oc) + bias[oc] }
+      var sum: Float = 0
+      var start = 0
+      while start < reduction {
+        let end = min(reduction, start + strideK)
+        var acc: Float = 0
+        for k in start..<end { acc = OnnxRuntimeArithmetic.fma(row[k], xs[k], acc) }
+        sum = start == 0 ? acc : acc + sum
+        start = end
+      }
+      return sum + bias[oc]
+    }
+  }
+
+  /// `MlasSgemmKernelM1TransposeBAvx` for one output channel: eight lanes of `k mod 8`,
+  /// each `lane + w·x` (separately rounded), reduced as the kernel reduces its rows of four,
+  /// two or one.
+  private func matrixVector(
+    _ row: UnsafePointer<Float>, _ x: UnsafeMutablePointer<Float>, channel: Int
+  ) -> Float {
+    var l = SIMD8<Float>()
+    for k in 0..<reduction { l[k & 7] += row[k] * x[k] }
+    let channels = geometry.outputChannels
+    let fours = channels - channels % 4
+    if channel < fours {
+      return (((l[0] + l[1]) + l[2]) + l[3]) + (((l[4] + l[5]) + l[6]) + l[7])
+    }
+    if channels % 4 >= 2, channel < fours + 2 {
+      return ((l[0] + l[2]) + (l[4] + l[6])) + ((l[1] + l[3]) + (l[5] + l[7]))
+    }
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+  }
 }

@@ -307,7 +307,16 @@ final class Int8Lowering {
         bias: bias, requantization: r, residual: sum)
       return
     }
-    let store = try zeroPointStore(node, outputParams, floatOutput: floatOutput, sum: sum)
+    var refinement: OnnxRuntimeFloatConvolution?
+    if let explicit, explicit.onnxRuntimeFloatConvolutions.contains(node.name),
+      activation == .none, !sum
+    {
+      refinement = OnnxRuntimeFloatConvolution(
+        geometry: geometry, input: inputParams, weights: codes, weightScales: weightParams.scales,
+        bias: bias, biasScales: explicit.biasScales[node.name], source: try pointer(x))
+    }
+    let store = try zeroPointStore(
+      node, outputParams, floatOutput: floatOutput, sum: sum, refinement: refinement)
     let kernel: Int8ConvolutionKernel
     do {
       kernel = try Int8ConvolutionKernel(
@@ -345,15 +354,19 @@ final class Int8Lowering {
   /// For a quantized model's Conv/Gemm whose output has a zero point: the kernel writes
   /// float32 into a buffer and `Int8ZeroPointStore` rounds and adds the zero point the way
   /// onnxruntime's requantisation does. Nil for calibrated engines and other outputs.
-  private func zeroPointStore(_ node: Node, _ output: QuantParams, floatOutput: Bool, sum: Bool)
-    throws -> Int8ZeroPointStore?
-  {
-    guard explicit != nil, !floatOutput, !sum, output.zeroPoint != 0, output.isPerTensor,
-      output.type == .int8 || output.type == .uint8
+  /// With `refinement` (a convolution onnxruntime runs in float) the store is used whatever
+  /// the zero point.
+  private func zeroPointStore(
+    _ node: Node, _ output: QuantParams, floatOutput: Bool, sum: Bool,
+    refinement: OnnxRuntimeFloatConvolution? = nil
+  ) throws -> Int8ZeroPointStore? {
+    guard explicit != nil, !floatOutput, !sum, output.zeroPoint != 0 || refinement != nil,
+      output.isPerTensor, output.type == .int8 || output.type == .uint8
     else { return nil }
     let store = Int8ZeroPointStore(
       count: try graph.shape(of: node.outputs[0]).reduce(1, *), params: output,
       destination: try pointer(node.outputs[0]))
+    store.refinement = refinement
     retained.append(store)
     return store
   }

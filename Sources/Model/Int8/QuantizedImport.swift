@@ -7,6 +7,12 @@ struct ExplicitQuantization {
   var weights: [String: (codes: [Int8], params: QuantParams)] = [:]
   /// int32 bias codes in accumulator units (`s_in * s_w[oc]`).
   var biases: [String: [Int32]] = [:]
+  /// The scales of `biases` as the model's DequantizeLinear holds them (one per channel).
+  var biasScales: [String: [Float]] = [:]
+  /// Convolutions that onnxruntime's optimised graph leaves in float32 (see
+  /// `QuantizedImport.onnxRuntimeFloatConvolutions`): their elements next to a rounding
+  /// boundary are rounded from onnxruntime's float sum (`OnnxRuntimeFloatConvolution`).
+  var onnxRuntimeFloatConvolutions: Set<String> = []
   /// Add/Mul nodes that were QOperator `QLinearAdd`/`QLinearMul` ops: they compute with
   /// onnxruntime's integer-input arithmetic (`Int8QLinearArithmetic`), not as float ops
   /// between dequantise and quantise.
@@ -41,6 +47,12 @@ extension Int8Engine {
   /// else runs in float between dequantise and quantise and is listed in
   /// `floatFallbackNodes`. Values the model keeps in float stay float. When the model
   /// quantises its output, the engine returns those codes dequantised.
+  ///
+  /// Where onnxruntime's optimised graph of a QDQ model computes in float32 instead (Convs on
+  /// int8 codes that have more than one reader, Erf), the engine rounds as onnxruntime does
+  /// on x86: MLAS's erf in elementwise tables, and MLAS's SGEMM summation order for the
+  /// elements of such a Conv that lie next to a rounding boundary (onnxruntime run on batches
+  /// of more than one image; see `OnnxRuntimeFloatConvolution`).
   ///
   /// Throws when a scale is zero, negative or not finite (naming the node and tensor), when a
   /// DequantizeLinear reads codes no QuantizeLinear produced (integer model inputs), or when
@@ -104,6 +116,7 @@ struct QuantizedImport {
   init(_ original: Graph, batchSize: Int) throws {
     var g = try GraphPasses.inferShapes(
       original, batchSize: batchSize, preservingQuantization: true)
+    let signedKept = Self.signedQuantizedValues(g)
     var alias: [ValueID: ValueID] = [:]
     var floatOf: [ValueID: ValueID] = [:]
     var constantCodes: [ValueID: ConstantCodes] = [:]
@@ -236,6 +249,21 @@ struct QuantizedImport {
         explicit.scalarCodes[id] = (Int32(truncatingIfNeeded: c.codes[0]), p)
       }
     }
+    // onnxruntime's optimised graph fuses a QDQ Conv into QLinearConv only on uint8
+    // activations; int8 codes it converts to uint8 only where their QuantizeLinear has one
+    // consumer (QDQS8ToU8Transformer after EnsureUniqueDQForNodeUnit), so a Conv reading or
+    // writing int8 codes shared by two nodes runs DequantizeLinear → Conv → QuantizeLinear
+    // in float32 (EfficientNet-Lite0: the convolutions next to its residual Adds; FasterNet:
+    // those next to the partial-convolution Concat, the residual Adds and the GELUs).
+    for node in kept where node.outputs.count == 1 {
+      guard case .conv(let c) = node.op, c.postOps.isEmpty,
+        g.values[node.outputs[0]].name != "\(node.name)/float_output",
+        let input = params[node.inputs[0]], let output = params[node.outputs[0]],
+        input.type == .int8 || output.type == .int8,
+        signedKept.contains(node.inputs[0]) || signedKept.contains(node.outputs[0])
+      else { continue }
+      explicit.onnxRuntimeFloatConvolutions.insert(node.name)
+    }
     g.outputs = g.outputs.map { floatOf[alias[$0] ?? $0] ?? alias[$0] ?? $0 }
     g = Self.matMulsAsGemms(g)
     g = Self.fuseClamps(g, params: params)
@@ -243,6 +271,34 @@ struct QuantizedImport {
     graph = g
     self.params = params.filter { id, _ in g.constants[id] == nil }
     try takeWeights(constantCodes)
+  }
+
+  /// The float values whose int8 QuantizeLinear onnxruntime leaves int8: its codes reach more
+  /// than one consumer (counting every reader of each DequantizeLinear of them, as
+  /// onnxruntime gives each its own DequantizeLinear), or a graph output.
+  private static func signedQuantizedValues(_ g: Graph) -> Set<ValueID> {
+    var readers: [ValueID: Int] = [:]
+    for node in g.nodes {
+      for input in node.inputs { readers[input, default: 0] += 1 }
+    }
+    for output in g.outputs { readers[output, default: 0] += 1 }
+    var dequantized: [ValueID: [ValueID]] = [:]
+    for node in g.nodes {
+      if case .dequantizeLinear = node.op {
+        dequantized[node.inputs[0], default: []].append(node.outputs[0])
+      }
+    }
+    var result = Set<ValueID>()
+    for node in g.nodes {
+      guard case .quantizeLinear = node.op, g.constants[node.inputs[0]] == nil,
+        g.values[node.outputs[0]].elementType == .int8
+      else { continue }
+      let codes = node.outputs[0]
+      let viaDequantize = (dequantized[codes] ?? []).reduce(0) { $0 + (readers[$1] ?? 0) }
+      let direct = (readers[codes] ?? 0) - (dequantized[codes]?.count ?? 0)
+      if viaDequantize + direct != 1 { result.insert(node.inputs[0]) }
+    }
+    return result
   }
 
   /// The node's inputs, all constant (checked).
@@ -427,7 +483,12 @@ struct QuantizedImport {
         let actual = bias.scales[bias.scales.count == 1 ? 0 : oc]
         return abs(actual - expected) <= 1e-6 * expected
       }
-      if matches { explicit.biases[node.name] = bias.codes.map { Int32(truncatingIfNeeded: $0) } }
+      if matches {
+        explicit.biases[node.name] = bias.codes.map { Int32(truncatingIfNeeded: $0) }
+        explicit.biasScales[node.name] = (0..<channels).map {
+          bias.scales[bias.scales.count == 1 ? 0 : $0]
+        }
+      }
     }
   }
 
