@@ -25,9 +25,12 @@ let package = Package(
     .target(
       name: "Dataset",
       dependencies: ["CTurboJPEG", "CArchive"]),
+    .target(name: "CInt8Kernels"),
     .target(
       name: "Model",
-      dependencies: ["CDNNL", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+      dependencies: [
+        "CDNNL", "CInt8Kernels", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ]),
     .target(
       name: "Eval",
       dependencies: [
@@ -35,7 +38,8 @@ let package = Package(
         .product(name: "Yams", package: "Yams"),
       ]),
     .executableTarget(name: "imagenet-eval", dependencies: ["Eval"]),
-    .target(name: "TestSupport", dependencies: ["CTurboJPEG", "CArchive"], path: "Tests/TestSupport"),
+    .target(
+      name: "TestSupport", dependencies: ["CTurboJPEG", "CArchive"], path: "Tests/TestSupport"),
     .testTarget(name: "DatasetTests", dependencies: ["Dataset", "TestSupport"]),
     .testTarget(name: "ModelTests", dependencies: ["Model", "Dataset", "TestSupport"]),
     .testTarget(name: "EvalTests", dependencies: ["Eval", "Model", "Dataset", "TestSupport"]),

@@ -1,3 +1,4 @@
+import CInt8Kernels
 import Foundation
 
 /// Split and Concat along channels on codes, for the channels-last (NHWC) layout of the int8
@@ -50,7 +51,10 @@ enum Int8ChannelSlices {
   ) {
     var s = source + sourceOffset
     var d = destination + destinationOffset
-    if let table {
+    if let table, Int8Passes.usesVectorLookup {
+      ie_int8_lookup_rows_avx512bw(
+        s, sourceStride, d, destinationStride, pixels, channels, table)
+    } else if let table {
       for _ in 0..<pixels {
         for c in 0..<channels { d[c] = table[Int(s[c])] }
         s += sourceStride

@@ -234,6 +234,7 @@ public final class Int8Engine: InferenceEngine {
     info["calibration"] = description
     info["threads"] = threads.map(String.init) ?? "default"
     info["batch_shards"] = FloatEngine.describeShards(sizes)
+    info["byte_lookup"] = Int8Passes.usesVectorLookup ? "avx512bw" : "scalar"
     versionInfo = info
   }
 

@@ -1,3 +1,4 @@
+import CInt8Kernels
 import Foundation
 
 /// The Swift passes of `Int8Engine` that run between oneDNN primitives, vectorised and split
@@ -151,9 +152,26 @@ enum Int8Passes {
     }
   }
 
+  /// Whether byte lookups run the AVX-512 BW kernel of `CInt8Kernels` (16 byte shuffles per
+  /// 64 bytes instead of 64 table loads). The Swift code of this module is compiled for baseline
+  /// x86-64, so the choice is made once at run time from the CPU; both paths give the same bytes.
+  static let usesVectorLookup = ie_int8_has_avx512bw() != 0
+
   /// `output[i] = table[input[i]]` for `count` bytes on the calling thread.
   @inline(__always)
   static func lookup(
+    _ input: UnsafePointer<UInt8>, _ output: UnsafeMutablePointer<UInt8>, count: Int,
+    table: UnsafePointer<UInt8>
+  ) {
+    if usesVectorLookup {
+      ie_int8_lookup_avx512bw(input, output, count, table)
+    } else {
+      scalarLookup(input, output, count: count, table: table)
+    }
+  }
+
+  /// The portable lookup: eight table loads per 64-bit word.
+  static func scalarLookup(
     _ input: UnsafePointer<UInt8>, _ output: UnsafeMutablePointer<UInt8>, count: Int,
     table: UnsafePointer<UInt8>
   ) {
