@@ -16,7 +16,7 @@ final class DNNLEngine {
   let stream: dnnl_stream_t
   /// Throw on reference implementations instead of accepting them.
   var strict: Bool
-  /// OpenMP threads used for runs started from the calling thread; nil keeps the library default.
+  /// OpenMP threads used for runs started from the calling thread; nil: `OpenMPRuntime.defaultThreadCount`.
   let threads: Int?
   /// Primitives get user-mode scratchpads, one buffer per engine (`scratchpad`), instead of
   /// the library's: in library mode oneDNN 2.6 hands every primitive created on one thread the
@@ -58,9 +58,11 @@ final class DNNLEngine {
 
   /// OpenMP keeps the thread count per calling thread, so engines call this at the start of
   /// every run; it costs one indirect call.
+  /// Without an explicit count the process default is set, not kept: the calling thread may
+  /// carry another engine's count (OpenMP keeps one per thread).
   func applyThreadCount() {
-    guard let threads else { return }
-    OpenMP.setThreadCount?(Int32(threads))
+    guard let count = threads ?? OpenMPRuntime.defaultThreadCount else { return }
+    OpenMPRuntime.setThreadCount?(Int32(count))
   }
 
   /// The thread whose OpenMP team last got the flush-to-zero mode (see `DNNLDenormals`).
@@ -105,7 +107,7 @@ final class DNNLEngine {
       info["onednn.cpu_runtime"] = runtime
     }
     info["onednn.isa"] = isaName(dnnl_get_effective_cpu_isa())
-    if let maxThreads = OpenMP.maxThreads?() { info["onednn.max_threads"] = "\(maxThreads)" }
+    if let maxThreads = OpenMPRuntime.maxThreads?() { info["onednn.max_threads"] = "\(maxThreads)" }
     return info
   }
 
@@ -153,22 +155,4 @@ final class DNNLScratchpad {
 
   /// Bytes currently allocated.
   var byteCount: Int { capacity }
-}
-
-/// The OpenMP entry points, looked up at run time in the already-loaded runtime that oneDNN
-/// links (libgomp on Debian), so the package needs no extra link flag or header.
-private enum OpenMP {
-  typealias SetThreads = @convention(c) (Int32) -> Void
-  typealias GetThreads = @convention(c) () -> Int32
-
-  static let setThreadCount: SetThreads? = symbol("omp_set_num_threads")
-  static let maxThreads: GetThreads? = symbol("omp_get_max_threads")
-
-  private static func symbol<T>(_ name: String) -> T? {
-    // A null handle from dlopen(nil) searches the program and every library it loaded.
-    guard let program = dlopen(nil, RTLD_NOW), let address = dlsym(program, name) else {
-      return nil
-    }
-    return unsafeBitCast(address, to: T.self)
-  }
 }

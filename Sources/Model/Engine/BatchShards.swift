@@ -21,17 +21,14 @@
 ///
 /// `IMAGENET_EVAL_BATCH_SHARDS=0` turns sharding off (for A/B measurements).
 enum BatchShards {
-  typealias Body = @convention(c) (UnsafeMutableRawPointer?) -> Void
-  typealias ParallelEntry = @convention(c) (Body, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
-  typealias Query = @convention(c) () -> Int32
-  typealias SetThreads = @convention(c) (Int32) -> Void
+  typealias Body = OpenMPRuntime.Body
 
-  private static let parallel: ParallelEntry? = symbol("GOMP_parallel")
-  private static let threadNumber: Query? = symbol("omp_get_thread_num")
-  private static let teamSize: Query? = symbol("omp_get_num_threads")
-  private static let maxThreads: Query? = symbol("omp_get_max_threads")
-  private static let inParallelQuery: Query? = symbol("omp_in_parallel")
-  private static let setThreads: SetThreads? = symbol("omp_set_num_threads")
+  private static let parallel = OpenMPRuntime.parallel
+  private static let threadNumber = OpenMPRuntime.threadNumber
+  private static let teamSize = OpenMPRuntime.teamSize
+  private static let maxThreads = OpenMPRuntime.maxThreads
+  private static let inParallelQuery = OpenMPRuntime.inParallel
+  private static let setThreads = OpenMPRuntime.setThreadCount
 
   /// False when the environment turns sharding off.
   static let enabled: Bool = {
@@ -47,10 +44,10 @@ enum BatchShards {
   /// thread, fewer images than threads, or no OpenMP runtime).
   static func sizes(batchSize: Int, threads: Int?) -> [Int]? {
     guard enabled, parallel != nil, threadNumber != nil, teamSize != nil, setThreads != nil,
-      let maxThreads
+      let defaultCount = OpenMPRuntime.defaultThreadCount
     else { return nil }
     // Fewer images than threads would leave threads idle: those batches stay unsharded.
-    let count = threads ?? Int(maxThreads())
+    let count = threads ?? defaultCount
     guard count >= 2, batchSize >= count else { return nil }
     return (0..<count).map { batchSize * ($0 + 1) / count - batchSize * $0 / count }
   }
@@ -122,13 +119,5 @@ enum BatchShards {
       }
       shard += team
     }
-  }
-
-  private static func symbol<T>(_ name: String) -> T? {
-    // A null handle from dlopen(nil) searches the program and every library it loaded.
-    guard let program = dlopen(nil, RTLD_NOW), let address = dlsym(program, name) else {
-      return nil
-    }
-    return unsafeBitCast(address, to: T.self)
   }
 }

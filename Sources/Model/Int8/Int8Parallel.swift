@@ -14,15 +14,13 @@
 /// entry points are looked up at run time in the libgomp oneDNN already loaded (no link flag);
 /// without them every pass runs on the calling thread.
 enum Int8Parallel {
-  typealias Body = @convention(c) (UnsafeMutableRawPointer?) -> Void
-  typealias ParallelEntry = @convention(c) (Body, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
-  typealias Query = @convention(c) () -> Int32
+  typealias Body = OpenMPRuntime.Body
 
-  private static let parallel: ParallelEntry? = symbol("GOMP_parallel")
-  private static let threadNumber: Query? = symbol("omp_get_thread_num")
-  private static let teamSize: Query? = symbol("omp_get_num_threads")
-  private static let maxThreads: Query? = symbol("omp_get_max_threads")
-  private static let inParallel: Query? = symbol("omp_in_parallel")
+  private static let parallel = OpenMPRuntime.parallel
+  private static let threadNumber = OpenMPRuntime.threadNumber
+  private static let teamSize = OpenMPRuntime.teamSize
+  private static let maxThreads = OpenMPRuntime.maxThreads
+  private static let inParallel = OpenMPRuntime.inParallel
 
   /// Below this many bytes of work a pass runs on the calling thread: waking a sleeping
   /// team (passive policy) costs tens of microseconds, more than the pass.
@@ -78,12 +76,5 @@ enum Int8Parallel {
     let start = count * me / team
     let end = count * (me + 1) / team
     if start < end { context.pointee.body(start..<end) }
-  }
-
-  private static func symbol<T>(_ name: String) -> T? {
-    guard let program = dlopen(nil, RTLD_NOW), let address = dlsym(program, name) else {
-      return nil
-    }
-    return unsafeBitCast(address, to: T.self)
   }
 }
