@@ -52,6 +52,17 @@ enum BatchShards {
     return (0..<count).map { batchSize * ($0 + 1) / count - batchSize * $0 / count }
   }
 
+  /// The first image of each shard: the running sums of `sizes`, from 0.
+  static func starts(of sizes: [Int]) -> [Int] {
+    var starts: [Int] = []
+    var next = 0
+    for size in sizes {
+      starts.append(next)
+      next += size
+    }
+    return starts
+  }
+
   /// Runs `body` with OpenMP's thread count at 1 on the calling thread, then restores it:
   /// oneDNN picks a primitive's blocking for `omp_get_max_threads()` threads at creation.
   static func buildingSingleThreaded<Result>(_ body: () throws -> Result) rethrows -> Result {

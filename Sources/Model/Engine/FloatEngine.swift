@@ -102,13 +102,7 @@ public final class FloatEngine: InferenceEngine {
       shardSizes = []
     }
     self.plans = plans
-    var starts: [Int] = []
-    var next = 0
-    for size in shardSizes {
-      starts.append(next)
-      next += size
-    }
-    shardStarts = starts
+    shardStarts = BatchShards.starts(of: shardSizes)
     self.graph = prepared
     let inputShape = try prepared.shape(of: prepared.inputs[0])
     self.inputShape = inputShape

@@ -218,13 +218,7 @@ public final class Int8Engine: InferenceEngine {
       shardSizes = []
     }
     self.plans = plans
-    var starts: [Int] = []
-    var next = 0
-    for size in shardSizes {
-      starts.append(next)
-      next += size
-    }
-    shardStarts = starts
+    shardStarts = BatchShards.starts(of: shardSizes)
     floatFallbackNodes = plans[0].fallbackNodes
     quantizedNodes = graph.nodes.indices.filter { plans[0].nodeIsQuantized[$0] }.map {
       graph.nodes[$0].name
