@@ -21,8 +21,6 @@
 ///
 /// `IMAGENET_EVAL_BATCH_SHARDS=0` turns sharding off (for A/B measurements).
 enum BatchShards {
-  typealias Body = OpenMPRuntime.Body
-
   private static let parallel = OpenMPRuntime.parallel
   private static let threadNumber = OpenMPRuntime.threadNumber
   private static let teamSize = OpenMPRuntime.teamSize
@@ -88,47 +86,32 @@ enum BatchShards {
   }
 
   /// Calls `body(shard)` for every shard in `0..<count`, shard `i` on thread `i` of a new
-  /// OpenMP team of `count` threads (a smaller team, e.g. when nested, takes several shards
-  /// per thread). Rethrows the error of the lowest failing shard once all have finished.
+  /// OpenMP team of `count` threads (a smaller team, e.g. when nested, takes a block of
+  /// shards per thread; `Int8Parallel.forEachRange`). Rethrows the error of the lowest failing
+  /// shard once all have finished.
   static func run(_ count: Int, _ body: (Int) throws -> Void) throws {
-    guard count > 1, let parallel else {
-      for shard in 0..<count { try body(shard) }
-      return
-    }
     var errors = [Error?](repeating: nil, count: count)
-    try errors.withUnsafeMutableBufferPointer { slots in
-      withoutActuallyEscaping(body) { escapable in
-        var context = Context(count: count, body: escapable, errors: slots)
-        withUnsafeMutablePointer(to: &context) { pointer in
-          parallel(BatchShards.runShards, UnsafeMutableRawPointer(pointer), UInt32(count), 0)
+    errors.withUnsafeMutableBufferPointer { slots in
+      Int8Parallel.forEachRange(count, threads: count) { shards in
+        for shard in shards {
+          do { try body(shard) } catch { slots[shard] = error }
         }
       }
-      for error in slots { if let error { throw error } }
     }
+    for error in errors { if let error { throw error } }
   }
 
-  private struct Context {
-    var count: Int
-    var body: (Int) throws -> Void
-    var errors: UnsafeMutableBufferPointer<Error?>
-  }
-
-  /// The region body: this thread's shards.
-  private static let runShards: Body = { raw in
-    guard let raw, let threadNumber = BatchShards.threadNumber,
-      let teamSize = BatchShards.teamSize
-    else { return }
-    let context = raw.assumingMemoryBound(to: Context.self)
-    let count = context.pointee.count
-    let team = max(1, Int(teamSize()))
-    var shard = Int(threadNumber())
-    while shard < count {
-      do {
-        try context.pointee.body(shard)
-      } catch {
-        context.pointee.errors[shard] = error
-      }
-      shard += team
+  /// Runs every shard concurrently (`run`) on its slice of a batch-major input and output:
+  /// `body(shard, input, output)` with the pointers advanced to the shard's first image
+  /// (`starts[shard]`), `inputPerImage` and `outputPerImage` floats an image.
+  static func runSlices(
+    starts: [Int], input: UnsafePointer<Float>, inputPerImage: Int,
+    output: UnsafeMutablePointer<Float>, outputPerImage: Int,
+    _ body: (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) throws -> Void
+  ) throws {
+    try run(starts.count) { shard in
+      let first = starts[shard]
+      try body(shard, input + first * inputPerImage, output + first * outputPerImage)
     }
   }
 }

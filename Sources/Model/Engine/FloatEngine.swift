@@ -160,12 +160,11 @@ public final class FloatEngine: InferenceEngine {
       try observationPlan().run(input: inputBase, output: outputBase, afterNode: afterNode)
       return
     }
-    let perImage = inputElementCount / batchSize
-    try BatchShards.run(plans.count) { shard in
-      let first = shardStarts[shard]
-      try plans[shard].run(
-        input: inputBase + first * perImage, output: outputBase + first * classCount,
-        afterNode: nil)
+    try BatchShards.runSlices(
+      starts: shardStarts, input: inputBase, inputPerImage: inputElementCount / batchSize,
+      output: outputBase, outputPerImage: classCount
+    ) { shard, input, output in
+      try plans[shard].run(input: input, output: output, afterNode: nil)
     }
   }
 
