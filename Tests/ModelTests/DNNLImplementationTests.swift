@@ -154,11 +154,14 @@ struct DNNLImplementationTests {
     #expect(error?.reason.contains("reference implementation") == true)
   }
 
-  @Test("version info names the library, runtime and ISA")
+  @Test("version info names the library, runtime, ISA and the engine's thread count")
   func versionInfo() {
-    let info = DNNLEngine.versionInfo
+    let info = DNNLEngine.versionInfo(threads: 3)
     #expect(info["onednn"]?.hasPrefix("2.") == true)
     #expect(info["onednn.cpu_runtime"] == "omp")
     #expect(info["onednn.isa"] != nil)
+    #expect(info["onednn.max_threads"] == "3")
+    let defaults = DNNLEngine.versionInfo(threads: nil)
+    #expect(defaults["onednn.max_threads"] == OpenMPRuntime.defaultThreadCount.map(String.init))
   }
 }

@@ -91,8 +91,10 @@ final class DNNLEngine {
     try dnnlCheck(dnnl_stream_wait(stream), "waiting for the stream")
   }
 
-  /// Library version, threading runtime and the instruction set the JIT kernels use.
-  static var versionInfo: [String: String] {
+  /// Library version, threading runtime, the instruction set the JIT kernels use and the
+  /// OpenMP threads an engine built with `threads` runs on (the count it applies at every run,
+  /// not the calling thread's current setting, which other engines may have changed).
+  static func versionInfo(threads: Int?) -> [String: String] {
     var info: [String: String] = [:]
     if let version = dnnl_version()?.pointee {
       info["onednn"] = "\(version.major).\(version.minor).\(version.patch)"
@@ -107,7 +109,9 @@ final class DNNLEngine {
       info["onednn.cpu_runtime"] = runtime
     }
     info["onednn.isa"] = isaName(dnnl_get_effective_cpu_isa())
-    if let maxThreads = OpenMPRuntime.maxThreads?() { info["onednn.max_threads"] = "\(maxThreads)" }
+    if let count = threads ?? OpenMPRuntime.defaultThreadCount {
+      info["onednn.max_threads"] = "\(count)"
+    }
     return info
   }
 

@@ -108,7 +108,7 @@ public final class FloatEngine: InferenceEngine {
     self.inputShape = inputShape
     classCount = plans[0].classCount
     outputElementCount = sizes == nil ? plans[0].outputElementCount : batchSize * classCount
-    var info = DNNLEngine.versionInfo
+    var info = DNNLEngine.versionInfo(threads: threads)
     info["engine"] = "float (oneDNN primitives, NHWC)"
     info["threads"] = threads.map(String.init) ?? "default"
     info["batch_shards"] = FloatEngine.describeShards(sizes)

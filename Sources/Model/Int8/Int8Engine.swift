@@ -223,7 +223,7 @@ public final class Int8Engine: InferenceEngine {
     quantizedNodes = graph.nodes.indices.filter { plans[0].nodeIsQuantized[$0] }.map {
       graph.nodes[$0].name
     }
-    var info = DNNLEngine.versionInfo
+    var info = DNNLEngine.versionInfo(threads: threads)
     info["engine"] = "int8 (oneDNN int8 primitives, NHWC codes)"
     info["calibration"] = description
     info["threads"] = threads.map(String.init) ?? "default"
