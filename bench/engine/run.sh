@@ -14,6 +14,9 @@
 # (default 1; 0 measures float only), CALIB (default ../shared/datasets/ilsvrc2012-val-subset-1300.tar), CALIB_COUNT (default 4:
 # calibration runs the reference evaluator in float, slow on FasterNet-S, once per policy; speed
 # does not depend on it),
+# ROUNDS (default 1: how many times every point is measured on each side, interleaved; the
+# tables give medians over rounds and the spread of the per-round ratios), POLICIES (default
+# "default passive": libgomp wait policies our engines are measured with),
 # IMAGENET_EVAL_PYTHON (default .venv/bin/python). IMAGENET_EVAL_BATCH_SHARDS=0 runs our
 # engines' batches unsharded (one plan, every primitive split across the threads).
 set -euo pipefail
@@ -26,6 +29,8 @@ batches=${BATCHES:-1,16}
 int8=${INT8:-1}
 calib=${CALIB:-../shared/datasets/ilsvrc2012-val-subset-1300.tar}
 calib_count=${CALIB_COUNT:-4}
+rounds=${ROUNDS:-1}
+policies=${POLICIES:-default passive}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -38,6 +43,9 @@ fi
 bin=.build/release/imagenet-eval
 
 cache=.build/fasternet-cache
+# Rounds interleave the sides: every round measures each model's points once on each side, so
+# a slow phase of the (shared, noisy) machine hits both sides instead of one.
+for round in $(seq 1 "$rounds"); do
 for m in $models; do
   case $m in
     lite0) path=models/efficientnet-lite0.onnx; label="EfficientNet-Lite0"; preset=efficientnet-lite
@@ -45,7 +53,7 @@ for m in $models; do
     *) path=$("$python" tools/make_fasternet.py --variant "$m" --opset 13 --cache-dir "$cache" | tail -1)
       label="FasterNet-$(echo "$m" | tr a-z A-Z)"; preset=torchvision ;;
   esac
-  echo "== $label ($path)" >&2
+  echo "== round $round/$rounds: $label ($path)" >&2
   engines=float
   int8_options=()
   if [ "$int8" = 1 ]; then
@@ -56,63 +64,31 @@ for m in $models; do
       "$bin" inspect --data "$calib" --preset "$preset" --limit "$calib_count" \
         --dump "$calib_count" --dump-dir "$out/calib-$preset" > /dev/null
     fi
-    "$python" bench/engine/ort_quantize.py "$path" "$out/calib-$preset" "$out/$m-qdq.onnx" > /dev/null
+    if [ ! -f "$out/$m-qdq.onnx" ]; then
+      "$python" bench/engine/ort_quantize.py "$path" "$out/calib-$preset" "$out/$m-qdq.onnx" \
+        > /dev/null
+    fi
   fi
   # libgomp's default wait policy spins; with decode threads or other processes on the same
   # cores that spinning costs far more than it saves, so both policies are measured.
-  env -u OMP_WAIT_POLICY "$bin" bench --model "$path" --name "$label" --batch "$batches" \
-    --engines "$engines" "${int8_options[@]}" \
-    --threads "$threads" --seconds "$seconds" --json "$out/$m-ours.json" >&2
-  OMP_WAIT_POLICY=passive "$bin" bench --model "$path" --name "$label" --batch "$batches" \
-    --engines "$engines" "${int8_options[@]}" \
-    --threads "$threads" --seconds "$seconds" --json "$out/$m-passive.json" >&2
+  for policy in $policies; do
+    case $policy in
+      default) policy_env=(env -u OMP_WAIT_POLICY) ;;
+      passive) policy_env=(env OMP_WAIT_POLICY=passive) ;;
+      *) echo "unknown policy $policy (default, passive)" >&2; exit 1 ;;
+    esac
+    "${policy_env[@]}" "$bin" bench --model "$path" --name "$label" --batch "$batches" \
+      --engines "$engines" "${int8_options[@]}" \
+      --threads "$threads" --seconds "$seconds" --json "$out/$m-$policy-r$round.json" >&2
+  done
   "$python" bench/engine/ort_bench.py "$path" --threads "$threads" --batches "$batches" \
-    --seconds "$seconds" --json "$out/$m-ort.json" >&2
+    --seconds "$seconds" --json "$out/$m-ort-r$round.json" >&2
   if [ "$int8" = 1 ]; then
     "$python" bench/engine/ort_bench.py "$out/$m-qdq.onnx" --threads "$threads" \
-      --batches "$batches" --seconds "$seconds" --json "$out/$m-ort-int8.json" >&2
+      --batches "$batches" --seconds "$seconds" --json "$out/$m-ort-int8-r$round.json" >&2
   fi
 done
+done
 
-"$python" - "$out" "$threads" $models <<'PY'
-import json, sys
-from pathlib import Path
-out, threads, models = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-print("| model | batch | float img/s (default OpenMP) | float img/s (OMP_WAIT_POLICY=passive) | onnxruntime img/s | ratio default | ratio passive | float ms/batch (passive) | onnxruntime ms/batch |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for m in models:
-    ours = json.loads((out / f"{m}-ours.json").read_text())
-    ort = json.loads((out / f"{m}-ort.json").read_text())
-    passive = json.loads((out / f"{m}-passive.json").read_text())
-    theirs = {r["batch_size"]: r for r in ort["results"]}
-    quiet = {r["batch_size"]: r for r in passive["results"] if r["engine"] == "float"}
-    for r in ours["results"]:
-        if r["engine"] != "float":
-            continue
-        t, p = theirs[r["batch_size"]], quiet[r["batch_size"]]
-        print(f"| {ours['model']} | {r['batch_size']} | {r['images_per_second']:.1f} | "
-              f"{p['images_per_second']:.1f} | {t['images_per_second']:.1f} | "
-              f"{r['images_per_second'] / t['images_per_second']:.2f} | "
-              f"{p['images_per_second'] / t['images_per_second']:.2f} | "
-              f"{p['latency_ms']:.2f} | {t['latency_ms']:.2f} |")
-print(f"\n{threads} threads each; ratio > 1 means the float engine is faster; ms/batch is the mean.")
-int8 = [m for m in models if (out / f"{m}-ort-int8.json").exists()]
-if int8:
-    print("\n| model | batch | int8 img/s (default OpenMP) | int8 img/s (passive) | onnxruntime int8 (QDQ) img/s | float img/s (default / passive) | int8 / ORT int8 (default, passive) | int8 / our float (default, passive) | int8 ms/batch (passive) | ORT int8 ms/batch |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for m in int8:
-    ours = json.loads((out / f"{m}-ours.json").read_text())
-    passive = json.loads((out / f"{m}-passive.json").read_text())
-    qdq = {r["batch_size"]: r for r in json.loads((out / f"{m}-ort-int8.json").read_text())["results"]}
-    def rows(report, engine):
-        return {r["batch_size"]: r for r in report["results"] if r["engine"] == engine}
-    fd, fp, idf, ip = rows(ours, "float"), rows(passive, "float"), rows(ours, "int8"), rows(passive, "int8")
-    for b in sorted(idf):
-        q = qdq[b]["images_per_second"]
-        a, p = idf[b]["images_per_second"], ip[b]["images_per_second"]
-        print(f"| {ours['model']} | {b} | {a:.1f} | {p:.1f} | {q:.1f} | "
-              f"{fd[b]['images_per_second']:.1f} / {fp[b]['images_per_second']:.1f} | "
-              f"{a / q:.2f}, {p / q:.2f} | "
-              f"{a / fd[b]['images_per_second']:.2f}, {p / fp[b]['images_per_second']:.2f} | "
-              f"{ip[b]['latency_ms']:.2f} | {qdq[b]['latency_ms']:.2f} |")
-PY
+"$python" bench/engine/summarize.py "$out" --threads "$threads" --rounds "$rounds" \
+  --policies "$policies" --models $models

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Markdown tables of a bench/engine/run.sh measurement directory.
+
+Usage: summarize.py OUT --threads N --rounds R --policies "default passive" --models t0 t1 …
+
+Reads, per model m, round r and policy p: OUT/m-p-rR.json (`imagenet-eval bench --json`),
+OUT/m-ort-rR.json and, when int8 was measured, OUT/m-ort-int8-rR.json (ort_bench.py). Every
+figure is a median over the rounds; a ratio is the median of the per-round ratios (both sides
+of a round were measured within seconds of each other), with their range when R > 1.
+"""
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def load(path: Path, engine: str | None = None) -> dict[int, float]:
+    """images/s by batch size of one run (our JSON holds several engines)."""
+    results = json.loads(path.read_text())["results"]
+    return {r["batch_size"]: r["images_per_second"] for r in results
+            if engine is None or r["engine"] == engine}
+
+
+def ratio_cell(numerators: list[float], denominators: list[float]) -> str:
+    ratios = [n / d for n, d in zip(numerators, denominators)]
+    cell = f"{statistics.median(ratios):.2f}"
+    if len(ratios) > 1:
+        cell += f" ({min(ratios):.2f}–{max(ratios):.2f})"
+    return cell
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("out", type=Path)
+    p.add_argument("--threads", required=True)
+    p.add_argument("--rounds", type=int, required=True)
+    p.add_argument("--policies", required=True)
+    p.add_argument("--models", nargs="+", required=True)
+    a = p.parse_args()
+    policies = a.policies.split()
+    rounds = range(1, a.rounds + 1)
+    name = {}
+
+    def series(m: str, side: str, engine: str | None = None) -> dict[int, list[float]]:
+        """images/s by batch, one entry per round."""
+        by_batch: dict[int, list[float]] = {}
+        for r in rounds:
+            path = a.out / f"{m}-{side}-r{r}.json"
+            if side in policies:
+                name[m] = json.loads(path.read_text())["model"]
+            for batch, rate in load(path, engine).items():
+                by_batch.setdefault(batch, []).append(rate)
+        return by_batch
+
+    def median(values: list[float]) -> str:
+        return f"{statistics.median(values):.1f}"
+
+    spread = " (range over rounds)" if a.rounds > 1 else ""
+    print(f"Float vs onnxruntime float, {a.threads} threads each, median of {a.rounds} "
+          f"interleaved round(s); ratio > 1: ours faster.\n")
+    head = ["model", "batch"] + [f"float img/s ({p})" for p in policies] + ["onnxruntime img/s"]
+    head += [f"ratio {p}{spread}" for p in policies]
+    print("| " + " | ".join(head) + " |")
+    print("|---|" + "---:|" * (len(head) - 1))
+    for m in a.models:
+        ours = {p: series(m, p, "float") for p in policies}
+        ort = series(m, "ort")
+        for b in sorted(ort):
+            cells = [name[m], str(b)] + [median(ours[p][b]) for p in policies]
+            cells += [median(ort[b])] + [ratio_cell(ours[p][b], ort[b]) for p in policies]
+            print("| " + " | ".join(cells) + " |")
+
+    int8_models = [m for m in a.models if (a.out / f"{m}-ort-int8-r1.json").exists()]
+    if not int8_models:
+        return
+    print(f"\nint8 vs onnxruntime's int8 QDQ model and vs our float engine, same rounds.\n")
+    head = ["model", "batch"] + [f"int8 img/s ({p})" for p in policies]
+    head += ["onnxruntime int8 img/s"] + [f"int8 / ORT int8 ({p})" for p in policies]
+    head += [f"int8 / our float ({p})" for p in policies]
+    print("| " + " | ".join(head) + " |")
+    print("|---|" + "---:|" * (len(head) - 1))
+    for m in int8_models:
+        int8 = {p: series(m, p, "int8") for p in policies}
+        floats = {p: series(m, p, "float") for p in policies}
+        qdq = series(m, "ort-int8")
+        for b in sorted(qdq):
+            cells = [name[m], str(b)] + [median(int8[p][b]) for p in policies] + [median(qdq[b])]
+            cells += [ratio_cell(int8[p][b], qdq[b]) for p in policies]
+            cells += [ratio_cell(int8[p][b], floats[p][b]) for p in policies]
+            print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
