@@ -212,18 +212,24 @@ struct RunCommand: ParsableCommand {
       let engineThreads = EngineLanes.threads(
         engineCount: laneNames.count, lanes: laneNames.indices.map { [$0] }, total: threads,
         concurrent: schedule == .concurrent)
-      var engines = [any InferenceEngine]()
-      for (engineName, engineThreads) in zip(laneNames, engineThreads) {
-        var input = calibration?.input
-        if let calibrated { input?.calibrated = calibrated }
-        let engine = try EngineFactory.makeEngine(
-          named: engineName, graph: graph, batchSize: batch, threads: engineThreads,
+      var input = calibration?.input
+      if let calibrated { input?.calibrated = calibrated }
+      let make = { [input] (lane: Int) throws -> any InferenceEngine in
+        try EngineFactory.makeEngine(
+          named: laneNames[lane], graph: graph, batchSize: batch, threads: engineThreads[lane],
           strict: dataset.strict, modelPath: model, calibration: input,
           clock: clock, calibrationThreads: threads)
-        if calibrated == nil, imported == nil, let int8 = engine as? Int8Engine {
-          calibrated = int8.calibration
-        }
-        engines.append(engine)
+      }
+      // The first set calibrates (on all threads), so its engines are built in turn; the
+      // second reuses the calibration, and its engines are built at once, one per core, so
+      // auto costs little build time.
+      var engines =
+        arrangements.isEmpty
+        ? try laneNames.indices.map(make) : try Self.buildConcurrently(laneNames.count, make)
+      if calibrated == nil, imported == nil,
+        let int8 = engines.lazy.compactMap({ $0 as? Int8Engine }).first
+      {
+        calibrated = int8.calibration
       }
       if let split, let int8 = engines.lazy.compactMap({ $0 as? Int8Engine }).first {
         // In `engineNames` order: records and metrics pair engines by position.
@@ -232,8 +238,19 @@ struct RunCommand: ParsableCommand {
       }
       arrangements.append(EngineArrangement(schedule: schedule, engines: engines))
     }
-    // Released after the layer report, so the losing arrangement's int8 engine can be freed.
-    var int8 = arrangements[0].engines.lazy.compactMap { $0 as? Int8Engine }.first
+    // With both arrangements, the layer report and --save-quantized use the concurrent set's
+    // int8 engine: one thread per lane leaves it unsharded, so its whole-batch plan (what the
+    // layer report observes) exists, where the sharded one would build another; it borrows the
+    // calibration's float engine. Released after the layer report, so the losing
+    // arrangement's engines can be freed.
+    var int8: Int8Engine?
+    do {
+      let int8Engines = arrangements.compactMap {
+        $0.engines.lazy.compactMap { $0 as? Int8Engine }.first
+      }
+      int8 = int8Engines.last
+      if let first = int8Engines.first, let int8 { first.shareFloatEngine(with: int8) }
+    }
     // Which pipeline tensor each engine reads: the int8 engine its own input path, the rest
     // (int8-rgb included) the --preset tensor.
     let tensorIndex = arrangements[0].engines.map { split != nil && $0 is Int8Engine ? 1 : 0 }
@@ -479,6 +496,23 @@ struct RunCommand: ParsableCommand {
 
   /// The schedule `run` uses unless `--engine-schedule` says otherwise.
   static let defaultSchedule = EngineSchedule.auto
+
+  /// `make(0..<count)` on concurrent threads (each sets its own OpenMP thread count when it
+  /// creates its engine's primitives), in index order; rethrows the lowest index's error.
+  static func buildConcurrently(
+    _ count: Int, _ make: (Int) throws -> any InferenceEngine
+  ) throws -> [any InferenceEngine] {
+    var results = [Result<any InferenceEngine, any Error>?](repeating: nil, count: count)
+    results.withUnsafeMutableBufferPointer { slots in
+      DispatchQueue.concurrentPerform(iterations: count) { index in
+        slots[index] = Result { try make(index) }
+      }
+    }
+    return try results.map { result in
+      guard let result else { throw EvalError(.internal, "an engine build did not finish") }
+      return try result.get()
+    }
+  }
 
   /// This session's execution record: the arrangement that ran and why.
   static func execution(
