@@ -126,7 +126,10 @@ public enum HTMLReport {
       "<li>\(MarkdownReport.int8Label(run)): \(escape(run.calibration.map(MarkdownReport.settings) ?? "none"))</li>\n"
     for engine in engines {
       body +=
-        "<li>engine \(escape(engine)): \(escape(MarkdownReport.settings(run.engineVersions[engine] ?? [:])))</li>\n"
+        "<li>engine \(escape(engine)): \(escape(MarkdownReport.settings(MarkdownReport.engineSettings(summary, engine))))</li>\n"
+    }
+    if let execution = prov.execution {
+      body += "<li>engine schedule: \(escape(execution.summaryLine))</li>\n"
     }
     body +=
       "<li>imagenet-eval \(escape(prov.toolVersion)): <code>\(escape(prov.commandLine.joined(separator: " ")))</code></li>\n"

@@ -101,7 +101,10 @@ public enum MarkdownReport {
     out += "- preprocessing: " + settings(run.preprocessing) + "\n"
     out += "- \(int8Label(run)): " + (run.calibration.map(settings) ?? "none") + "\n"
     for engine in engines {
-      out += "- engine \(engine): " + settings(run.engineVersions[engine] ?? [:]) + "\n"
+      out += "- engine \(engine): " + settings(engineSettings(summary, engine)) + "\n"
+    }
+    if let execution = p.execution {
+      out += "- engine schedule: \(execution.summaryLine)\n"
     }
     out += "- imagenet-eval \(p.toolVersion): `\(p.commandLine.joined(separator: " "))`\n"
     out +=
@@ -148,5 +151,15 @@ public enum MarkdownReport {
   /// Keeps a cell's text from breaking the table.
   static func escape(_ text: String) -> String {
     text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+  }
+
+  /// An engine's versions with the threads and shards it ran with in the arrangement this
+  /// session kept (recorded apart from the run identity).
+  static func engineSettings(_ summary: Summary, _ engine: String) -> [String: String] {
+    let versions = summary.provenance.run.engineVersions[engine] ?? [:]
+    guard let execution = summary.provenance.execution,
+      let threads = execution.engineThreads[execution.chosen]?[engine]
+    else { return versions }
+    return versions.merging(threads, uniquingKeysWith: { first, _ in first })
   }
 }

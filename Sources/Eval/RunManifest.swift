@@ -89,6 +89,31 @@ public struct RunManifest: Codable, Sendable, Equatable {
   /// Fields that may differ between manifests of the same run.
   static let nonIdentityFields: Set<String> = ["model.path"]
 
+  /// `versionInfo` keys that describe how an engine was scheduled (its thread count, batch
+  /// shards, the engine schedule), not what it computes: the logits are the same whatever
+  /// they are. `run` leaves them out of ``engineVersions`` (they go to the summary's
+  /// `execution`), and comparisons ignore them, so manifests written before they moved still
+  /// match.
+  public static let executionKeys: Set<String> = [
+    "threads", "onednn.max_threads", "batch_shards", "schedule",
+  ]
+
+  /// `versions` without the ``executionKeys``.
+  public static func identityVersions(
+    _ versions: [String: [String: String]]
+  ) -> [String: [String: String]] {
+    versions.mapValues { $0.filter { !executionKeys.contains($0.key) } }
+  }
+
+  /// True for `engine_versions.<engine>.<key>` with `key` one of the ``executionKeys``.
+  static func isExecutionField(_ field: String) -> Bool {
+    let prefix = CodingKeys.engineVersions.rawValue + "."
+    guard field.hasPrefix(prefix) else { return false }
+    // Engine names hold no dots; keys may (`onednn.max_threads`).
+    let rest = field.dropFirst(prefix.count).split(separator: ".", maxSplits: 1)
+    return rest.count == 2 && executionKeys.contains(String(rest[1]))
+  }
+
   /// Every identity field whose value differs, as readable lines
   /// (`model.sha256: 'ab…' here, 'cd…' in the other run`), sorted by field path.
   ///
@@ -100,6 +125,7 @@ public struct RunManifest: Codable, Sendable, Equatable {
     var lines = [String]()
     for field in Set(mine.keys).union(theirs.keys).sorted() {
       if ignored.contains(where: { field == $0 || field.hasPrefix($0 + ".") }) { continue }
+      if Self.isExecutionField(field) { continue }
       let a = mine[field]
       let b = theirs[field]
       if a != b {

@@ -26,6 +26,9 @@ public struct Provenance: Codable, Sendable, Equatable {
   public var timings: PhaseTimings?
   /// Configuration keys not modelled and other caveats of the run (e.g. mapper YAML keys).
   public var warnings: [String]?
+  /// How this session scheduled its engines (`--engine-schedule`, the auto trial's timings);
+  /// nil for a merge and for summaries written before it was recorded.
+  public var execution: EngineExecution?
 
   /// Creates provenance; `imagesPerSecond` is derived from `samples` and `wallSeconds`.
   public init(
@@ -63,7 +66,7 @@ public struct Provenance: Codable, Sendable, Equatable {
     case wallSeconds = "wall_seconds"
     case imagesPerSecond = "images_per_second"
     case mergedFrom = "merged_from"
-    case timings, warnings
+    case timings, warnings, execution
   }
 }
 
@@ -175,7 +178,8 @@ public enum RunOutput {
   public static func write(
     records: [ImageRecord], manifest: RunManifest, directory: URL, commandLine: [String],
     wallSeconds: Double, classNames: [String]? = nil, layers: [LayerQuality]? = nil,
-    mergedFrom: [String]? = nil, timings: PhaseTimings? = nil, warnings: [String]? = nil
+    mergedFrom: [String]? = nil, timings: PhaseTimings? = nil, warnings: [String]? = nil,
+    execution: EngineExecution? = nil
   ) throws -> Summary {
     let metrics = try Metrics.compute(
       records: records, engineNames: manifest.engines, classNames: classNames)
@@ -189,6 +193,7 @@ public enum RunOutput {
         run: manifest, commandLine: commandLine, wallSeconds: wallSeconds,
         samples: metrics.samples, mergedFrom: mergedFrom)
     if timings == nil { provenance.warnings = warnings }
+    provenance.execution = execution
     let summary = Summary(metrics: metrics, provenance: provenance)
     try writeAtomically(summary.jsonData(), to: directory.appendingPathComponent(Summary.fileName))
     try writeAtomically(

@@ -15,8 +15,10 @@
 # SKIP_BUILD=1 uses the existing release binary; BIN another imagenet-eval binary (e.g. a
 # baseline build kept aside for an A/B run; implies SKIP_BUILD); PEER=0 skips the Python peer
 # (its column then reads n/a) when only ours is being compared. EXTRA adds arguments to ours
-# (e.g. EXTRA="--engine-schedule sequential"; not understood by a baseline binary that predates
-# the option).
+# (not understood by a baseline binary that predates the option). SCHEDULES lists
+# --engine-schedule values to run back to back for each model and policy (e.g.
+# SCHEDULES="auto sequential concurrent"; default: none passed, i.e. the binary's default, auto
+# since session 5); the schedule column reads requested -> chosen (summary provenance.execution).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${IMAGENET_EVAL_PYTHON:-.venv/bin/python}
@@ -24,6 +26,7 @@ threads=${THREADS:-2}
 engines=${ENGINES:-float,int8}
 calib=${CALIB:-100}
 policies=${POLICIES:-default passive}
+schedules=${SCHEDULES:-default}
 shared=${SHARED:-../shared}
 tar=${TAR:-$shared/datasets/ilsvrc2012-val-subset-1300.tar}
 models=${MODELS:-FasterNet-T0 EfficientNet-Lite0}
@@ -49,8 +52,8 @@ fi
 
 echo "load before: $(uptime)"
 echo
-echo "| model | engines | OpenMP wait policy | imagenet-eval run img/s | Python peer img/s | ratio | evaluation only: ours / peer img/s (ratio) | calibration s: ours / peer | top-1 float ours / peer | top-1 int8 ours / peer |"
-echo "|---|---|---|---:|---:|---:|---|---|---|---|"
+echo "| model | engines | OpenMP wait policy | schedule | imagenet-eval run img/s | Python peer img/s | ratio | evaluation only: ours / peer img/s (ratio) | calibration s: ours / peer | top-1 float ours / peer | top-1 int8 ours / peer |"
+echo "|---|---|---|---|---:|---:|---:|---|---|---|---|"
 for spec in "FasterNet-T0:$t0:torchvision" "EfficientNet-Lite0:models/efficientnet-lite0.onnx:efficientnet-lite"; do
   IFS=: read -r label model preset <<< "$spec"
   case " $models " in *" $label "*) ;; *) continue ;; esac
@@ -61,15 +64,19 @@ for spec in "FasterNet-T0:$t0:torchvision" "EfficientNet-Lite0:models/efficientn
     peer='{}'
   fi
   for policy in $policies; do
+  for schedule in $schedules; do
+    schedule_flags=()
+    [ "$schedule" = default ] || schedule_flags=(--engine-schedule "$schedule")
+    run_dir="$out/$label-$policy-$schedule"
     start=$(date +%s.%N)
     if [ "$policy" = default ]; then run_env=(env -u OMP_WAIT_POLICY); else run_env=(env OMP_WAIT_POLICY=passive); fi
     "${run_env[@]}" "$bin" run --model "$model" --data "$tar" --labels "$labels" --preset "$preset" \
-      "${ours_flags[@]}" --threads "$threads" --workers "$threads" --out "$out/$label-$policy" \
-      --quiet ${EXTRA:-} > "$out/$label-$policy.log"
+      "${ours_flags[@]}" --threads "$threads" --workers "$threads" --out "$run_dir" \
+      --quiet "${schedule_flags[@]}" ${EXTRA:-} > "$run_dir.log"
     end=$(date +%s.%N)
     # The phase split `run` prints (evaluation, model load, calibration, build, layer report).
-    grep '^speed:' "$out/$label-$policy.log" >&2 || true
-    "$python" - "$out/$label-$policy/summary.json" "$start" "$end" "$peer" "$label" "$policy" "$engines" <<'PY'
+    grep '^speed:' "$run_dir.log" >&2 || true
+    "$python" - "$run_dir/summary.json" "$start" "$end" "$peer" "$label" "$policy" "$engines" "$schedule" <<'PY'
 import json, sys
 summary = json.load(open(sys.argv[1]))
 seconds = float(sys.argv[3]) - float(sys.argv[2])  # process wall time, model load and calibration included
@@ -84,11 +91,14 @@ if not peer:  # PEER=0
             "calibration_seconds": nan, "top1": nan, "top1_int8": nan}
 peer_eval = peer["images"] / peer["evaluation_seconds"]
 int8 = (f"{engines['int8']['top1']:.2f} / {peer['top1_int8']:.2f}" if "int8" in engines else "n/a")
-print(f"| {sys.argv[5]} | {sys.argv[7]} | {sys.argv[6]} | {ours:.1f} | {peer['images_per_second']:.1f} | "
+execution = summary["provenance"].get("execution")
+schedule = f"{execution['requested']} -> {execution['chosen']}" if execution else sys.argv[8]
+print(f"| {sys.argv[5]} | {sys.argv[7]} | {sys.argv[6]} | {schedule} | {ours:.1f} | {peer['images_per_second']:.1f} | "
       f"{ours / peer['images_per_second']:.2f} | {ours_eval:.1f} / {peer_eval:.1f} ({ours_eval / peer_eval:.2f}) | "
       f"{t.get('calibration', 0):.1f} / {peer['calibration_seconds']:.1f} | "
       f"{engines['float']['top1']:.2f} / {peer['top1']:.2f} | {int8} |", flush=True)
 PY
+  done
   done
 done
 echo

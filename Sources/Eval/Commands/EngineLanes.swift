@@ -4,6 +4,9 @@ import Model
 
 /// How `run` schedules its engines on each batch.
 enum EngineSchedule: String, CaseIterable, ExpressibleByArgument {
+  /// Both arrangements timed on the first batches of the run, the faster one kept
+  /// (`ScheduleTrial`); sequential when only one engine (lane) runs.
+  case auto
   /// One engine after the other on the calling thread, each with every oneDNN/OpenMP thread.
   case sequential
   /// Each engine on its own thread at the same time, the threads split between them: no
@@ -92,6 +95,23 @@ final class EngineLanes {
     runLane(lanes[0])
     for worker in workers { worker.wait() }
     if let first = errors.keys.min(), let error = errors[first] { throw error }
+  }
+}
+
+/// One set of engines built for one arrangement (their thread counts fixed at build time),
+/// with the lanes that run them.
+final class EngineArrangement {
+  /// `sequential` or `concurrent`.
+  let schedule: EngineSchedule
+  /// The engines in `run`'s engine order.
+  let engines: [any InferenceEngine]
+  /// Runs `engines` as `schedule` says.
+  let lanes: EngineLanes
+
+  init(schedule: EngineSchedule, engines: [any InferenceEngine]) {
+    self.schedule = schedule
+    self.engines = engines
+    lanes = EngineLanes(engines: engines, concurrent: schedule == .concurrent)
   }
 }
 

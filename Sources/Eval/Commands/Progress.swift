@@ -99,6 +99,13 @@ final class ProgressReporter {
     return parts.joined(separator: " | ")
   }
 
+  /// Prints `message` on a line of its own on stderr, clearing a progress line being drawn
+  /// on a terminal (the next update redraws it).
+  func note(_ message: String) {
+    if enabled && isTerminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    printError(message)
+  }
+
   private func draw(final: Bool) {
     guard enabled else { return }
     let text = line()

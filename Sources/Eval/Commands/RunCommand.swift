@@ -18,16 +18,30 @@ struct RunCommand: ParsableCommand {
 
       Threads: --workers decode+preprocess threads (default one per core) run \
       alongside --threads oneDNN/OpenMP threads (default one per core); decoding of the \
-      next batches overlaps inference of the current one. With two or more engines \
-      (--engines float,int8) the default --engine-schedule concurrent runs each engine on its \
-      own thread at the same time and splits --threads between them (2 threads: one each; \
-      the manifest records each engine's threads and the schedule); the logits are the same \
-      as with --engine-schedule sequential, which runs the engines in turn with all --threads \
-      each. Calibration and the layer report still use all --threads. On a machine shared with \
-      other busy processes set OMP_WAIT_POLICY=passive in the environment: libgomp's default \
-      spin-waiting then loses the cores (1.5-2.5x slower end to end on a loaded 2-core VM; \
-      one-thread engines of the concurrent schedule do not spin); on a quiet machine the \
-      default is 5-10% faster (bench/README.md).
+      next batches overlaps inference of the current one. Two or more engines (--engines \
+      float,int8) can share the threads in two arrangements: sequential runs the engines in \
+      turn with all --threads each; concurrent runs each engine on its own thread at the same \
+      time with --threads split between them (2 threads: one each), so no OpenMP team waits \
+      for another and the lighter engine's idle share goes to decoding. Which is faster \
+      depends on the model and the machine, so the default --engine-schedule auto builds the \
+      engines for both (calibration runs once; the second set reuses it), runs the first \
+      \(ScheduleTrial.batchCount) batches alternately on each (a warm-up batch each, then \
+      \(ScheduleTrial.measuredBatches) measured each), compares the median time per image of \
+      the whole batch step (engines, scoring, logging and waiting for the next decoded batch, \
+      since decoding competes for the same cores), keeps the faster arrangement for the rest \
+      of the run and frees the other. The trial batches are ordinary batches of the run, each \
+      evaluated and recorded once. The choice and both timings are printed on stderr in one \
+      line and recorded in summary.json (provenance.execution, with each engine's threads); \
+      a run that ends during the trial keeps its records and reports what was measured. \
+      --engine-schedule sequential or concurrent fixes the arrangement without a trial; one \
+      engine always runs sequentially. The logits do not depend on the arrangement or the \
+      thread count, so neither is part of the run's identity: --resume continues a run \
+      under another schedule (or another auto decision). Calibration and the layer report \
+      use all --threads. On a machine shared with other busy processes set \
+      OMP_WAIT_POLICY=passive in the environment: libgomp's default spin-waiting then loses \
+      the cores (1.5-2.5x slower end to end on a loaded 2-core VM; one-thread engines of the \
+      concurrent arrangement do not spin); on a quiet machine the default is 5-10% faster \
+      (bench/README.md).
 
       The data set is identified in run.json by each container's name, size and \
       modification time, not a hash of its bytes (hashing a 6 GB tarball would take longer \
@@ -75,9 +89,10 @@ struct RunCommand: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "How two or more engines share the threads: sequential (each engine in turn with all "
-        + "--threads) or concurrent (each on its own thread at once, --threads split between "
-        + "them). Default: \(RunCommand.defaultSchedule.rawValue).",
+      "How two or more engines share the threads: auto (time both arrangements on the first "
+        + "batches, keep the faster), sequential (each engine in turn with all --threads) or "
+        + "concurrent (each on its own thread at once, --threads split between them). "
+        + "Default: \(RunCommand.defaultSchedule.rawValue).",
       valueName: EngineSchedule.allCases.map(\.rawValue).joined(separator: "|")))
   var engineSchedule: EngineSchedule = RunCommand.defaultSchedule
 
@@ -183,29 +198,62 @@ struct RunCommand: ParsableCommand {
       ? try calibrationOptions.makeCalibration(dataset: dataset, batchSize: batch, setup: setup)
       : nil
     let clock = EngineFactory.BuildClock()
-    var built = [any InferenceEngine]()
     // Every engine but int8-rgb (which shares int8's kernels) is a lane of its own.
     let laneNames = engineNames.filter { $0 != split?.secondName }
-    let concurrent = engineSchedule == .concurrent && laneNames.count > 1
-    let engineThreads = EngineLanes.threads(
-      engineCount: laneNames.count, lanes: laneNames.indices.map { [$0] }, total: threads,
-      concurrent: concurrent)
-    for (engineName, engineThreads) in zip(laneNames, engineThreads) {
-      built.append(
+    // A single lane has nothing to run beside it: sequential, untimed. Auto builds both
+    // arrangements (thread counts are fixed when primitives are created), sequential first so
+    // calibration runs once, on all --threads, and the concurrent set reuses it.
+    let schedules: [EngineSchedule] =
+      laneNames.count < 2
+      ? [.sequential] : engineSchedule == .auto ? [.sequential, .concurrent] : [engineSchedule]
+    var arrangements = [EngineArrangement]()
+    var calibrated: Int8Calibration?
+    for schedule in schedules {
+      let engineThreads = EngineLanes.threads(
+        engineCount: laneNames.count, lanes: laneNames.indices.map { [$0] }, total: threads,
+        concurrent: schedule == .concurrent)
+      var input = calibration?.input
+      if let calibrated { input?.calibrated = calibrated }
+      let make = { [input] (lane: Int) throws -> any InferenceEngine in
         try EngineFactory.makeEngine(
-          named: engineName, graph: graph, batchSize: batch, threads: engineThreads,
-          strict: dataset.strict, modelPath: model, calibration: calibration?.input,
-          clock: clock, calibrationThreads: threads))
+          named: laneNames[lane], graph: graph, batchSize: batch, threads: engineThreads[lane],
+          strict: dataset.strict, modelPath: model, calibration: input,
+          clock: clock, calibrationThreads: threads)
+      }
+      // The first set calibrates (on all threads), so its engines are built in turn; the
+      // second reuses the calibration, and its engines are built at once, one per core, so
+      // auto costs little build time.
+      var engines =
+        arrangements.isEmpty
+        ? try laneNames.indices.map(make) : try Self.buildConcurrently(laneNames.count, make)
+      if calibrated == nil, imported == nil,
+        let int8 = engines.lazy.compactMap({ $0 as? Int8Engine }).first
+      {
+        calibrated = int8.calibration
+      }
+      if let split, let int8 = engines.lazy.compactMap({ $0 as? Int8Engine }).first {
+        // In `engineNames` order: records and metrics pair engines by position.
+        let second = SecondInputEngine(name: split.secondName, wrapping: int8)
+        engines.insert(second, at: engineNames.first == split.secondName ? 0 : engines.count)
+      }
+      arrangements.append(EngineArrangement(schedule: schedule, engines: engines))
     }
-    let int8 = built.lazy.compactMap { $0 as? Int8Engine }.first
-    if let split, let int8 {
-      // In `engineNames` order: records and metrics pair engines by position.
-      let second = SecondInputEngine(name: split.secondName, wrapping: int8)
-      built.insert(second, at: engineNames.first == split.secondName ? 0 : built.count)
+    // With both arrangements, the layer report and --save-quantized use the concurrent set's
+    // int8 engine: one thread per lane leaves it unsharded, so its whole-batch plan (what the
+    // layer report observes) exists, where the sharded one would build another; it borrows the
+    // calibration's float engine. Released after the layer report, so the losing
+    // arrangement's engines can be freed.
+    var int8: Int8Engine?
+    do {
+      let int8Engines = arrangements.compactMap {
+        $0.engines.lazy.compactMap { $0 as? Int8Engine }.first
+      }
+      int8 = int8Engines.last
+      if let first = int8Engines.first, let int8 { first.shareFloatEngine(with: int8) }
     }
     // Which pipeline tensor each engine reads: the int8 engine its own input path, the rest
     // (int8-rgb included) the --preset tensor.
-    let tensorIndex = built.map { split != nil && $0 is Int8Engine ? 1 : 0 }
+    let tensorIndex = arrangements[0].engines.map { split != nil && $0 is Int8Engine ? 1 : 0 }
     let calibrationSeconds = clock.calibrationSeconds
     let engineBuildSeconds = Date().timeIntervalSince(buildStart) - calibrationSeconds
     var runWarnings = setup?.warnings ?? []
@@ -239,12 +287,16 @@ struct RunCommand: ParsableCommand {
     if int8 != nil && imported != nil {
       printError("int8: layer report \(ImportedQuantization.noLayerReport)")
     }
-    try ModelInput.check(built, against: config, batchSize: batch, modelPath: model)
-    let classCount = built[0].classCount
-    for engine in built.dropFirst() where engine.classCount != classCount {
+    int8 = nil
+    for arrangement in arrangements {
+      try ModelInput.check(arrangement.engines, against: config, batchSize: batch, modelPath: model)
+    }
+    let firstEngines = arrangements[0].engines
+    let classCount = firstEngines[0].classCount
+    for engine in arrangements.flatMap(\.engines) where engine.classCount != classCount {
       throw EvalError(
         .internal,
-        "engine \(engine.name) gives \(engine.classCount) logits per image, \(built[0].name) gives \(classCount)"
+        "engine \(engine.name) gives \(engine.classCount) logits per image, \(firstEngines[0].name) gives \(classCount)"
       )
     }
     let modelURL = URL(fileURLWithPath: model)
@@ -252,7 +304,7 @@ struct RunCommand: ParsableCommand {
       name: name ?? modelURL.deletingPathExtension().lastPathComponent, path: model,
       sha256: try SHA256.hexDigest(ofFile: modelURL),
       parameterCount: EngineFactory.parameterCount(of: graph),
-      inputShape: [1] + built[0].inputShape.dropFirst(), classCount: classCount)
+      inputShape: [1] + firstEngines[0].inputShape.dropFirst(), classCount: classCount)
 
     let evaluationStart = Date()
     let opened = try dataset.makePipeline(
@@ -262,12 +314,21 @@ struct RunCommand: ParsableCommand {
     // The layout and label source are known once the first image has been read.
     var current = try Self.next(pipeline)
     let pipelineSummary = pipeline.summary
-    var versions = RunManifest.versions(of: built)
+    // Threads, shards and the schedule do not change a logit: they are this session's
+    // execution record (summary provenance), not the run's identity.
+    var versions = RunManifest.identityVersions(RunManifest.versions(of: firstEngines))
     for key in versions.keys {
       versions[key]?["batch_size"] = String(batch)
-      versions[key]?["schedule"] =
-        concurrent ? EngineSchedule.concurrent.rawValue : EngineSchedule.sequential.rawValue
     }
+    let engineThreads = Dictionary(
+      arrangements.map { arrangement in
+        (
+          arrangement.schedule.rawValue,
+          RunManifest.versions(of: arrangement.engines).mapValues {
+            $0.filter { RunManifest.executionKeys.contains($0.key) }
+          }
+        )
+      }, uniquingKeysWith: { first, _ in first })
     let manifest = RunManifest(
       model: identity,
       dataset: Self.describeData(
@@ -290,12 +351,11 @@ struct RunCommand: ParsableCommand {
 
     let builder = try RecordBuilder(engineNames: engineNames, classCount: classCount)
     // Raw buffers: concurrent lanes write their engines' outputs at the same time.
-    let outputs = built.map {
+    let outputs = firstEngines.map {
       UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.batchSize * classCount)
     }
     defer { for output in outputs { output.deallocate() } }
     for output in outputs { output.initialize(repeating: 0) }
-    let lanes = EngineLanes(engines: built, concurrent: concurrent)
     let alreadyCorrect = engineNames.map { engineName in
       log.records.filter { $0.label != nil && $0.engines?[engineName]?.top5.first == $0.label }
         .count
@@ -315,8 +375,11 @@ struct RunCommand: ParsableCommand {
       })
     var sessionSamples = 0
     var warningCount = 0
+    var trial = arrangements.count > 1 ? ScheduleTrial() : nil
+    var decision: ScheduleDecision?
     do {
       while let batchData = current {
+        let stepStart = DispatchTime.now().uptimeNanoseconds
         let indices = Self.sampleIndices(batchData)
         warningCount += batchData.warnings.count
         for warning in batchData.warnings where warningCount <= 10 {
@@ -331,8 +394,15 @@ struct RunCommand: ParsableCommand {
           let inputs = tensorIndex.map { batchData.tensors[$0] }
           let batchIndex = batchData.index
           let firstKey = batchData.keys.first ?? ""
-          try lanes.run { e in
-            let engine = built[e]
+          // During the auto trial batches alternate between the arrangements; after it only
+          // the chosen one is left.
+          let arrangement =
+            trial?.nextArrangement.flatMap { next in
+              arrangements.first { $0.schedule == next }
+            } ?? arrangements[0]
+          let engines = arrangement.engines
+          try arrangement.lanes.run { e in
+            let engine = engines[e]
             do {
               try engine.run(input: inputs[e], output: outputs[e])
             } catch let error as ModelError {
@@ -360,6 +430,22 @@ struct RunCommand: ParsableCommand {
         progress.add(records, processed: batchData.count + batchData.skipped.count)
         sessionSamples += batchData.count + batchData.skipped.count
         current = try Self.next(pipeline)
+        // The whole step, waiting for the next decoded batch included: decoding competes with
+        // the engines for the cores, differently in each arrangement.
+        if needsInference && batchData.count > 0, trial != nil {
+          let seconds = Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
+          if let made = trial?.record(seconds: seconds, images: batchData.count) {
+            decision = made
+            trial = nil
+            arrangements.removeAll { $0.schedule != made.chosen }
+            progress.note(made.logLine)
+          }
+        }
+      }
+      if let unfinished = trial, unfinished.batchesRun > 0 {
+        let made = unfinished.decision()
+        decision = made
+        progress.note(made.logLine)
       }
     } catch {
       progress.finish()
@@ -390,7 +476,10 @@ struct RunCommand: ParsableCommand {
         engineBuild: engineBuildSeconds, evaluation: evaluationSeconds,
         total: Date().timeIntervalSince(sessionStart), evaluatedSamples: sessionSamples,
         decodedImages: finalSummary.decodedImages, layerReport: layerReportSeconds),
-      warnings: runWarnings.isEmpty ? nil : runWarnings)
+      warnings: runWarnings.isEmpty ? nil : runWarnings,
+      execution: Self.execution(
+        requested: engineSchedule, built: schedules, laneCount: laneNames.count,
+        decision: decision, engineThreads: engineThreads))
     print(Self.keyLines(summary, directory: out), terminator: "")
     if let maxDrop {
       guard let drop = summary.metrics.paired?.top1Drop else {
@@ -406,7 +495,57 @@ struct RunCommand: ParsableCommand {
   }
 
   /// The schedule `run` uses unless `--engine-schedule` says otherwise.
-  static let defaultSchedule = EngineSchedule.concurrent
+  static let defaultSchedule = EngineSchedule.auto
+
+  /// `make(0..<count)` on concurrent threads (each sets its own OpenMP thread count when it
+  /// creates its engine's primitives), in index order; rethrows the lowest index's error.
+  static func buildConcurrently(
+    _ count: Int, _ make: (Int) throws -> any InferenceEngine
+  ) throws -> [any InferenceEngine] {
+    var results = [Result<any InferenceEngine, any Error>?](repeating: nil, count: count)
+    results.withUnsafeMutableBufferPointer { slots in
+      DispatchQueue.concurrentPerform(iterations: count) { index in
+        slots[index] = Result { try make(index) }
+      }
+    }
+    return try results.map { result in
+      guard let result else { throw EvalError(.internal, "an engine build did not finish") }
+      return try result.get()
+    }
+  }
+
+  /// This session's execution record: the arrangement that ran and why.
+  static func execution(
+    requested: EngineSchedule, built: [EngineSchedule], laneCount: Int,
+    decision: ScheduleDecision?, engineThreads: [String: [String: [String: String]]]
+  ) -> EngineExecution {
+    guard built.count > 1 else {
+      let chosen = built.first ?? .sequential
+      return EngineExecution(
+        requested: requested.rawValue, chosen: chosen.rawValue,
+        reason: laneCount < 2
+          ? "one engine lane, nothing to run beside it" : "fixed by --engine-schedule",
+        engineThreads: engineThreads)
+    }
+    guard let decision else {
+      return EngineExecution(
+        requested: requested.rawValue, chosen: EngineSchedule.sequential.rawValue,
+        reason: "no batch needed inference in this session, nothing was timed",
+        trialBatches: 0, engineThreads: engineThreads)
+    }
+    let measured = decision.measuredBatches
+    return EngineExecution(
+      requested: requested.rawValue, chosen: decision.chosen.rawValue,
+      reason: decision.complete
+        ? "the faster median whole batch step over \(measured[0]) sequential and "
+          + "\(measured[1]) concurrent batches (after a warm-up batch each), kept for the rest"
+        : "the run ended during the trial (\(measured[0]) sequential and \(measured[1]) "
+          + "concurrent batches measured); \(decision.chosen.rawValue) by the trial's rule",
+      sequentialSecondsPerImage: decision.sequentialSecondsPerImage,
+      concurrentSecondsPerImage: decision.concurrentSecondsPerImage,
+      trialBatches: decision.complete ? ScheduleTrial.batchCount : nil,
+      engineThreads: engineThreads)
+  }
 
   /// When the int8 engine reads its own input path (`setup.preprocess`), adds the engine
   /// that runs it on the `--preset` tensor (`int8-rgb`) to `engineNames` and returns its name
