@@ -4,8 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Whether this CPU runs the AVX-512 BW kernels below (checked once, at run time: the rest of the
-/// binary is built for baseline x86-64).
+/// Whether this CPU runs the AVX-512 (F, BW, VL) kernels below (checked once, at run time: the
+/// rest of the binary is built for baseline x86-64).
 int ie_int8_has_avx512bw(void);
 
 /// `output[i] = table[input[i]]` for `count` bytes, 64 at a time with AVX-512 BW byte shuffles.
@@ -18,5 +18,23 @@ void ie_int8_lookup_avx512bw(const uint8_t *input, uint8_t *output, size_t count
 void ie_int8_lookup_rows_avx512bw(const uint8_t *input, size_t inputStride, uint8_t *output,
                                   size_t outputStride, size_t rows, size_t count,
                                   const uint8_t *table);
+
+/// Quantises pixels `first..<last` of one image of `channels` float planes (plane `ch` starts at
+/// `planes + ch * planeStride`) into channels-last codes: the byte of pixel p, channel ch goes to
+/// `codes[p * channels + ch]`. Each code is `clamp(x / scale, low, high)` (NaN to 0) rounded half
+/// to even plus `zeroPoint`, stored as its low byte: `low`/`high` are the code type's bounds
+/// minus the zero point, so the byte is the int8 or uint8 code's bit pattern. Only call it when
+/// `ie_int8_has_avx512bw()` returns 1.
+void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeStride,
+                             size_t first, size_t last, float scale, int32_t zeroPoint,
+                             float low, float high, uint8_t *codes);
+
+/// Adds two tensors of `count` 8-bit codes of one type (`isSigned`: int8, else uint8) into
+/// `output` (which may alias either): `((qa - zeroPointA)·ma + (qb - zeroPointB)·mb) +
+/// zeroPointOut`, every operation rounded to float32, clamped to `[minimum, maximum]`, rounded
+/// half to even. Only call it when `ie_int8_has_avx512bw()` returns 1.
+void ie_int8_add_avx512(const uint8_t *a, const uint8_t *b, uint8_t *output, size_t count,
+                        int isSigned, float ma, int32_t zeroPointA, float mb, int32_t zeroPointB,
+                        float zeroPointOut, float minimum, float maximum);
 
 #endif

@@ -44,6 +44,9 @@ final class Int8Lowering {
   private var lastRead: [ValueID: Int] = [:]
   /// Split outputs left unwritten because their Concat reads the split's input directly.
   private var forwarded: [ValueID: ForwardedSlice] = [:]
+  /// int8 values (zero point 0) written by a convolution whose fused clamp has a lower bound
+  /// of 0 or more, so every code is in 0...127 (see `kernelInputType`).
+  private var nonNegativeCodes = Set<ValueID>()
 
   /// Why a node runs in float instead (not an error).
   private struct Fallback: Error { var reason: String }
@@ -320,7 +323,7 @@ final class Int8Lowering {
     let kernel: Int8ConvolutionKernel
     do {
       kernel = try Int8ConvolutionKernel(
-        engine: engine, geometry: geometry, inputType: inputParams.type,
+        engine: engine, geometry: geometry, inputType: kernelInputType(x, inputParams),
         inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
         requantization: try kernelRequantization(
           r, store: store, input: inputParams, weights: weightParams, output: outputParams,
@@ -342,6 +345,11 @@ final class Int8Lowering {
       }
     }
     if floatOutput { logitsAreFloat = true }
+    if !floatOutput, store == nil, outputParams.type == .int8, outputParams.isPerTensor,
+      outputParams.zeroPoint == 0, r.lowerBound >= 0
+    {
+      nonNegativeCodes.insert(output)
+    }
     nodeWeights[index] = NodeWeights(
       codes: codes, shape: [o, kh, kw, i], params: weightParams, bias: bias,
       inputScale: inputParams.scale)
@@ -349,6 +357,18 @@ final class Int8Lowering {
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(x), destination: destination))))
     if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
+  }
+
+  /// The code type a convolution's oneDNN kernel is told it reads. int8 codes with zero
+  /// point 0 that are known to lie in 0...127 (the output of a ReLU/ReLU6-clamped
+  /// convolution) are the same bytes and the same integers as uint8 codes, so the kernel reads
+  /// them as uint8: the VNNI instruction multiplies unsigned by signed bytes, and a signed
+  /// source costs oneDNN a +128 shift of every input byte and a compensation term per output
+  /// channel. The exact int32 accumulator, and so every output code, is unchanged (checked in
+  /// Tests/ModelTests/Int8VectorKernelTests.swift).
+  private func kernelInputType(_ x: ValueID, _ p: QuantParams) -> QuantizedType {
+    p.type == .int8 && p.isPerTensor && p.zeroPoint == 0 && nonNegativeCodes.contains(x)
+      ? .uint8 : p.type
   }
 
   /// For a quantized model's Conv/Gemm whose output has a zero point: the kernel writes

@@ -102,6 +102,13 @@ enum Int8Passes {
       let n = q / hw
       let first = q - n * hw
       let last = min(hw, first + (range.upperBound - q))
+      if usesVectorLookup, Code.bitWidth == 8 {
+        ie_int8_quantize_avx512(
+          values + n * c * hw, c, hw, first, last, scale, zeroPoint, low, high,
+          UnsafeMutableRawPointer(codes + n * hw * c).assumingMemoryBound(to: UInt8.self))
+        q += last - first
+        continue
+      }
       for ch in 0..<c {
         let plane = values + (n * c + ch) * hw
         let out = codes + n * hw * c + ch
@@ -152,9 +159,11 @@ enum Int8Passes {
     }
   }
 
-  /// Whether byte lookups run the AVX-512 BW kernel of `CInt8Kernels` (16 byte shuffles per
-  /// 64 bytes instead of 64 table loads). The Swift code of this module is compiled for baseline
-  /// x86-64, so the choice is made once at run time from the CPU; both paths give the same bytes.
+  /// Whether the passes run the AVX-512 kernels of `CInt8Kernels` (byte lookups: 16 byte
+  /// shuffles per 64 bytes instead of 64 table loads; quantising the input; adds). The Swift
+  /// code of this module is compiled for baseline x86-64, so the choice is made once at run
+  /// time from the CPU; both paths give the same bytes (Tests/ModelTests/ByteLookupTests.swift,
+  /// Int8VectorKernelTests.swift).
   static let usesVectorLookup = ie_int8_has_avx512bw() != 0
 
   /// `output[i] = table[input[i]]` for `count` bytes on the calling thread.
@@ -215,11 +224,21 @@ enum Int8Passes {
     let minimum = Float(type.minimum)
     let maximum = Float(type.maximum)
     let blocks = (count + 63) / 64
+    let vector = usesVectorLookup && Code.bitWidth == 8
+    let isSigned: Int32 = Code.isSigned ? 1 : 0
     Int8Parallel.forEachRange(
       blocks, threads: min(threads, Int8Passes.threads(forBytes: 2 * count))
     ) { range in
       let start = range.lowerBound * 64
       let end = min(count, range.upperBound * 64)
+      if vector {
+        ie_int8_add_avx512(
+          UnsafeRawPointer(a + start).assumingMemoryBound(to: UInt8.self),
+          UnsafeRawPointer(b + start).assumingMemoryBound(to: UInt8.self),
+          UnsafeMutableRawPointer(output + start).assumingMemoryBound(to: UInt8.self),
+          end - start, isSigned, ma, zpA, mb, zpB, zpOut, minimum, maximum)
+        return
+      }
       let mas = Floats(repeating: ma)
       let mbs = Floats(repeating: mb)
       let zpAs = Ints(repeating: zpA)

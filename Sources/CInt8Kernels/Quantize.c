@@ -1,0 +1,161 @@
+#include "CInt8Kernels.h"
+
+#include <string.h>
+
+// No contraction into FMAs anywhere in this file: every product and sum is rounded to float32
+// on its own, like the Swift definitions these kernels reproduce.
+#pragma STDC FP_CONTRACT OFF
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define IE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+// Sixteen codes: `v = x / scale` (a true IEEE division, not a reciprocal product), v clamped to
+// [low, high] (the code range minus the zero point), NaN to 0, rounded half to even, plus the
+// zero point. The int32 result lies inside the code type's range, so its low byte is the code's
+// bit pattern for int8 and uint8 alike.
+IE_AVX512 static inline __m128i quantize16(__m512 x, __m512 scale, __m512 low, __m512 high,
+                                           __m512i zeroPoint) {
+  const __m512 v = _mm512_div_ps(x, scale);
+  __m512 c = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, low, _CMP_LT_OQ), low);
+  c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(c, high, _CMP_GT_OQ), high);
+  c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_setzero_ps());
+  const __m512i rounded =
+      _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_cvtepi32_epi8(_mm512_add_epi32(rounded, zeroPoint));
+}
+
+IE_AVX512 void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeStride,
+                                       size_t first, size_t last, float scale, int32_t zeroPoint,
+                                       float low, float high, uint8_t *codes) {
+  if (first >= last || channels == 0) return;
+  const __m512 scales = _mm512_set1_ps(scale);
+  const __m512 lows = _mm512_set1_ps(low);
+  const __m512 highs = _mm512_set1_ps(high);
+  const __m512i zeroPoints = _mm512_set1_epi32(zeroPoint);
+  size_t p = first;
+  if (channels == 1) {
+    for (; p + 16 <= last; p += 16) {
+      _mm_storeu_si128((__m128i *)(codes + p),
+                       quantize16(_mm512_loadu_ps(planes + p), scales, lows, highs, zeroPoints));
+    }
+    if (p < last) {
+      const __mmask16 tail = (__mmask16)((1U << (last - p)) - 1);
+      _mm_mask_storeu_epi8(codes + p, tail,
+                           quantize16(_mm512_maskz_loadu_ps(tail, planes + p), scales, lows,
+                                      highs, zeroPoints));
+    }
+    return;
+  }
+  if (channels == 3) {
+    // RGB: sixteen codes of each plane interleave into 48 bytes with nine byte shuffles.
+    // Output byte j of block b comes from plane (16b + j) % 3, pixel (16b + j) / 3; a
+    // shuffle index with bit 7 set writes 0, so the three planes' shuffles are ORed.
+    __m128i interleave[3][3];
+    for (int b = 0; b < 3; b++) {
+      for (int plane = 0; plane < 3; plane++) {
+        uint8_t index[16];
+        for (int j = 0; j < 16; j++) {
+          const int position = 16 * b + j;
+          index[j] = position % 3 == plane ? (uint8_t)(position / 3) : 0x80;
+        }
+        interleave[b][plane] = _mm_loadu_si128((const __m128i *)index);
+      }
+    }
+    const float *r = planes, *g = planes + planeStride, *bl = planes + 2 * planeStride;
+    for (; p + 16 <= last; p += 16) {
+      const __m128i cr = quantize16(_mm512_loadu_ps(r + p), scales, lows, highs, zeroPoints);
+      const __m128i cg = quantize16(_mm512_loadu_ps(g + p), scales, lows, highs, zeroPoints);
+      const __m128i cb = quantize16(_mm512_loadu_ps(bl + p), scales, lows, highs, zeroPoints);
+      uint8_t *out = codes + 3 * p;
+      for (int b = 0; b < 3; b++) {
+        const __m128i block =
+            _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(cr, interleave[b][0]),
+                                      _mm_shuffle_epi8(cg, interleave[b][1])),
+                         _mm_shuffle_epi8(cb, interleave[b][2]));
+        _mm_storeu_si128((__m128i *)(out + 16 * b), block);
+      }
+    }
+  }
+  // Any other channel count, and the last pixels of three: codes of each plane through a
+  // small buffer into their channel slots.
+  uint8_t buffer[16];
+  while (p < last) {
+    const size_t n = last - p < 16 ? last - p : 16;
+    const __mmask16 lanes = (__mmask16)((1U << n) - 1);
+    for (size_t ch = 0; ch < channels; ch++) {
+      const __m512 x = _mm512_maskz_loadu_ps(lanes, planes + ch * planeStride + p);
+      _mm_storeu_si128((__m128i *)buffer, quantize16(x, scales, lows, highs, zeroPoints));
+      uint8_t *out = codes + p * channels + ch;
+      for (size_t j = 0; j < n; j++) out[j * channels] = buffer[j];
+    }
+    p += n;
+  }
+}
+
+// Residual add of two code tensors of one type, the arithmetic of `Int8Passes.add`:
+// `y = ((qa - zpA)·ma + (qb - zpB)·mb) + zpOut`, each step rounded to float32, clamped to the
+// code range, rounded half to even.
+IE_AVX512 static inline __m512i widen(__m128i bytes, int isSigned) {
+  return isSigned ? _mm512_cvtepi8_epi32(bytes) : _mm512_cvtepu8_epi32(bytes);
+}
+
+IE_AVX512 void ie_int8_add_avx512(const uint8_t *a, const uint8_t *b, uint8_t *output,
+                                  size_t count, int isSigned, float ma, int32_t zeroPointA,
+                                  float mb, int32_t zeroPointB, float zeroPointOut,
+                                  float minimum, float maximum) {
+  const __m512 mas = _mm512_set1_ps(ma), mbs = _mm512_set1_ps(mb);
+  const __m512i zpA = _mm512_set1_epi32(zeroPointA), zpB = _mm512_set1_epi32(zeroPointB);
+  const __m512 zpOut = _mm512_set1_ps(zeroPointOut);
+  const __m512 lows = _mm512_set1_ps(minimum), highs = _mm512_set1_ps(maximum);
+  for (size_t i = 0; i < count; i += 16) {
+    const __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF
+                                            : (__mmask16)((1U << (count - i)) - 1);
+    const __m512i qa = widen(_mm_maskz_loadu_epi8(lanes, a + i), isSigned);
+    const __m512i qb = widen(_mm_maskz_loadu_epi8(lanes, b + i), isSigned);
+    const __m512 ya = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(qa, zpA)), mas);
+    const __m512 yb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(qb, zpB)), mbs);
+    const __m512 y = _mm512_add_ps(_mm512_add_ps(ya, yb), zpOut);
+    __m512 c = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, lows, _CMP_LT_OQ), lows);
+    c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(c, highs, _CMP_GT_OQ), highs);
+    const __m512i rounded =
+        _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_mask_storeu_epi8(output + i, lanes, _mm512_cvtepi32_epi8(rounded));
+  }
+}
+
+#else
+
+static uint8_t quantizeOne(float x, float scale, int32_t zeroPoint, float low, float high) {
+  const float v = x / scale;
+  const float c = v != v ? 0 : (v < low ? low : (v > high ? high : v));
+  return (uint8_t)((int32_t)__builtin_rintf(c) + zeroPoint);
+}
+
+void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeStride,
+                             size_t first, size_t last, float scale, int32_t zeroPoint,
+                             float low, float high, uint8_t *codes) {
+  for (size_t p = first; p < last; p++) {
+    for (size_t ch = 0; ch < channels; ch++) {
+      codes[p * channels + ch] =
+          quantizeOne(planes[ch * planeStride + p], scale, zeroPoint, low, high);
+    }
+  }
+}
+
+void ie_int8_add_avx512(const uint8_t *a, const uint8_t *b, uint8_t *output, size_t count,
+                        int isSigned, float ma, int32_t zeroPointA, float mb, int32_t zeroPointB,
+                        float zeroPointOut, float minimum, float maximum) {
+  for (size_t i = 0; i < count; i++) {
+    const int32_t qa = isSigned ? (int32_t)(int8_t)a[i] : (int32_t)a[i];
+    const int32_t qb = isSigned ? (int32_t)(int8_t)b[i] : (int32_t)b[i];
+    const float ya = (float)(qa - zeroPointA) * ma;
+    const float yb = (float)(qb - zeroPointB) * mb;
+    const float y = (ya + yb) + zeroPointOut;
+    const float c = y < minimum ? minimum : (y > maximum ? maximum : y);
+    output[i] = (uint8_t)(int32_t)__builtin_rintf(c);
+  }
+}
+
+#endif

@@ -1,0 +1,225 @@
+import CInt8Kernels
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Model
+
+/// The AVX-512 kernels of `CInt8Kernels` that replace Swift passes of the int8 engine, each
+/// against the plain scalar definition it must reproduce bit for bit: every length 0…200 (all
+/// vector tails), both 8-bit code types with and without zero points, and the awkward floats of
+/// quantisation (NaN, ±∞, ±huge, ties, ±0, subnormals).
+@Suite(
+  "AVX-512 int8 kernels vs scalar definitions",
+  .enabled(
+    if: ie_int8_has_avx512bw() != 0,
+    "this CPU has no AVX-512 BW/VL; the engine runs the Swift passes instead"))
+struct Int8VectorKernelTests {
+  /// Floats hitting every branch of `clamp(round_half_even(x / scale)) + zp`.
+  private func awkwardFloats(_ count: Int, scale: Float, random: inout SplitMix64) -> [Float] {
+    let specials: [Float] = [
+      .nan, -.nan, .infinity, -.infinity, 0, -0.0, .greatestFiniteMagnitude,
+      -.greatestFiniteMagnitude, 3e38, -3e38, 1e30, -1e30, .leastNonzeroMagnitude,
+      -.leastNonzeroMagnitude, .leastNormalMagnitude,
+    ]
+    return (0..<count).map { _ in
+      switch random.next() % 6 {
+      case 0: return specials[Int(random.next() % UInt64(specials.count))]
+      // Exact ties k + ½ (in code units) over and beyond the code range.
+      case 1: return (Float(Int(random.next() % 601) - 300) + 0.5) * scale
+      case 2: return Float(Int(random.next() % 601) - 300) * scale
+      default: return (Float(random.next() % 1_000_000) / 1_000_000 * 320 - 160) * scale
+      }
+    }
+  }
+
+  private static let quantizeParams: [(QuantizedType, Float, Int32)] = [
+    (.int8, 0.017, 0), (.int8, 0.5, -7), (.uint8, 0.021, 117), (.uint8, 0.03, 0),
+    (.uint8, 1e-3, 255),
+  ]
+
+  @Test("quantize equals Int8Layout.quantize: 1, 3, 4 and 5 channels, 0…200 pixels")
+  func quantize() throws {
+    var random = SplitMix64(seed: 0x0_9A17)
+    var checked = 0
+    for (type, scale, zeroPoint) in Self.quantizeParams {
+      let params = try QuantParams(type: type, scale: scale, zeroPoint: zeroPoint)
+      let low = Float(type.minimum) - Float(zeroPoint)
+      let high = Float(type.maximum) - Float(zeroPoint)
+      for channels in [1, 3, 4, 5] {
+        for pixels in 0...200 {
+          let values = awkwardFloats(channels * pixels, scale: scale, random: &random)
+          var expected = [UInt8](repeating: 0, count: channels * pixels)
+          try values.withUnsafeBufferPointer { x in
+            try expected.withUnsafeMutableBytes {
+              try Int8Layout.quantize(
+                x, shape: [1, channels, 1, pixels], params: params, into: $0.baseAddress!)
+            }
+          }
+          // The whole image, then a middle range of pixels (the other slots untouched).
+          let first = pixels / 3
+          let last = pixels - pixels / 5
+          for (from, to) in [(0, pixels), (first, last)] {
+            var actual = [UInt8](repeating: 0xA5, count: channels * pixels + 64)
+            values.withUnsafeBufferPointer { x in
+              actual.withUnsafeMutableBufferPointer { y in
+                ie_int8_quantize_avx512(
+                  x.baseAddress, channels, pixels, from, to, scale, zeroPoint, low, high,
+                  y.baseAddress)
+              }
+            }
+            for p in 0..<pixels {
+              for ch in 0..<channels {
+                let i = p * channels + ch
+                let want = (from..<to).contains(p) ? expected[i] : 0xA5
+                if actual[i] != want {
+                  Issue.record(
+                    "\(type) scale \(scale) zp \(zeroPoint), \(channels) channels, \(pixels) pixels, range \(from)..<\(to): pixel \(p) channel \(ch) of x = \(values[ch * pixels + p]) is \(actual[i]), expected \(want)"
+                  )
+                  return
+                }
+              }
+            }
+            #expect(actual[(channels * pixels)...].allSatisfy { $0 == 0xA5 })
+            checked += 1
+          }
+        }
+      }
+    }
+    #expect(checked == Self.quantizeParams.count * 4 * 201 * 2)
+  }
+
+  @Test("quantize covers every code and saturates at both ends")
+  func quantizeRange() throws {
+    // Every code of both types from a ramp, so the comparison above is not vacuous.
+    for (type, zeroPoint) in [(QuantizedType.int8, Int32(0)), (.uint8, 128)] {
+      let scale: Float = 0.25
+      let values = (0..<1200).map { Float($0 - 600) * scale / 2 }
+      let low = Float(type.minimum) - Float(zeroPoint)
+      let high = Float(type.maximum) - Float(zeroPoint)
+      var codes = [UInt8](repeating: 0, count: values.count)
+      values.withUnsafeBufferPointer { x in
+        codes.withUnsafeMutableBufferPointer {
+          ie_int8_quantize_avx512(
+            x.baseAddress, 1, values.count, 0, values.count, scale, zeroPoint, low, high,
+            $0.baseAddress)
+        }
+      }
+      #expect(Set(codes).count == 256, "\(type): every code appears")
+      // -150 / 0.25 = -600 saturates to the minimum; 0.125 / 0.25 = ½ ties to even (0).
+      let minimumByte = UInt8(truncatingIfNeeded: type.minimum)
+      let maximumByte = UInt8(truncatingIfNeeded: type.maximum)
+      #expect(codes[0] == minimumByte)
+      #expect(codes[1199] == maximumByte)
+      #expect(codes[601] == UInt8(truncatingIfNeeded: zeroPoint), "½ rounds to even 0")
+      #expect(codes[603] == UInt8(truncatingIfNeeded: zeroPoint + 2), "1½ rounds to even 2")
+    }
+  }
+
+  @Test("add equals ReferenceKernels.add: int8 and uint8, 0…200 codes, also in place")
+  func add() throws {
+    var random = SplitMix64(seed: 0xADD)
+    let cases: [(QuantParams, QuantParams, QuantParams)] = [
+      (
+        try QuantParams(type: .int8, scale: 0.031), try QuantParams(type: .int8, scale: 0.047),
+        try QuantParams(type: .int8, scale: 0.05)
+      ),
+      (
+        try QuantParams(type: .int8, scale: 0.02, zeroPoint: -9),
+        try QuantParams(type: .int8, scale: 0.013, zeroPoint: 4),
+        try QuantParams(type: .int8, scale: 0.011, zeroPoint: 3)
+      ),
+      (
+        try QuantParams(type: .uint8, scale: 0.05, zeroPoint: 130),
+        try QuantParams(type: .uint8, scale: 0.02, zeroPoint: 10),
+        try QuantParams(type: .uint8, scale: 0.03, zeroPoint: 100)
+      ),
+      (
+        try QuantParams(type: .uint8, scale: 0.5, zeroPoint: 0),
+        try QuantParams(type: .uint8, scale: 0.25, zeroPoint: 0),
+        try QuantParams(type: .uint8, scale: 0.125, zeroPoint: 0)
+      ),
+    ]
+    for (pa, pb, po) in cases {
+      let ma = pa.scale / po.scale
+      let mb = pb.scale / po.scale
+      let minimum = Float(po.type.minimum)
+      let maximum = Float(po.type.maximum)
+      let isSigned: Int32 = po.type == .int8 ? 1 : 0
+      for count in Array(0...200) + [4099] {
+        let a = (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let b = (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        var expected = [UInt8](repeating: 0, count: count)
+        try a.withUnsafeBytes { x in
+          try b.withUnsafeBytes { y in
+            try expected.withUnsafeMutableBytes { z in
+              if po.type == .int8 {
+                try ReferenceKernels.add(
+                  x.bindMemory(to: Int8.self), pa, y.bindMemory(to: Int8.self), pb,
+                  output: z.bindMemory(to: Int8.self), outputParams: po)
+              } else {
+                try ReferenceKernels.add(
+                  x.bindMemory(to: UInt8.self), pa, y.bindMemory(to: UInt8.self), pb,
+                  output: z.bindMemory(to: UInt8.self), outputParams: po)
+              }
+            }
+          }
+        }
+        var actual = [UInt8](repeating: 0xA5, count: count + 64)
+        actual.withUnsafeMutableBufferPointer { z in
+          ie_int8_add_avx512(
+            a, b, z.baseAddress, count, isSigned, ma, pa.zeroPoint, mb, pb.zeroPoint,
+            Float(po.zeroPoint), minimum, maximum)
+        }
+        #expect(Array(actual[..<count]) == expected, "\(po.type) count \(count)")
+        #expect(actual[count...].allSatisfy { $0 == 0xA5 }, "\(po.type) count \(count)")
+        var inPlace = a
+        inPlace.withUnsafeMutableBufferPointer { x in
+          ie_int8_add_avx512(
+            x.baseAddress, b, x.baseAddress, count, isSigned, ma, pa.zeroPoint, mb, pb.zeroPoint,
+            Float(po.zeroPoint), minimum, maximum)
+        }
+        #expect(inPlace == expected, "in place, \(po.type) count \(count)")
+      }
+    }
+  }
+
+  @Test("narrow rows (packed four or two to a vector) equal table[byte], other bytes untouched")
+  func packedRows() {
+    var random = SplitMix64(seed: 0x9ACC)
+    func bytes(_ n: Int) -> [UInt8] {
+      (0..<n).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+    }
+    for count in 0...40 {
+      for rows in [0, 1, 2, 3, 4, 5, 7, 9] {
+        let (inStride, outStride) = (count + Int(random.next() % 9), count + Int(random.next() % 5))
+        let table = bytes(256)
+        let source = bytes(rows * inStride + count)
+        let original = bytes(rows * outStride + count + 64)
+        var expected = original
+        for r in 0..<rows {
+          for c in 0..<count { expected[r * outStride + c] = table[Int(source[r * inStride + c])] }
+        }
+        var output = original
+        output.withUnsafeMutableBufferPointer { y in
+          ie_int8_lookup_rows_avx512bw(
+            source, inStride, y.baseAddress, outStride, rows, count, table)
+        }
+        #expect(output == expected, "\(rows) rows of \(count), strides \(inStride), \(outStride)")
+        // In place (the same rows in and out).
+        var inPlace = source
+        var inPlaceExpected = source
+        for r in 0..<rows {
+          for c in 0..<count {
+            inPlaceExpected[r * inStride + c] = table[Int(source[r * inStride + c])]
+          }
+        }
+        inPlace.withUnsafeMutableBufferPointer { x in
+          ie_int8_lookup_rows_avx512bw(
+            x.baseAddress, inStride, x.baseAddress, inStride, rows, count, table)
+        }
+        #expect(inPlace == inPlaceExpected, "in place: \(rows) rows of \(count)")
+      }
+    }
+  }
+}
