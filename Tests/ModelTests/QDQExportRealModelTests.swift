@@ -87,6 +87,17 @@ struct QDQExportRealModelTests {
     }
   }
 
+  /// With QDQ_EXPLORE set: the other export variants and optimisation levels (printed only).
+  static func explore(_ engine: Int8Engine, images: [Float], _ label: String) throws {
+    guard ProcessInfo.processInfo.environment["QDQ_EXPLORE"] != nil else { return }
+    for (shift, level) in [(true, "none"), (false, "all"), (false, "none")] {
+      let c = try QDQHarness.compare(
+        engine, images: images, label: "\(label) shift=\(shift) optimization=\(level)",
+        optimization: level, shiftingSignedCodes: shift)
+      print("QDQ explore \(c)")
+    }
+  }
+
   @Test("FasterNet-T0 (random weights, tools/make_fasternet.py)")
   func fasterNetT0() throws {
     let cache = TestEnvironment.packageRoot.appendingPathComponent(".build/fasternet-cache")
@@ -100,6 +111,7 @@ struct QDQExportRealModelTests {
       engine, images: try images(preset: .torchvision, limit: Self.fasterNetImageCount, skip: 16),
       label: "FasterNet-T0")
     print("QDQ export \(c); float-fallback nodes \(engine.floatFallbackNodes.count)")
+    try Self.explore(engine, images: images(preset: .torchvision, limit: 60, skip: 16), "T0")
     #expect(c.images == Self.fasterNetImageCount)
     Self.checkCriterion(c, floor: (within: 0.80, top1: 0.94))
     // onnxruntime recognised the QDQ groups and ran integer kernels.
@@ -118,6 +130,7 @@ struct QDQExportRealModelTests {
       engine, images: try images(preset: .efficientnetLite, limit: Self.imageCount, skip: 32),
       label: "EfficientNet-Lite0")
     print("QDQ export \(c); float-fallback nodes \(engine.floatFallbackNodes.count)")
+    try Self.explore(engine, images: images(preset: .efficientnetLite, limit: 60, skip: 32), "Lite0")
     #expect(c.images == Self.imageCount)
     Self.checkCriterion(c, floor: (within: 0.965, top1: 0.985))
     #expect(c.count("QLinearConv", optimized: true) > 0, "\(c)")
