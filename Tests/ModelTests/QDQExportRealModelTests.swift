@@ -127,7 +127,8 @@ struct QDQExportRealModelTests {
       engine, images: try images(preset: .efficientnetLite, limit: Self.imageCount, skip: 32),
       label: "EfficientNet-Lite0")
     print("QDQ export \(c); float-fallback nodes \(engine.floatFallbackNodes.count)")
-    try Self.explore(engine, images: images(preset: .efficientnetLite, limit: 60, skip: 32), "Lite0")
+    try Self.explore(
+      engine, images: images(preset: .efficientnetLite, limit: 60, skip: 32), "Lite0")
     #expect(c.images == Self.imageCount)
     Self.checkCriterion(c, floor: (within: 0.999, top1: 0.9966))
     #expect(c.count("QLinearConv", optimized: true) > 0, "\(c)")

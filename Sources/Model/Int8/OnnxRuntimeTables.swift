@@ -37,7 +37,8 @@ extension LookupTable {
       let clamped = v.isNaN ? 0 : min(max(v, low), high)
       return Int32(clamped.rounded(.toNearestOrEven)) + output.zeroPoint
     }
-    return LookupTable(inputType: checked.inputType, outputType: checked.outputType, entries: entries)
+    return LookupTable(
+      inputType: checked.inputType, outputType: checked.outputType, entries: entries)
   }
 
   private init(inputType: QuantizedType, outputType: QuantizedType, entries: [Int32]) {
@@ -120,8 +121,9 @@ final class Int8AddTableKernel {
     let flip = self.flip
     let count = self.count
     let blocks = (count + 4095) / 4096
-    Int8Parallel.forEachRange(blocks, threads: min(threads, Int8Passes.threads(forBytes: 2 * count)))
-    { range in
+    Int8Parallel.forEachRange(
+      blocks, threads: min(threads, Int8Passes.threads(forBytes: 2 * count))
+    ) { range in
       let end = min(count, range.upperBound * 4096)
       for i in (range.lowerBound * 4096)..<end {
         z[i] = table[Int(x[i] ^ flip) << 8 | Int(y[i] ^ flip)]
