@@ -14,7 +14,11 @@ extension Int8Engine {
   /// post-ops written back as separate ONNX ops (`Conv → Add → Relu`), and:
   /// * `QuantizeLinear → DequantizeLinear` with the engine's per-tensor parameters on every
   ///   activation the engine holds as codes: the input and every node output, except float
-  ///   logits the last Conv/Gemm or a float-fallback node writes directly;
+  ///   logits the last Conv/Gemm or a float-fallback node writes directly. int8 codes are
+  ///   written as uint8 with the zero point + 128 (the same real values), on which
+  ///   onnxruntime runs every quantised Conv as QLinearConv and every residual Add as
+  ///   QLinearAdd; the engine computes those ops exactly as onnxruntime does, so the file
+  ///   reproduces the engine's codes (Tests/ModelTests/QDQExportRealModelTests.swift);
   /// * int8 weights of every quantised Conv/Gemm (the codes its kernel runs with) behind a
   ///   per-output-channel `DequantizeLinear` (axis 0; a Gemm's weights are `[n, k]` with
   ///   `transB = 1` and alpha folded in), and its int32 bias behind a `DequantizeLinear`
