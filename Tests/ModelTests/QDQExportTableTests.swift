@@ -69,6 +69,7 @@ struct QDQExportTableTests {
       b[i] = Int8(truncatingIfNeeded: (i & 255) &- 128)
     }
     var out = [Int8](repeating: 0, count: 65_536)
+    var table = [Int](repeating: 0, count: 65_536)
     try a.withUnsafeBytes { x in
       try b.withUnsafeBytes { y in
         try out.withUnsafeMutableBytes { z in
@@ -76,9 +77,12 @@ struct QDQExportTableTests {
             a: (x.baseAddress!, pa), b: (y.baseAddress!, pb), output: (z.baseAddress!, po),
             count: 65_536)
           kernel.run(threads: 2)
+          // The pair table (the kernel on CPUs without AVX2/FMA), in uint8 codes.
+          for i in 0..<65_536 { table[i] = Int(kernel.entries[i] ^ 0x80) }
         }
       }
     }
+    print("Add kernel vectorised (AVX2/FMA): \(Int8AddTableKernel.vectorized)")
     let reference = try onnxRuntimeCodes(
       "add", ["\(sa)", "128", "\(sb)", "128", "\(so)", "128"])
     #expect(reference.ops["QLinearAdd"] == 1, "\(reference.ops)")
@@ -86,6 +90,7 @@ struct QDQExportTableTests {
     let mismatches = zip(ours, reference.codes).filter { $0 != $1 }.count
     #expect(reference.codes.count == 65_536)
     #expect(mismatches == 0, "scales \(scales)")
+    #expect(table == reference.codes, "scales \(scales): pair table")
     // The float definition Q(DQ(a) + DQ(b)) rounds differently somewhere (so the test can
     // tell the arithmetics apart); printed for the record.
     var definition = 0

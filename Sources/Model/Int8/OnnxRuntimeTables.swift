@@ -1,3 +1,4 @@
+import CInt8Kernels
 import Foundation
 
 // The calibrated int8 engine's GELU and residual Add, computed exactly as onnxruntime
@@ -62,6 +63,12 @@ extension LookupTable {
 final class Int8AddTableKernel {
   /// Output byte (the engine's bit pattern) per `(u_a << 8) | u_b`.
   let entries: UnsafeMutablePointer<UInt8>
+  /// `s_a / s_c`, `s_b / s_c` and `k` of the uint8 arithmetic (see above).
+  private let ra: Float
+  private let rb: Float
+  private let k: Float
+  /// Whether the AVX2/FMA kernel runs (else the table).
+  static let vectorized = ie_int8_has_avx2_fma() == 1
   /// XORed into an int8 code's bit pattern to get its uint8 code `q + 128` (0 for uint8).
   private let flip: UInt8
   private let a: UnsafeRawPointer
@@ -83,6 +90,15 @@ final class Int8AddTableKernel {
     }
     let arithmetic = try Self.arithmetic(a.1, b.1, output.1)
     flip = type == .int8 ? 0x80 : 0
+    // The same ratios and constant as `Int8QLinearArithmetic`, for the vector kernel.
+    let (sa, sb, sc) = (a.1.scale, b.1.scale, output.1.scale)
+    func unsignedZero(_ p: QuantParams) -> Float {
+      Float(p.type == .int8 ? p.zeroPoint + 128 : p.zeroPoint)
+    }
+    let (za, zb, zc) = (unsignedZero(a.1), unsignedZero(b.1), unsignedZero(output.1))
+    ra = sa / sc
+    rb = sb / sc
+    k = zc - (ra * za + rb * zb)
     entries = .allocate(capacity: 65_536)
     for ua in 0..<256 {
       for ub in 0..<256 {
@@ -120,12 +136,19 @@ final class Int8AddTableKernel {
     let table = UnsafePointer(entries)
     let flip = self.flip
     let count = self.count
+    let (ra, rb, k) = (self.ra, self.rb, self.k)
+    let vectorized = Self.vectorized
     let blocks = (count + 4095) / 4096
     Int8Parallel.forEachRange(
       blocks, threads: min(threads, Int8Passes.threads(forBytes: 2 * count))
     ) { range in
+      let start = range.lowerBound * 4096
       let end = min(count, range.upperBound * 4096)
-      for i in (range.lowerBound * 4096)..<end {
+      if vectorized {
+        ie_int8_qlinear_add_avx2(x + start, y + start, z + start, end - start, ra, rb, k, flip)
+        return
+      }
+      for i in start..<end {
         z[i] = table[Int(x[i] ^ flip) << 8 | Int(y[i] ^ flip)]
       }
     }
