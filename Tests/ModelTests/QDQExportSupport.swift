@@ -42,7 +42,8 @@ enum QDQHarness {
   /// Runs `engine` on `images` (NCHW floats, whole images) batch by batch, exports it, runs the
   /// export with onnxruntime (at another batch size) and compares the outputs.
   static func compare(
-    _ engine: Int8Engine, images: [Float], label: String, optimization: String = "all"
+    _ engine: Int8Engine, images: [Float], label: String, optimization: String = "all",
+    shiftingSignedCodes: Bool = true
   ) throws -> QDQComparison {
     let perImage = engine.inputShape.dropFirst().reduce(1, *)
     let count = images.count / perImage
@@ -67,7 +68,9 @@ enum QDQHarness {
     let directory = try TestEnvironment.makeTemporaryDirectory("qdq-export")
     defer { try? FileManager.default.removeItem(at: directory) }
     let model = directory.appendingPathComponent("model.onnx")
-    try engine.quantizedModel(producerVersion: "test").write(to: model)
+    try engine.quantizedModel(
+      producerVersion: "test", metadata: [:], shiftingSignedCodes: shiftingSignedCodes
+    ).write(to: model)
     if let keep = ProcessInfo.processInfo.environment["QDQ_KEEP_DIR"] {
       let name = label.filter { $0.isLetter || $0.isNumber }
       try? FileManager.default.copyItem(
@@ -77,6 +80,16 @@ enum QDQHarness {
     let outputFile = directory.appendingPathComponent("output.npy")
     try NumpyFile.write(
       NumpyArray(shape: [count] + engine.inputShape.dropFirst(), values: images), to: inputFile)
+    if let keep = ProcessInfo.processInfo.environment["QDQ_KEEP_DIR"] {
+      // For offline analysis: the images and the engine's logits next to the model.
+      let name = label.filter { $0.isLetter || $0.isNumber }
+      let folder = URL(fileURLWithPath: keep)
+      try? FileManager.default.copyItem(
+        at: inputFile, to: folder.appendingPathComponent("\(name)-input.npy"))
+      try? NumpyFile.write(
+        NumpyArray(shape: [count, classes], values: ours),
+        to: folder.appendingPathComponent("\(name)-ours.npy"))
+    }
     let stdout = try PythonReference.run(
       script: "scripts/reference/qdq_onnxruntime.py",
       arguments: [

@@ -70,6 +70,87 @@ struct QDQExportTests {
     checkAgreement(c)
   }
 
+  @Test(
+    "activations are written as uint8 (the engine's int8 codes + 128): onnxruntime runs every quantised Conv as QLinearConv and every residual Add as QLinearAdd"
+  )
+  func unsignedCodes() throws {
+    let graph = try smallModel(
+      script: "scripts/reference/dnnl_make_test_model.py",
+      ["fasternet", "--size", "32", "--classes", "10", "--width", "16"])
+    let engine = try engine(graph)
+    let model = try exported(engine)
+    let initializers = Dictionary(
+      model.graph.initializer.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    let quantizers = Dictionary(
+      model.graph.node.filter { $0.opType == "QuantizeLinear" }.map { ($0.name, $0) },
+      uniquingKeysWith: { a, _ in a })
+    var checked = 0
+    for (id, p) in engine.params where p.type == .int8 && p.isPerTensor {
+      guard let q = quantizers["\(engine.graph.values[id].name)_QuantizeLinear"] else { continue }
+      let scale = try #require(initializers[q.input[1]])
+      let zero = try #require(initializers[q.input[2]])
+      #expect(zero.dataType == 2, "\(q.name)")  // UINT8
+      #expect(zero.rawData.first.map(Int32.init) == p.zeroPoint + 128, "\(q.name)")
+      #expect(scale.rawData.withUnsafeBytes { $0.loadUnaligned(as: Float.self) } == p.scale)
+      checked += 1
+    }
+    #expect(checked >= 10)
+    // No int8 activation codes are left for onnxruntime to convert.
+    #expect(
+      !model.graph.node.contains { n in
+        n.opType == "QuantizeLinear" && initializers[n.input[2]]?.dataType == 3
+      })
+    let c = try QDQHarness.compare(
+      engine, images: randomValues(48 * 3 * 32 * 32, seed: 8, in: -2...2),
+      label: "fasternet, uint8 codes")
+    checkAgreement(c)
+    // Every quantised Conv is integer in onnxruntime's optimised graph (none left in float32,
+    // plain or fused with the residual Add), and the residual Adds are QLinearAdd.
+    let convs = engine.graph.nodes.filter {
+      $0.op.name == "Conv" && engine.quantizedNodes.contains($0.name)
+    }.count
+    #expect(c.count("QLinearConv", optimized: true) == convs, "\(c)")
+    #expect(c.count("Conv", optimized: true) == 0, "\(c)")
+    #expect(c.count("FusedConv", optimized: true) == 0, "\(c)")
+    #expect(c.count("QLinearAdd", optimized: true) >= 2, "\(c)")
+  }
+
+  @Test("the export, re-imported by the engine (QuantizedImport), runs and agrees")
+  func reimported() throws {
+    let graph = try smallModel(
+      script: "scripts/reference/dnnl_make_test_model.py",
+      ["fasternet", "--size", "32", "--classes", "10", "--width", "16"])
+    let original = try engine(graph)
+    let imported = try Int8Engine(
+      quantizedGraph: try ONNXLoader.load(data: try original.quantizedModel()),
+      batchSize: original.batchSize)
+    let images = randomValues(16 * 3 * 32 * 32, seed: 12, in: -2...2)
+    let perImage = 3 * 32 * 32
+    let classes = original.classCount
+    var a = [Float](repeating: 0, count: original.batchSize * classes)
+    var b = a
+    var within = 0
+    var exact = 0
+    var total = 0
+    for start in stride(from: 0, to: 16, by: original.batchSize) {
+      let batch = Array(images[(start * perImage)..<((start + original.batchSize) * perImage)])
+      try batch.withUnsafeBufferPointer { x in
+        try a.withUnsafeMutableBufferPointer { try original.run(input: x, output: $0) }
+        try b.withUnsafeMutableBufferPointer { try imported.run(input: x, output: $0) }
+      }
+      let lsb = original.params[original.graph.outputs[0]]?.scale ?? 1
+      within += zip(a, b).filter { abs($0 - $1) <= 1.0001 * lsb }.count
+      exact += zip(a, b).filter { $0 == $1 }.count
+      total += a.count
+    }
+    print(
+      "QDQ export re-imported: \(within) of \(total) logits within 1 LSB of the engine, \(exact) equal"
+    )
+    #expect(Double(within) >= 0.99 * Double(total))
+    // Both compute what onnxruntime computes for the file (QLinearConv, QLinearAdd, Gelu).
+    #expect(exact == total)
+  }
+
   @Test("without onnxruntime's graph optimisations too (plain QDQ semantics)")
   func unoptimized() throws {
     let graph = try smallModel(

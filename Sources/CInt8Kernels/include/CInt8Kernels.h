@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "QLinearAdd.h"
+
 /// Whether this CPU runs the AVX-512 (F, BW, VL) kernels below (checked once, at run time: the
 /// rest of the binary is built for baseline x86-64).
 int ie_int8_has_avx512bw(void);

@@ -540,6 +540,15 @@ final class Int8Lowering {
     else { throw Fallback(reason: "Add of broadcast, constant or mixed-type operands") }
     let count = shape.reduce(1, *)
     let (x, y, z) = (try pointer(a), try pointer(b), try pointer(output))
+    if pa.type == .int8 || pa.type == .uint8 {
+      // onnxruntime's QLinearAdd on the exported codes (see `Int8AddTableKernel`).
+      let kernel = try Int8AddTableKernel(
+        a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po), count: count)
+      retained.append(kernel)
+      steps.append(
+        Int8Step(work: .swift({ kernel.run(threads: Int8Parallel.availableThreads) })))
+      return
+    }
     func body<T: FixedWidthInteger & SIMDScalar>(_: T.Type) -> () throws -> Void {
       {
         Int8Passes.add(
@@ -662,7 +671,11 @@ final class Int8Lowering {
     guard let pi = params[x], let po = params[output] else {
       throw Fallback(reason: "no parameters")
     }
-    let table = try LookupTable(nonlinearity, input: pi, output: po)
+    // GELU as onnxruntime computes the exported `DequantizeLinear → Gelu → QuantizeLinear`.
+    let table =
+      nonlinearity == .gelu
+      ? try LookupTable.onnxRuntimeGelu(input: pi, output: po)
+      : try LookupTable(nonlinearity, input: pi, output: po)
     let count = try graph.shape(of: x).reduce(1, *)
     let (source, destination) = (try pointer(x), try pointer(output))
     let bytes = Int8ByteTable(table)

@@ -51,7 +51,47 @@ extension Int8Engine {
           outputs: [output]))
     }
     prepared.nodes = nodes
-    return prepared
+    return separatingResidualSums(prepared)
+  }
+
+  /// Every Conv whose only post-op is a residual sum split back into the Conv, writing codes
+  /// of its own calibrated tensor (`<output>.presum`), and an integer Add of those codes and
+  /// the residual's.
+  ///
+  /// Fused, the sum entered the Conv's requantisation unrounded, which no standard QDQ model
+  /// expresses: onnxruntime runs such an exported `Conv → Add → QuantizeLinear` in float32
+  /// (MLAS SGEMM), whose rounding differs from the integer accumulation next to every
+  /// rounding boundary, and the differing codes spread through the following layers
+  /// (FasterNet-T0: a fifth of the exported model's logits off by more than one LSB). Split,
+  /// the export's `Conv → QuantizeLinear` and `Add → QuantizeLinear` become onnxruntime's
+  /// integer QLinearConv and QLinearAdd, which the engine computes exactly (see
+  /// `Int8Passes.add`). A sum followed by a clamp stays fused (the int8 Add has no clamp).
+  static func separatingResidualSums(_ graph: Graph) -> Graph {
+    var g = graph
+    var nodes: [Node] = []
+    nodes.reserveCapacity(g.nodes.count)
+    for var node in g.nodes {
+      guard case .conv(var c) = node.op, c.postOps == [.sum], let operand = node.sumOperand,
+        let output = node.outputs.first
+      else {
+        nodes.append(node)
+        continue
+      }
+      c.postOps = []
+      node.op = .conv(c)
+      node.inputs.removeLast()
+      var value = g.values[output]
+      value.name += ".presum"
+      let presum = g.addValue(value)
+      node.outputs[0] = presum
+      nodes.append(node)
+      nodes.append(
+        Node(
+          name: node.name + ".residual", op: .binary(.add), inputs: [presum, operand],
+          outputs: [output]))
+    }
+    g.nodes = nodes
+    return g
   }
 
   /// Activations the engine evaluates by lookup table (see `Int8Lowering.lowerLookup`).

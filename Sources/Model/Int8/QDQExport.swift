@@ -14,7 +14,11 @@ extension Int8Engine {
   /// post-ops written back as separate ONNX ops (`Conv → Add → Relu`), and:
   /// * `QuantizeLinear → DequantizeLinear` with the engine's per-tensor parameters on every
   ///   activation the engine holds as codes: the input and every node output, except float
-  ///   logits the last Conv/Gemm or a float-fallback node writes directly;
+  ///   logits the last Conv/Gemm or a float-fallback node writes directly. int8 codes are
+  ///   written as uint8 with the zero point + 128 (the same real values), on which
+  ///   onnxruntime runs every quantised Conv as QLinearConv and every residual Add as
+  ///   QLinearAdd; the engine computes those ops exactly as onnxruntime does, so the file
+  ///   reproduces the engine's codes (Tests/ModelTests/QDQExportRealModelTests.swift);
   /// * int8 weights of every quantised Conv/Gemm (the codes its kernel runs with) behind a
   ///   per-output-channel `DequantizeLinear` (axis 0; a Gemm's weights are `[n, k]` with
   ///   `transB = 1` and alpha folded in), and its int32 bias behind a `DequantizeLinear`
@@ -32,13 +36,25 @@ extension Int8Engine {
   public func quantizedModel(producerVersion: String = "", metadata: [String: String] = [:])
     throws -> Data
   {
+    try quantizedModel(
+      producerVersion: producerVersion, metadata: metadata, shiftingSignedCodes: true)
+  }
+
+  /// `quantizedModel(producerVersion:metadata:)`, with the engine's int8 activation codes
+  /// written as int8 (`shiftingSignedCodes` false) instead of uint8 + 128 (for comparisons).
+  func quantizedModel(
+    producerVersion: String, metadata: [String: String], shiftingSignedCodes: Bool
+  ) throws -> Data {
     var exporter = QDQExporter(engine: self)
+    exporter.shiftsSignedCodes = shiftingSignedCodes
     try exporter.export()
     var properties = metadata
     properties["quantization.format"] = "QDQ"
     properties["quantization.calibration_method"] = calibration.method.rawValue
     properties["quantization.calibration_images"] = String(calibration.imageCount)
     properties["quantization.activations"] = scheme.activations.rawValue
+    properties["quantization.activation_codes"] =
+      shiftingSignedCodes ? "uint8 (int8 codes written + 128)" : "as the engine holds them"
     properties["quantization.weights"] = scheme.weights.rawValue
     properties["quantization.float_nodes"] = floatFallbackNodes.joined(separator: ",")
     let model = exporter.writer.model(
@@ -64,6 +80,13 @@ struct QDQExporter {
   let floatValues: Set<ValueID>
   let batchSize: Int
   let batchDimension: DeclaredDimension
+  /// Writes the engine's int8 activation codes as uint8 with the zero point moved by 128:
+  /// the same codes shifted, the same real values. onnxruntime fuses `DequantizeLinear → Conv
+  /// → QuantizeLinear` into its integer QLinearConv (and Add, pooling into QLinear ops) only
+  /// on uint8 codes; int8 ones it converts only where their QuantizeLinear has one reader,
+  /// and runs the other Convs in float32, which rounds differently from the engine's integer
+  /// accumulation.
+  var shiftsSignedCodes = true
   var writer: ONNXWriter
   /// The tensor name consumers of a value read (the DequantizeLinear output when quantised).
   private var readNames: [ValueID: String] = [:]
@@ -153,16 +176,11 @@ struct QDQExporter {
       readNames[value] = name
       return
     }
-    guard let p = params[value] else {
+    guard let engineParams = params[value] else {
       throw fail("value '\(original)' has no quantisation parameters")
     }
-    let zeroPoint: Tensor
-    switch p.type {
-    case .int8: zeroPoint = Tensor(shape: [], storage: .int8([Int8(p.zeroPoint)]))
-    case .uint8: zeroPoint = Tensor(shape: [], storage: .uint8([UInt8(p.zeroPoint)]))
-    case .int16, .int32:
-      throw fail("value '\(original)': \(p.type.rawValue) activations are not exported")
-    }
+    let p = try exported(engineParams, of: original)
+    let zeroPoint = Self.zeroPointTensor(p)
     let scale = writer.addInitializer(
       Tensor(shape: [], floats: [p.scale]), name: "\(original)_scale")
     let zero = writer.addInitializer(zeroPoint, name: "\(original)_zero_point")
@@ -177,6 +195,30 @@ struct QDQExporter {
       outputs: [dequantized])
     readNames[value] = dequantized
     self.codes[value] = (codes, p)
+  }
+
+  /// The parameters an activation is written with: uint8 codes for the engine's int8 codes
+  /// when `shiftsSignedCodes` (zero point + 128, the same real values), else the engine's.
+  private func exported(_ p: QuantParams, of name: String) throws -> QuantParams {
+    switch p.type {
+    case .uint8: return p
+    case .int8:
+      guard shiftsSignedCodes else { return p }
+      do {
+        return try QuantParams(type: .uint8, scale: p.scale, zeroPoint: p.zeroPoint + 128)
+      } catch {
+        throw fail("value '\(name)': \(error)")
+      }
+    case .int16, .int32:
+      throw fail("value '\(name)': \(p.type.rawValue) activations are not exported")
+    }
+  }
+
+  /// A scalar zero-point initializer of `p`'s code type (int8 or uint8).
+  private static func zeroPointTensor(_ p: QuantParams) -> Tensor {
+    p.type == .uint8
+      ? Tensor(shape: [], storage: .uint8([UInt8(p.zeroPoint)]))
+      : Tensor(shape: [], storage: .int8([Int8(p.zeroPoint)]))
   }
 
   /// The data input of a Conv/Gemm the engine ran in float. onnxruntime's
@@ -455,13 +497,12 @@ struct QDQExporter {
   /// accumulation rounds differently). Unchanged when the output is not quantised.
   private mutating func quantizedBeforeClamp(_ node: Node, _ value: String) -> String {
     let output = node.outputs[0]
-    guard !floatValues.contains(output), let p = params[output], p.type == .int8 || p.type == .uint8
-    else { return value }
     let base = graph.values[output].name
-    let zeroPoint =
-      p.type == .int8
-      ? Tensor(shape: [], storage: .int8([Int8(p.zeroPoint)]))
-      : Tensor(shape: [], storage: .uint8([UInt8(p.zeroPoint)]))
+    guard !floatValues.contains(output), let engineParams = params[output],
+      engineParams.type == .int8 || engineParams.type == .uint8,
+      let p = try? exported(engineParams, of: base)
+    else { return value }
+    let zeroPoint = Self.zeroPointTensor(p)
     let scale = writer.addInitializer(
       Tensor(shape: [], floats: [p.scale]), name: "\(base)_preclamp_scale")
     let zero = writer.addInitializer(zeroPoint, name: "\(base)_preclamp_zero_point")

@@ -236,6 +236,15 @@ struct QuantizedImport {
       default: break
       }
     }
+    // onnxruntime fuses a QDQ `DequantizeLinear ×2 → Add → QuantizeLinear` on uint8 codes
+    // into QLinearAdd (as it does for the engine's own QDQ export); it runs int8 ones in float.
+    for node in kept where node.op == .binary(.add) && node.outputs.count == 1 {
+      guard node.inputs.count == 2,
+        node.inputs.allSatisfy({ g.constants[$0] == nil && params[$0]?.type == .uint8 }),
+        params[node.outputs[0]]?.type == .uint8
+      else { continue }
+      explicit.qlinearNodes.insert(node.name)
+    }
     for (id, c) in constantCodes where c.codes.count == 1 && c.scales.count == 1 {
       let type: QuantizedType
       switch c.type {
