@@ -94,37 +94,6 @@ IE_AVX512 void ie_int8_quantize_avx512(const float *planes, size_t channels, siz
   }
 }
 
-// Residual add of two code tensors of one type, the arithmetic of `Int8Passes.add`:
-// `y = ((qa - zpA)·ma + (qb - zpB)·mb) + zpOut`, each step rounded to float32, clamped to the
-// code range, rounded half to even.
-IE_AVX512 static inline __m512i widen(__m128i bytes, int isSigned) {
-  return isSigned ? _mm512_cvtepi8_epi32(bytes) : _mm512_cvtepu8_epi32(bytes);
-}
-
-IE_AVX512 void ie_int8_add_avx512(const uint8_t *a, const uint8_t *b, uint8_t *output,
-                                  size_t count, int isSigned, float ma, int32_t zeroPointA,
-                                  float mb, int32_t zeroPointB, float zeroPointOut,
-                                  float minimum, float maximum) {
-  const __m512 mas = _mm512_set1_ps(ma), mbs = _mm512_set1_ps(mb);
-  const __m512i zpA = _mm512_set1_epi32(zeroPointA), zpB = _mm512_set1_epi32(zeroPointB);
-  const __m512 zpOut = _mm512_set1_ps(zeroPointOut);
-  const __m512 lows = _mm512_set1_ps(minimum), highs = _mm512_set1_ps(maximum);
-  for (size_t i = 0; i < count; i += 16) {
-    const __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF
-                                            : (__mmask16)((1U << (count - i)) - 1);
-    const __m512i qa = widen(_mm_maskz_loadu_epi8(lanes, a + i), isSigned);
-    const __m512i qb = widen(_mm_maskz_loadu_epi8(lanes, b + i), isSigned);
-    const __m512 ya = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(qa, zpA)), mas);
-    const __m512 yb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(qb, zpB)), mbs);
-    const __m512 y = _mm512_add_ps(_mm512_add_ps(ya, yb), zpOut);
-    __m512 c = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, lows, _CMP_LT_OQ), lows);
-    c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(c, highs, _CMP_GT_OQ), highs);
-    const __m512i rounded =
-        _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    _mm_mask_storeu_epi8(output + i, lanes, _mm512_cvtepi32_epi8(rounded));
-  }
-}
-
 #else
 
 static uint8_t quantizeOne(float x, float scale, int32_t zeroPoint, float low, float high) {
@@ -144,18 +113,5 @@ void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeS
   }
 }
 
-void ie_int8_add_avx512(const uint8_t *a, const uint8_t *b, uint8_t *output, size_t count,
-                        int isSigned, float ma, int32_t zeroPointA, float mb, int32_t zeroPointB,
-                        float zeroPointOut, float minimum, float maximum) {
-  for (size_t i = 0; i < count; i++) {
-    const int32_t qa = isSigned ? (int32_t)(int8_t)a[i] : (int32_t)a[i];
-    const int32_t qb = isSigned ? (int32_t)(int8_t)b[i] : (int32_t)b[i];
-    const float ya = (float)(qa - zeroPointA) * ma;
-    const float yb = (float)(qb - zeroPointB) * mb;
-    const float y = (ya + yb) + zeroPointOut;
-    const float c = y < minimum ? minimum : (y > maximum ? maximum : y);
-    output[i] = (uint8_t)(int32_t)__builtin_rintf(c);
-  }
-}
 
 #endif

@@ -118,56 +118,6 @@ struct Int8PassTests {
     }
   }
 
-  @Test(
-    "add equals ReferenceKernels.add (int8, uint8 with zero points, saturating)",
-    arguments: threadCounts)
-  func add(threads: Int) throws {
-    let count = 90_007
-    let cases: [(QuantParams, QuantParams, QuantParams)] = [
-      (
-        try QuantParams(type: .int8, scale: 0.031), try QuantParams(type: .int8, scale: 0.047),
-        try QuantParams(type: .int8, scale: 0.05)
-      ),
-      (
-        try QuantParams(type: .int8, scale: 0.1), try QuantParams(type: .int8, scale: 0.1),
-        try QuantParams(type: .int8, scale: 0.1)
-      ),
-      (
-        try QuantParams(type: .uint8, scale: 0.02, zeroPoint: 128),
-        try QuantParams(type: .uint8, scale: 0.013, zeroPoint: 7),
-        try QuantParams(type: .uint8, scale: 0.019, zeroPoint: 90)
-      ),
-    ]
-    for (index, (pa, pb, po)) in cases.enumerated() {
-      var random = QuantRandom(seed: UInt64(31 + index))
-      let a = (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
-      let b = (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
-      func check<T: FixedWidthInteger & SIMDScalar>(_: T.Type) throws {
-        var expected = [T](repeating: 0, count: count)
-        var actual = [T](repeating: 0, count: count)
-        try a.withUnsafeBytes { ra in
-          try b.withUnsafeBytes { rb in
-            let x = ra.bindMemory(to: T.self)
-            let y = rb.bindMemory(to: T.self)
-            try expected.withUnsafeMutableBufferPointer {
-              try ReferenceKernels.add(x, pa, y, pb, output: $0, outputParams: po)
-            }
-            actual.withUnsafeMutableBufferPointer {
-              Int8Passes.add(
-                x.baseAddress!, pa, y.baseAddress!, pb, count: count, output: $0.baseAddress!,
-                outputParams: po, threads: threads)
-            }
-          }
-        }
-        let differing = zip(actual, expected).filter { $0 != $1 }.count
-        #expect(differing == 0, "case \(index): \(differing) of \(count) codes differ")
-        let saturated = expected.filter { $0 == T.min || $0 == T.max }.count
-        #expect(saturated > 0 && saturated < count / 2, "case \(index): \(saturated) saturated")
-      }
-      if pa.type == .int8 { try check(Int8.self) } else { try check(UInt8.self) }
-    }
-  }
-
   @Test("global average pool equals ReferenceKernels.globalAveragePool")
   func globalAveragePool() throws {
     let (n, h, w) = (3, 7, 7)

@@ -31,12 +31,5 @@ void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeS
                              size_t first, size_t last, float scale, int32_t zeroPoint,
                              float low, float high, uint8_t *codes);
 
-/// Adds two tensors of `count` 8-bit codes of one type (`isSigned`: int8, else uint8) into
-/// `output` (which may alias either): `((qa - zeroPointA)·ma + (qb - zeroPointB)·mb) +
-/// zeroPointOut`, every operation rounded to float32, clamped to `[minimum, maximum]`, rounded
-/// half to even. Only call it when `ie_int8_has_avx512bw()` returns 1.
-void ie_int8_add_avx512(const uint8_t *a, const uint8_t *b, uint8_t *output, size_t count,
-                        int isSigned, float ma, int32_t zeroPointA, float mb, int32_t zeroPointB,
-                        float zeroPointOut, float minimum, float maximum);
 
 #endif

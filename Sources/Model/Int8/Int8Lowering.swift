@@ -156,7 +156,7 @@ final class Int8Lowering {
       try lowerBinary(node, op)
       return true
     case .binary(.add):
-      // A calibrated engine's residual Add: integer codes rescaled (Int8Passes.add).
+      // A calibrated engine's residual Add: onnxruntime's QLinearAdd on the codes.
       try lowerAdd(node)
       return true
     case .globalAveragePool:
@@ -538,30 +538,16 @@ final class Int8Lowering {
       let pa = params[a], let pb = params[b], let po = params[output],
       pa.type == pb.type, pa.type == po.type
     else { throw Fallback(reason: "Add of broadcast, constant or mixed-type operands") }
-    let count = shape.reduce(1, *)
+    guard pa.type == .int8 || pa.type == .uint8 else {
+      throw Fallback(reason: "Add of \(pa.type.rawValue) codes")
+    }
     let (x, y, z) = (try pointer(a), try pointer(b), try pointer(output))
-    if pa.type == .int8 || pa.type == .uint8 {
-      // onnxruntime's QLinearAdd on the exported codes (see `Int8AddTableKernel`).
-      let kernel = try Int8AddTableKernel(
-        a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po), count: count)
-      retained.append(kernel)
-      steps.append(
-        Int8Step(work: .swift({ kernel.run(threads: Int8Parallel.availableThreads) })))
-      return
-    }
-    func body<T: FixedWidthInteger & SIMDScalar>(_: T.Type) -> () throws -> Void {
-      {
-        Int8Passes.add(
-          x.assumingMemoryBound(to: T.self), pa, y.assumingMemoryBound(to: T.self), pb,
-          count: count, output: z.assumingMemoryBound(to: T.self), outputParams: po,
-          threads: Int8Parallel.availableThreads)
-      }
-    }
-    switch pa.type {
-    case .int8: steps.append(Int8Step(work: .swift(body(Int8.self))))
-    case .uint8: steps.append(Int8Step(work: .swift(body(UInt8.self))))
-    default: throw Fallback(reason: "Add of \(pa.type.rawValue) codes")
-    }
+    // onnxruntime's QLinearAdd on the exported codes (see `Int8AddTableKernel`).
+    let kernel = try Int8AddTableKernel(
+      a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po),
+      count: shape.reduce(1, *))
+    retained.append(kernel)
+    steps.append(Int8Step(work: .swift({ kernel.run(threads: Int8Parallel.availableThreads) })))
   }
 
   /// A quantized model's elementwise island as a 256-entry table (see `Int8ElementwiseIsland`).

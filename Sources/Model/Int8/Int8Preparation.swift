@@ -65,7 +65,7 @@ extension Int8Engine {
   /// (FasterNet-T0: a fifth of the exported model's logits off by more than one LSB). Split,
   /// the export's `Conv → QuantizeLinear` and `Add → QuantizeLinear` become onnxruntime's
   /// integer QLinearConv and QLinearAdd, which the engine computes exactly (see
-  /// `Int8Passes.add`). A sum followed by a clamp stays fused (the int8 Add has no clamp).
+  /// `Int8AddTableKernel`). A sum followed by a clamp stays fused (the int8 Add has no clamp).
   static func separatingResidualSums(_ graph: Graph) -> Graph {
     var g = graph
     var nodes: [Node] = []
