@@ -245,24 +245,16 @@ public final class Int8Engine: InferenceEngine {
     input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>,
     afterNode: ((Int, UnsafeRawPointer) throws -> Void)?
   ) throws {
-    guard input.count == inputElementCount, output.count == batchSize * classCount,
-      let inputBase = input.baseAddress, let outputBase = output.baseAddress
-    else {
-      throw ModelError(
-        .invalidGraph,
-        "int8 engine: buffers of \(input.count) inputs / \(output.count) outputs, expected \(inputElementCount) / \(batchSize * classCount)"
-      )
-    }
-    if afterNode != nil || shardSizes.isEmpty {
-      try observationPlan().run(input: inputBase, output: outputBase, afterNode: afterNode)
-      return
-    }
-    try BatchShards.runSlices(
-      starts: shardStarts, input: inputBase, inputPerImage: inputElementCount / batchSize,
-      output: outputBase, outputPerImage: classCount
-    ) { shard, input, output in
-      try plans[shard].run(input: input, output: output, afterNode: nil)
-    }
+    try BatchShards.runBatch(
+      engine: "int8 engine", input: input, expectedInputs: inputElementCount, output: output,
+      expectedOutputs: batchSize * classCount, batchSize: batchSize, classCount: classCount,
+      starts: shardStarts, whole: afterNode != nil || shardSizes.isEmpty,
+      runWhole: { input, output in
+        try observationPlan().run(input: input, output: output, afterNode: afterNode)
+      },
+      runShard: { shard, input, output in
+        try plans[shard].run(input: input, output: output, afterNode: nil)
+      })
   }
 
   /// Where a value's codes live in the whole-batch plan (valid during and after an
