@@ -268,17 +268,8 @@ final class Int8Lowering {
     guard let inputParams = params[x] else { throw Fallback(reason: "no input parameters") }
     let wShape = try graph.shape(of: node.inputs[1])
     let (o, i, kh, kw) = (wShape[0], wShape[1], wShape[2], wShape[3])
-    // OIHW -> OHWI, the layout of `ReferenceKernels.conv2d` and of the kernel.
-    var ohwi = [Float](repeating: 0, count: floats.count)
-    for oc in 0..<o {
-      for ic in 0..<i {
-        for y in 0..<kh {
-          for xx in 0..<kw {
-            ohwi[((oc * kh + y) * kw + xx) * i + ic] = floats[((oc * i + ic) * kh + y) * kw + xx]
-          }
-        }
-      }
-    }
+    // OHWI is the layout of `ReferenceKernels.conv2d` and of the kernel.
+    let ohwi = Int8Layout.ohwi(floats, o: o, i: i, kh: kh, kw: kw)
     let (codes, weightParams) = try quantizedWeights(node, ohwi, outputChannels: o)
     var bias: [Int32]?
     if let b = node.convolutionBias {
@@ -320,22 +311,17 @@ final class Int8Lowering {
     }
     let store = try zeroPointStore(
       node, outputParams, floatOutput: floatOutput, sum: sum, refinement: refinement)
-    let kernel: Int8ConvolutionKernel
-    do {
-      kernel = try Int8ConvolutionKernel(
+    let requantization = try kernelRequantization(
+      r, store: store, input: inputParams, weights: weightParams, output: outputParams,
+      activation: activation)
+    let kernel = try oneDNNKernel {
+      try Int8ConvolutionKernel(
         engine: engine, geometry: geometry, inputType: kernelInputType(x, inputParams),
         inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
-        requantization: try kernelRequantization(
-          r, store: store, input: inputParams, weights: weightParams, output: outputParams,
-          activation: activation),
-        floatOutput: floatOutput || store != nil, label: node.name)
-    } catch let error as DNNLError {
-      throw Fallback(reason: "oneDNN: \(error)")
+        requantization: requantization, floatOutput: floatOutput || store != nil,
+        label: node.name)
     }
-    let destination =
-      floatOutput
-      ? UnsafeMutableRawPointer(logits)
-      : try store.map { UnsafeMutableRawPointer($0.buffer) } ?? pointer(output)
+    let destination = try kernelDestination(floatOutput: floatOutput, store: store, output: output)
     if let operand = node.sumOperand {
       let source = try pointer(operand)
       if source != UnsafeRawPointer(destination) {
@@ -459,14 +445,7 @@ final class Int8Lowering {
     }
     let (_, activation) = try fusedChain(g.postOps)
     guard let inputParams = params[a] else { throw Fallback(reason: "no input parameters") }
-    let bShape = try graph.shape(of: node.inputs[1])
-    let (k, n) = g.transB ? (bShape[1], bShape[0]) : (bShape[0], bShape[1])
-    var weights = [Float](repeating: 0, count: n * k)
-    for row in 0..<n {
-      for column in 0..<k {
-        weights[row * k + column] = g.alpha * (g.transB ? b[row * k + column] : b[column * n + row])
-      }
-    }
+    let (weights, k, n) = g.innerProductWeights(b, shape: try graph.shape(of: node.inputs[1]))
     let (codes, weightParams) = try quantizedWeights(node, weights, outputChannels: n)
     var bias: [Int32]?
     if node.inputs.count > 2 {
@@ -489,22 +468,18 @@ final class Int8Lowering {
       inputScale: inputParams.scale, weightScales: weightParams.scales, output: outputParams,
       activation: activation)
     let store = try zeroPointStore(node, outputParams, floatOutput: floatOutput, sum: false)
-    let kernel: Int8InnerProductKernel
-    do {
-      kernel = try Int8InnerProductKernel(
+    let requantization = try kernelRequantization(
+      r, store: store, input: inputParams, weights: weightParams, output: outputParams,
+      activation: activation)
+    let kernel = try oneDNNKernel {
+      try Int8InnerProductKernel(
         engine: engine, m: aShape[0], n: n, k: k, inputType: inputParams.type,
         inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
-        requantization: try kernelRequantization(
-          r, store: store, input: inputParams, weights: weightParams, output: outputParams,
-          activation: activation),
-        floatOutput: floatOutput || store != nil, label: node.name)
-    } catch let error as DNNLError {
-      throw Fallback(reason: "oneDNN: \(error)")
+        requantization: requantization, floatOutput: floatOutput || store != nil,
+        label: node.name)
     }
-    let destination =
-      floatOutput
-      ? UnsafeMutableRawPointer(logits)
-      : try store.map { UnsafeMutableRawPointer($0.buffer) } ?? pointer(node.outputs[0])
+    let destination = try kernelDestination(
+      floatOutput: floatOutput, store: store, output: node.outputs[0])
     if floatOutput { logitsAreFloat = true }
     nodeWeights[index] = NodeWeights(
       codes: codes, shape: [n, k], params: weightParams, bias: bias,
@@ -513,6 +488,25 @@ final class Int8Lowering {
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(a), destination: destination))))
     if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
+  }
+
+  /// Creates a oneDNN kernel with `make`; a oneDNN failure makes the node fall back.
+  private func oneDNNKernel<Kernel>(_ make: () throws -> Kernel) throws -> Kernel {
+    do {
+      return try make()
+    } catch let error as DNNLError {
+      throw Fallback(reason: "oneDNN: \(error)")
+    }
+  }
+
+  /// Where a Conv/Gemm kernel writes: the float logits, the zero-point store's float buffer,
+  /// or `output`'s codes.
+  private func kernelDestination(
+    floatOutput: Bool, store: Int8ZeroPointStore?, output: ValueID
+  ) throws -> UnsafeMutableRawPointer {
+    if floatOutput { return UnsafeMutableRawPointer(logits) }
+    if let store { return UnsafeMutableRawPointer(store.buffer) }
+    return try pointer(output)
   }
 
   /// The kernel's requantisation: `r`, or, when a zero-point store finishes the output
