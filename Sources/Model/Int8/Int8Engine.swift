@@ -94,19 +94,16 @@ public final class Int8Engine: InferenceEngine {
     let graph = try Int8Engine.prepareForInt8(original, batchSize: batchSize)
     let preparedNames = Set(graph.nodes.map(\.name))
     let originalNames = Set(original.nodes.map(\.name))
-    for name in settings.floatNodes.sorted() where !preparedNames.contains(name) {
-      throw ModelError(
-        .invalidGraph,
-        originalNames.contains(name)
-          ? "floatNodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
-          : "floatNodes: the model has no node named '\(name)'")
-    }
-    for name in settings.int16Nodes.sorted() where !preparedNames.contains(name) {
-      throw ModelError(
-        .invalidGraph,
-        originalNames.contains(name)
-          ? "int16Nodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
-          : "int16Nodes: the model has no node named '\(name)'")
+    for (setting, names) in [
+      ("floatNodes", settings.floatNodes), ("int16Nodes", settings.int16Nodes),
+    ] {
+      for name in names.sorted() where !preparedNames.contains(name) {
+        throw ModelError(
+          .invalidGraph,
+          originalNames.contains(name)
+            ? "\(setting): node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
+            : "\(setting): the model has no node named '\(name)'")
+      }
     }
     guard graph.inputs.count == 1, graph.outputs.first != nil else {
       throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
