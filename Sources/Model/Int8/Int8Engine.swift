@@ -225,7 +225,7 @@ public final class Int8Engine: InferenceEngine {
     info["calibration"] = description
     info["threads"] = threads.map(String.init) ?? "default"
     info["batch_shards"] = FloatEngine.describeShards(sizes)
-    info["byte_lookup"] = Int8Passes.usesVectorLookup ? "avx512bw" : "scalar"
+    info["int8_kernels"] = Int8Engine.vectorKernels
     versionInfo = info
   }
 
@@ -258,6 +258,17 @@ public final class Int8Engine: InferenceEngine {
   /// observation run).
   func codes(of value: ValueID) throws -> UnsafeMutableRawPointer {
     try observationPlan().codes(of: value)
+  }
+
+  /// Which `CInt8Kernels` kernels run vectorised on this CPU, for `versionInfo["int8_kernels"]`:
+  /// `avx512bw` (byte lookups and input quantisation) and `avx2-fma` (QLinearAdd) joined by
+  /// `+`, or `scalar` when neither does.
+  static var vectorKernels: String {
+    let kernels = [
+      Int8Passes.usesVectorLookup ? "avx512bw" : nil,
+      Int8AddTableKernel.vectorized ? "avx2-fma" : nil,
+    ].compactMap { $0 }
+    return kernels.isEmpty ? "scalar" : kernels.joined(separator: "+")
   }
 
   /// The whole-batch plan, built on first use when the engine is sharded.
