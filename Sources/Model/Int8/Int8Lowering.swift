@@ -523,13 +523,24 @@ final class Int8Lowering {
 
   // MARK: Other integer kernels
 
-  private func lowerAdd(_ node: Node) throws {
+  /// A binary node's operands when both are computed (not constant) code tensors of the
+  /// output's shape and the two and the output have parameters; nil otherwise.
+  private func sameShapeCodeOperands(_ node: Node) throws -> (
+    a: ValueID, b: ValueID, output: ValueID, count: Int,
+    pa: QuantParams, pb: QuantParams, po: QuantParams
+  )? {
     let (a, b) = (node.inputs[0], node.inputs[1])
     let output = node.outputs[0]
     let shape = try graph.shape(of: output)
     guard graph.constants[a] == nil, graph.constants[b] == nil,
       try graph.shape(of: a) == shape, try graph.shape(of: b) == shape,
-      let pa = params[a], let pb = params[b], let po = params[output],
+      let pa = params[a], let pb = params[b], let po = params[output]
+    else { return nil }
+    return (a, b, output, shape.reduce(1, *), pa, pb, po)
+  }
+
+  private func lowerAdd(_ node: Node) throws {
+    guard let (a, b, output, count, pa, pb, po) = try sameShapeCodeOperands(node),
       pa.type == pb.type, pa.type == po.type
     else { throw Fallback(reason: "Add of broadcast, constant or mixed-type operands") }
     guard pa.type == .int8 || pa.type == .uint8 else {
@@ -538,8 +549,7 @@ final class Int8Lowering {
     let (x, y, z) = (try pointer(a), try pointer(b), try pointer(output))
     // onnxruntime's QLinearAdd on the exported codes (see `Int8AddTableKernel`).
     let kernel = try Int8AddTableKernel(
-      a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po),
-      count: shape.reduce(1, *))
+      a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po), count: count)
     retained.append(kernel)
     steps.append(Int8Step(work: .swift({ kernel.run(threads: Int8Parallel.availableThreads) })))
   }
@@ -571,17 +581,12 @@ final class Int8Lowering {
 
   /// A quantized model's binary op on two code tensors of one shape (`Int8BinaryKernel`).
   private func lowerBinary(_ node: Node, _ op: BinaryOperator) throws {
-    let (a, b) = (node.inputs[0], node.inputs[1])
-    let output = node.outputs[0]
-    let shape = try graph.shape(of: output)
-    guard graph.constants[a] == nil, graph.constants[b] == nil,
-      try graph.shape(of: a) == shape, try graph.shape(of: b) == shape,
-      let pa = params[a], let pb = params[b], let po = params[output],
+    guard let (a, b, output, count, pa, pb, po) = try sameShapeCodeOperands(node),
       Int8BinaryKernel.supports([pa, pb, po])
     else { throw Fallback(reason: "binary op of broadcast, constant or non-8-bit operands") }
     let kernel = Int8BinaryKernel(
       op, a: (UnsafeRawPointer(try pointer(a)), pa), b: (UnsafeRawPointer(try pointer(b)), pb),
-      output: (try pointer(output), po), count: shape.reduce(1, *),
+      output: (try pointer(output), po), count: count,
       qlinear: explicit?.qlinearNodes.contains(node.name) == true
         ? Int8QLinearArithmetic(op, a: pa, b: pb, output: po) : nil)
     retained.append(kernel)
