@@ -103,19 +103,9 @@ struct Int8KernelTests {
         Out.random(in: Out.min...Out.max, using: &random)
       }
       var expected = [Out](repeating: 0, count: outputCount)
-      try input.withUnsafeBufferPointer { x in
-        try weights.withUnsafeBufferPointer { w in
-          try bias.withUnsafeBufferPointer { b in
-            try residual.withUnsafeBufferPointer { res in
-              try expected.withUnsafeMutableBufferPointer { y in
-                try ReferenceKernels.conv2d(
-                  input: x, inputZeroPoint: c.inputZeroPoint, weights: w, bias: b, geometry: g,
-                  requantization: r, residual: c.residual ? res : nil, output: y)
-              }
-            }
-          }
-        }
-      }
+      try referenceConv2d(
+        input: input, inputZeroPoint: c.inputZeroPoint, weights: weights, bias: bias,
+        geometry: g, requantization: r, residual: c.residual ? residual : nil, output: &expected)
       // The sum post-op reads the residual from the destination buffer.
       let actual = try runKernel(engine, input: input, output: residual, bind: kernel.bind)
       return (actual, expected)

@@ -59,19 +59,9 @@ struct Int8UnsignedSourceTests {
       let input = (0..<inputCount).map { _ in Int8.random(in: 0...127, using: &random) }
       let old = (0..<outputCount).map { _ in Int8.random(in: -128...127, using: &random) }
       var expected = [Int8](repeating: 0, count: outputCount)
-      try input.withUnsafeBufferPointer { x in
-        try weights.withUnsafeBufferPointer { w in
-          try bias.withUnsafeBufferPointer { b in
-            try old.withUnsafeBufferPointer { res in
-              try expected.withUnsafeMutableBufferPointer { y in
-                try ReferenceKernels.conv2d(
-                  input: x, inputZeroPoint: 0, weights: w, bias: b, geometry: g,
-                  requantization: r, residual: residual ? res : nil, output: y)
-              }
-            }
-          }
-        }
-      }
+      try referenceConv2d(
+        input: input, inputZeroPoint: 0, weights: weights, bias: bias, geometry: g,
+        requantization: r, residual: residual ? old : nil, output: &expected)
       let engine = try DNNLEngine(threads: 1)
       var results: [[Int8]] = []
       for type in [QuantizedType.int8, .uint8] {

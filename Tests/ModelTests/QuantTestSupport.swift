@@ -55,3 +55,25 @@ func randomConvolutionParameters(_ g: Conv2DGeometry, using random: inout QuantR
   let bias = (0..<g.outputChannels).map { _ in Int32.random(in: -3000...3000, using: &random) }
   return (weights, weightScales, bias)
 }
+
+/// `ReferenceKernels.conv2d` on arrays, writing `output`; a nil `bias` or `residual` is
+/// passed as nil.
+func referenceConv2d<In: FixedWidthInteger, Out: FixedWidthInteger>(
+  input: [In], inputZeroPoint: Int32, weights: [Int8], bias: [Int32]?, geometry: Conv2DGeometry,
+  requantization: Requantization, residual: [Out]?, output: inout [Out]
+) throws {
+  try input.withUnsafeBufferPointer { x in
+    try weights.withUnsafeBufferPointer { w in
+      try (bias ?? []).withUnsafeBufferPointer { b in
+        try (residual ?? []).withUnsafeBufferPointer { res in
+          try output.withUnsafeMutableBufferPointer { y in
+            try ReferenceKernels.conv2d(
+              input: x, inputZeroPoint: inputZeroPoint, weights: w, bias: bias == nil ? nil : b,
+              geometry: geometry, requantization: requantization,
+              residual: residual == nil ? nil : res, output: y)
+          }
+        }
+      }
+    }
+  }
+}
