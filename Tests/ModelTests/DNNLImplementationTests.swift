@@ -20,62 +20,42 @@ struct DNNLImplementationTests {
       try DNNLMemoryDescriptor(dims: [c], dataType: .f32, format: .a)
     }
     var built: [(String, DNNLPrimitive)] = []
-    built.append(
-      (
-        "stem 4x4 s4 3->40",
-        try engine.makeConvolution(
-          source: nhwc(3, 224, 224), weights: weights([40, 3, 4, 4]), bias: bias(40),
-          destination: nhwc(40, 56, 56), strides: [4, 4], dilations: [1, 1], paddingLeft: [0, 0],
-          paddingRight: [0, 0])
-      ))
-    built.append(
-      (
-        "3x3 64->64 + relu",
-        try engine.makeConvolution(
-          source: nhwc(64, 56, 56), weights: weights([64, 64, 3, 3]), bias: bias(64),
-          destination: nhwc(64, 56, 56), strides: [1, 1], dilations: [1, 1], paddingLeft: [1, 1],
-          paddingRight: [1, 1], attributes: DNNLAttributes(postOps: [.eltwise(.relu())]))
-      ))
-    built.append(
-      (
-        "partial 3x3 10->10 (dense slice)",
-        try engine.makeConvolution(
-          source: nhwc(10, 56, 56), weights: weights([10, 10, 3, 3]), bias: nil,
-          destination: nhwc(10, 56, 56), strides: [1, 1], dilations: [1, 1], paddingLeft: [1, 1],
-          paddingRight: [1, 1])
-      ))
-    built.append(
-      (
-        "depthwise 3x3 128",
-        try engine.makeConvolution(
-          source: nhwc(128, 28, 28), weights: weights([128, 1, 1, 3, 3]), bias: bias(128),
-          destination: nhwc(128, 28, 28), strides: [1, 1], dilations: [1, 1],
-          paddingLeft: [1, 1], paddingRight: [1, 1])
-      ))
-    built.append(
-      (
-        "1x1 40->80 + gelu",
-        try engine.makeConvolution(
-          source: nhwc(40, 56, 56), weights: weights([80, 40, 1, 1]), bias: bias(80),
-          destination: nhwc(80, 56, 56), strides: [1, 1], dilations: [1, 1], paddingLeft: [0, 0],
-          paddingRight: [0, 0], attributes: DNNLAttributes(postOps: [.eltwise(.geluErf)]))
-      ))
-    built.append(
-      (
-        "1x1 80->40 + residual sum",
-        try engine.makeConvolution(
-          source: nhwc(80, 56, 56), weights: weights([40, 80, 1, 1]), bias: bias(40),
-          destination: nhwc(40, 56, 56), strides: [1, 1], dilations: [1, 1], paddingLeft: [0, 0],
-          paddingRight: [0, 0], attributes: DNNLAttributes(postOps: [.sum()]))
-      ))
-    built.append(
-      (
-        "2x2 s2 merging 40->80",
-        try engine.makeConvolution(
-          source: nhwc(40, 56, 56), weights: weights([80, 40, 2, 2]), bias: nil,
-          destination: nhwc(80, 28, 28), strides: [2, 2], dilations: [1, 1], paddingLeft: [0, 0],
-          paddingRight: [0, 0])
-      ))
+    func addConvolution(
+      _ label: String, source: DNNLMemoryDescriptor, weights weightDims: [Int],
+      bias biasChannels: Int?,
+      destination: DNNLMemoryDescriptor, stride: Int, pad: Int,
+      attributes: DNNLAttributes = DNNLAttributes()
+    ) throws {
+      let primitive = try engine.makeConvolution(
+        source: source, weights: weights(weightDims), bias: biasChannels.map { try bias($0) },
+        destination: destination, strides: [stride, stride], dilations: [1, 1],
+        paddingLeft: [pad, pad], paddingRight: [pad, pad], attributes: attributes)
+      built.append((label, primitive))
+    }
+    try addConvolution(
+      "stem 4x4 s4 3->40", source: nhwc(3, 224, 224), weights: [40, 3, 4, 4], bias: 40,
+      destination: nhwc(40, 56, 56), stride: 4, pad: 0)
+    try addConvolution(
+      "3x3 64->64 + relu", source: nhwc(64, 56, 56), weights: [64, 64, 3, 3], bias: 64,
+      destination: nhwc(64, 56, 56), stride: 1, pad: 1,
+      attributes: DNNLAttributes(postOps: [.eltwise(.relu())]))
+    try addConvolution(
+      "partial 3x3 10->10 (dense slice)", source: nhwc(10, 56, 56), weights: [10, 10, 3, 3],
+      bias: nil, destination: nhwc(10, 56, 56), stride: 1, pad: 1)
+    try addConvolution(
+      "depthwise 3x3 128", source: nhwc(128, 28, 28), weights: [128, 1, 1, 3, 3], bias: 128,
+      destination: nhwc(128, 28, 28), stride: 1, pad: 1)
+    try addConvolution(
+      "1x1 40->80 + gelu", source: nhwc(40, 56, 56), weights: [80, 40, 1, 1], bias: 80,
+      destination: nhwc(80, 56, 56), stride: 1, pad: 0,
+      attributes: DNNLAttributes(postOps: [.eltwise(.geluErf)]))
+    try addConvolution(
+      "1x1 80->40 + residual sum", source: nhwc(80, 56, 56), weights: [40, 80, 1, 1], bias: 40,
+      destination: nhwc(40, 56, 56), stride: 1, pad: 0,
+      attributes: DNNLAttributes(postOps: [.sum()]))
+    try addConvolution(
+      "2x2 s2 merging 40->80", source: nhwc(40, 56, 56), weights: [80, 40, 2, 2], bias: nil,
+      destination: nhwc(80, 28, 28), stride: 2, pad: 0)
     built.append(
       (
         "max pool 3x3 s2",

@@ -24,6 +24,8 @@ struct Int8EngineTests {
     let engine = try Int8Engine(graph: graph, batchSize: batch, calibration: calibration)
     #expect(engine.name == "int8")
     #expect(engine.quantizedNodes.count >= 5)
+    #expect(engine.versionInfo["int8_kernels"] == expectedVectorKernels())
+    #expect(engine.versionInfo["byte_lookup"] == nil)
     let floatEngine = try FloatEngine(graph: graph, batchSize: batch)
     let input = randomValues(batch * 3 * 32 * 32, seed: 777, in: -2...2)
     let expected = try runEngine(floatEngine, input)
@@ -178,5 +180,28 @@ struct Int8FactoryTests {
       }
     } throws: { "\($0)".contains("'Conv_typo'") }
     #expect(fed == 0)
+  }
+}
+
+/// `versionInfo["int8_kernels"]` as the CPU flags in /proc/cpuinfo predict it (the engine's
+/// own run-time checks where that file is absent).
+private func expectedVectorKernels() -> String {
+  let avx512: Bool
+  let avx2: Bool
+  if let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+    let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+  {
+    let flags = Set(line.split(separator: " ").map(String.init))
+    avx512 = flags.isSuperset(of: ["avx512bw", "avx512f", "avx512vl"])
+    avx2 = flags.isSuperset(of: ["avx2", "fma"])
+  } else {
+    avx512 = Int8Passes.usesVectorLookup
+    avx2 = Int8AddTableKernel.vectorized
+  }
+  switch (avx512, avx2) {
+  case (true, true): return "avx512bw+avx2-fma"
+  case (true, false): return "avx512bw"
+  case (false, true): return "avx2-fma"
+  case (false, false): return "scalar"
   }
 }

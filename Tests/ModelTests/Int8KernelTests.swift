@@ -17,6 +17,22 @@ struct Int8KernelTests {
     var activation: FusedActivation
     var residual: Bool
     var description: String { label }
+
+    /// A case; the codes default to int8 with zero points 0, without a residual sum.
+    init(
+      label: String, geometry: Conv2DGeometry, inputType: QuantizedType = .int8,
+      inputZeroPoint: Int32 = 0, outputType: QuantizedType = .int8, outputZeroPoint: Int32 = 0,
+      activation: FusedActivation, residual: Bool = false
+    ) {
+      self.label = label
+      self.geometry = geometry
+      self.inputType = inputType
+      self.inputZeroPoint = inputZeroPoint
+      self.outputType = outputType
+      self.outputZeroPoint = outputZeroPoint
+      self.activation = activation
+      self.residual = residual
+    }
   }
 
   static let convCases: [ConvCase] = [
@@ -25,36 +41,31 @@ struct Int8KernelTests {
       geometry: Conv2DGeometry(
         batch: 2, inputHeight: 9, inputWidth: 7, inputChannels: 16, outputChannels: 24,
         kernelHeight: 3, kernelWidth: 3, pads: (1, 1, 1, 1)),
-      inputType: .int8, inputZeroPoint: 0, outputType: .int8, outputZeroPoint: 0,
-      activation: .none, residual: false),
+      activation: .none),
     ConvCase(
       label: "1x1, s8 -> s8, ReLU6, residual sum",
       geometry: Conv2DGeometry(
         batch: 2, inputHeight: 6, inputWidth: 5, inputChannels: 40, outputChannels: 32,
         kernelHeight: 1, kernelWidth: 1),
-      inputType: .int8, inputZeroPoint: 0, outputType: .int8, outputZeroPoint: 0,
       activation: .relu6, residual: true),
     ConvCase(
       label: "depthwise 3x3 stride 2, s8 -> s8, ReLU6",
       geometry: Conv2DGeometry(
         batch: 2, inputHeight: 11, inputWidth: 10, inputChannels: 32, outputChannels: 32,
         kernelHeight: 3, kernelWidth: 3, strides: (2, 2), pads: (0, 0, 1, 1), groups: 32),
-      inputType: .int8, inputZeroPoint: 0, outputType: .int8, outputZeroPoint: 0,
-      activation: .relu6, residual: false),
+      activation: .relu6),
     ConvCase(
       label: "depthwise 5x5 stride 1 pad 2, s8 -> s8, ReLU",
       geometry: Conv2DGeometry(
         batch: 1, inputHeight: 8, inputWidth: 8, inputChannels: 48, outputChannels: 48,
         kernelHeight: 5, kernelWidth: 5, pads: (2, 2, 2, 2), groups: 48),
-      inputType: .int8, inputZeroPoint: 0, outputType: .int8, outputZeroPoint: 0,
-      activation: .relu, residual: false),
+      activation: .relu),
     ConvCase(
       label: "3x3 stride 2 stem (3 channels), s8 -> s8, ReLU6",
       geometry: Conv2DGeometry(
         batch: 2, inputHeight: 15, inputWidth: 15, inputChannels: 3, outputChannels: 32,
         kernelHeight: 3, kernelWidth: 3, strides: (2, 2), pads: (0, 0, 1, 1)),
-      inputType: .int8, inputZeroPoint: 0, outputType: .int8, outputZeroPoint: 0,
-      activation: .relu6, residual: false),
+      activation: .relu6),
     ConvCase(
       label: "3x3 pad 1, u8 zp 37 -> u8 zp 12 (asymmetric), ReLU",
       geometry: Conv2DGeometry(
@@ -68,16 +79,9 @@ struct Int8KernelTests {
   func convolution(_ c: ConvCase) throws {
     var random = QuantRandom(seed: UInt64(c.label.utf8.count) &* 7919)
     let g = c.geometry
-    let cinPerGroup = g.inputChannels / g.groups
     let inputCount = g.batch * g.inputHeight * g.inputWidth * g.inputChannels
     let outputCount = g.batch * g.outputHeight * g.outputWidth * g.outputChannels
-    let weights = (0..<(g.outputChannels * g.kernelHeight * g.kernelWidth * cinPerGroup)).map {
-      _ in Int8.random(in: -127...127, using: &random)
-    }
-    let weightScales = (0..<g.outputChannels).map { _ in
-      Float.random(in: 0.001...0.02, using: &random)
-    }
-    let bias = (0..<g.outputChannels).map { _ in Int32.random(in: -3000...3000, using: &random) }
+    let (weights, weightScales, bias) = randomConvolutionParameters(g, using: &random)
     let inputScale: Float = 0.05
     let output = try QuantParams(
       type: c.outputType, scale: c.residual ? 0.9 : 1.3, zeroPoint: c.outputZeroPoint)
@@ -99,19 +103,9 @@ struct Int8KernelTests {
         Out.random(in: Out.min...Out.max, using: &random)
       }
       var expected = [Out](repeating: 0, count: outputCount)
-      try input.withUnsafeBufferPointer { x in
-        try weights.withUnsafeBufferPointer { w in
-          try bias.withUnsafeBufferPointer { b in
-            try residual.withUnsafeBufferPointer { res in
-              try expected.withUnsafeMutableBufferPointer { y in
-                try ReferenceKernels.conv2d(
-                  input: x, inputZeroPoint: c.inputZeroPoint, weights: w, bias: b, geometry: g,
-                  requantization: r, residual: c.residual ? res : nil, output: y)
-              }
-            }
-          }
-        }
-      }
+      try referenceConv2d(
+        input: input, inputZeroPoint: c.inputZeroPoint, weights: weights, bias: bias,
+        geometry: g, requantization: r, residual: c.residual ? residual : nil, output: &expected)
       // The sum post-op reads the residual from the destination buffer.
       let actual = try runKernel(engine, input: input, output: residual, bind: kernel.bind)
       return (actual, expected)

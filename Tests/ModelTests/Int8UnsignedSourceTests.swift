@@ -47,18 +47,9 @@ struct Int8UnsignedSourceTests {
   func sameCodes() throws {
     var random = QuantRandom(seed: 0x0_5157)
     for (label, g, activation, residual) in Self.geometries {
-      let cinPerGroup = g.inputChannels / g.groups
       let inputCount = g.batch * g.inputHeight * g.inputWidth * g.inputChannels
       let outputCount = g.batch * g.outputHeight * g.outputWidth * g.outputChannels
-      let weights = (0..<(g.outputChannels * g.kernelHeight * g.kernelWidth * cinPerGroup)).map {
-        _ in Int8.random(in: -127...127, using: &random)
-      }
-      let weightScales = (0..<g.outputChannels).map { _ in
-        Float.random(in: 0.001...0.02, using: &random)
-      }
-      let bias = (0..<g.outputChannels).map { _ in
-        Int32.random(in: -3000...3000, using: &random)
-      }
+      let (weights, weightScales, bias) = randomConvolutionParameters(g, using: &random)
       // ReLU6 clamps at 6: a scale of 6/127 keeps the whole code range in play.
       let output = try QuantParams(
         type: .int8, scale: activation == .relu6 ? 6 / 127 : (residual ? 0.9 : 0.6))
@@ -68,19 +59,9 @@ struct Int8UnsignedSourceTests {
       let input = (0..<inputCount).map { _ in Int8.random(in: 0...127, using: &random) }
       let old = (0..<outputCount).map { _ in Int8.random(in: -128...127, using: &random) }
       var expected = [Int8](repeating: 0, count: outputCount)
-      try input.withUnsafeBufferPointer { x in
-        try weights.withUnsafeBufferPointer { w in
-          try bias.withUnsafeBufferPointer { b in
-            try old.withUnsafeBufferPointer { res in
-              try expected.withUnsafeMutableBufferPointer { y in
-                try ReferenceKernels.conv2d(
-                  input: x, inputZeroPoint: 0, weights: w, bias: b, geometry: g,
-                  requantization: r, residual: residual ? res : nil, output: y)
-              }
-            }
-          }
-        }
-      }
+      try referenceConv2d(
+        input: input, inputZeroPoint: 0, weights: weights, bias: bias, geometry: g,
+        requantization: r, residual: residual ? old : nil, output: &expected)
       let engine = try DNNLEngine(threads: 1)
       var results: [[Int8]] = []
       for type in [QuantizedType.int8, .uint8] {

@@ -22,6 +22,15 @@ enum OpCases {
     return (directory, try JSONDecoder().decode([OpCase].self, from: manifest))
   }
 
+  /// A case's model, its inputs and onnxruntime's outputs.
+  static func load(_ directory: URL, _ c: OpCase) throws -> (
+    graph: Graph, inputs: [Tensor], expected: [NumpyArray]
+  ) {
+    let graph = try ONNXLoader.load(
+      contentsOf: directory.appendingPathComponent("\(c.name)/model.onnx"))
+    return (graph, try inputs(directory, c), try expected(directory, c))
+  }
+
   static func inputs(_ directory: URL, _ c: OpCase) throws -> [Tensor] {
     try (0..<c.inputs).map { i in
       let npy = try NumpyFile.read(directory.appendingPathComponent("\(c.name)/input_\(i).npy"))
@@ -63,10 +72,7 @@ struct OpConformanceTests {
     #expect(cases.count > 80)
     for c in cases {
       do {
-        let graph = try ONNXLoader.load(
-          contentsOf: directory.appendingPathComponent("\(c.name)/model.onnx"))
-        let inputs = try OpCases.inputs(directory, c)
-        let expected = try OpCases.expected(directory, c)
+        let (graph, inputs, expected) = try OpCases.load(directory, c)
         let batch = inputs[0].shape.first
         let prepared = try GraphPasses.prepare(graph, batchSize: batch)
         let unfused = try GraphPasses.inferShapes(graph, batchSize: batch)
@@ -104,10 +110,7 @@ extension OpConformanceTests {
     var checked = 0
     for c in cases {
       do {
-        let graph = try ONNXLoader.load(
-          contentsOf: directory.appendingPathComponent("\(c.name)/model.onnx"))
-        let inputs = try OpCases.inputs(directory, c)
-        let expected = try OpCases.expected(directory, c)
+        let (graph, inputs, expected) = try OpCases.load(directory, c)
         var bound = graph
         for (id, tensor) in zip(graph.inputs, inputs).dropFirst() {
           bound.constants[id] = tensor

@@ -15,6 +15,14 @@ private func smallModel(script: String, _ arguments: [String]) throws -> Graph {
   return try ONNXLoader.load(contentsOf: model)
 }
 
+/// A 32×32, 10-class, width-16 model of `kind` (resnetish, mobileish, fasternet) written by
+/// `dnnl_make_test_model.py`, loaded.
+private func testModel(_ kind: String) throws -> Graph {
+  try smallModel(
+    script: "scripts/reference/dnnl_make_test_model.py",
+    [kind, "--size", "32", "--classes", "10", "--width", "16"])
+}
+
 /// Calibrates `graph` on random images and builds the engine.
 private func engine(
   _ graph: Graph, batch: Int = 4, settings: Int8Settings = Int8Settings(method: .max)
@@ -44,9 +52,7 @@ struct QDQExportTests {
     "small models: Conv/BN/ReLU, MaxPool, residual Add, AveragePool, Reshape, Gemm, Softmax, depthwise, HardSwish, Clip, ReduceMean, HardSigmoid, Mul, LeakyRelu, scale/shift, Sigmoid, MatMul, Split/Concat, GELU",
     arguments: ["resnetish", "mobileish", "fasternet"])
   func smallModels(kind: String) throws {
-    let graph = try smallModel(
-      script: "scripts/reference/dnnl_make_test_model.py",
-      [kind, "--size", "32", "--classes", "10", "--width", "16"])
+    let graph = try testModel(kind)
     let engine = try engine(graph)
     let images = randomValues(96 * 3 * 32 * 32, seed: 99, in: -2...2)
     let c = try QDQHarness.compare(engine, images: images, label: kind)
@@ -74,9 +80,7 @@ struct QDQExportTests {
     "activations are written as uint8 (the engine's int8 codes + 128): onnxruntime runs every quantised Conv as QLinearConv and every residual Add as QLinearAdd"
   )
   func unsignedCodes() throws {
-    let graph = try smallModel(
-      script: "scripts/reference/dnnl_make_test_model.py",
-      ["fasternet", "--size", "32", "--classes", "10", "--width", "16"])
+    let graph = try testModel("fasternet")
     let engine = try engine(graph)
     let model = try exported(engine)
     let initializers = Dictionary(
@@ -117,9 +121,7 @@ struct QDQExportTests {
 
   @Test("the export, re-imported by the engine (QuantizedImport), runs and agrees")
   func reimported() throws {
-    let graph = try smallModel(
-      script: "scripts/reference/dnnl_make_test_model.py",
-      ["fasternet", "--size", "32", "--classes", "10", "--width", "16"])
+    let graph = try testModel("fasternet")
     let original = try engine(graph)
     let imported = try Int8Engine(
       quantizedGraph: try ONNXLoader.load(data: try original.quantizedModel()),
@@ -153,9 +155,7 @@ struct QDQExportTests {
 
   @Test("without onnxruntime's graph optimisations too (plain QDQ semantics)")
   func unoptimized() throws {
-    let graph = try smallModel(
-      script: "scripts/reference/dnnl_make_test_model.py",
-      ["resnetish", "--size", "32", "--classes", "10", "--width", "16"])
+    let graph = try testModel("resnetish")
     let engine = try engine(graph)
     let c = try QDQHarness.compare(
       engine, images: randomValues(32 * 3 * 32 * 32, seed: 3, in: -2...2),
@@ -166,9 +166,7 @@ struct QDQExportTests {
   @Test(
     "float-fallback nodes keep float weights and no weight DequantizeLinear; results still agree")
   func floatNodes() throws {
-    let graph = try smallModel(
-      script: "scripts/reference/dnnl_make_test_model.py",
-      ["resnetish", "--size", "32", "--classes", "10", "--width", "16"])
+    let graph = try testModel("resnetish")
     let plain = try engine(graph)
     guard
       let conv = plain.quantizedNodes.first(where: { name in
@@ -214,9 +212,7 @@ struct QDQExportTests {
 
   @Test("the exported weights are the engine's codes; bias scale is s_in * s_w; metadata recorded")
   func weightsAndMetadata() throws {
-    let graph = try smallModel(
-      script: "scripts/reference/dnnl_make_test_model.py",
-      ["resnetish", "--size", "32", "--classes", "10", "--width", "16"])
+    let graph = try testModel("resnetish")
     let engine = try engine(graph)
     let model = try exported(engine)
     #expect(model.opsetImport.first?.version == Int64(Int8Engine.qdqOpset))

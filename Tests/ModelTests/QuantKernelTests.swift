@@ -363,19 +363,9 @@ struct QuantKernelTests {
     _ input: [In], zp: Int32, _ weights: [Int8], _ bias: [Int32], _ c: ConvCase,
     _ g: Conv2DGeometry, _ r: Requantization, _ residual: [Int8], _ result: inout [Int8]
   ) throws {
-    try input.withUnsafeBufferPointer { x in
-      try weights.withUnsafeBufferPointer { w in
-        try bias.withUnsafeBufferPointer { b in
-          try residual.withUnsafeBufferPointer { res in
-            try result.withUnsafeMutableBufferPointer { out in
-              try ReferenceKernels.conv2d(
-                input: x, inputZeroPoint: zp, weights: w, bias: c.withBias ? b : nil,
-                geometry: g, requantization: r, residual: c.residual ? res : nil, output: out)
-            }
-          }
-        }
-      }
-    }
+    try referenceConv2d(
+      input: input, inputZeroPoint: zp, weights: weights, bias: c.withBias ? bias : nil,
+      geometry: g, requantization: r, residual: c.residual ? residual : nil, output: &result)
   }
 
   @Test(

@@ -38,3 +38,42 @@ func quantReferenceCodes(_ object: [String: Any]) throws -> [Int] {
 
 /// The skip message of tests that need the reference venv.
 let quantPythonMissing = Comment(rawValue: TestEnvironment.pythonMissingMessage)
+
+/// Random int8 convolution parameters for geometry `g`, drawn in this order: OHWI weight codes
+/// in -127...127, per-output-channel weight scales in 0.001...0.02, int32 biases in
+/// -3000...3000.
+func randomConvolutionParameters(_ g: Conv2DGeometry, using random: inout QuantRandom) -> (
+  weights: [Int8], weightScales: [Float], bias: [Int32]
+) {
+  let cinPerGroup = g.inputChannels / g.groups
+  let weights = (0..<(g.outputChannels * g.kernelHeight * g.kernelWidth * cinPerGroup)).map {
+    _ in Int8.random(in: -127...127, using: &random)
+  }
+  let weightScales = (0..<g.outputChannels).map { _ in
+    Float.random(in: 0.001...0.02, using: &random)
+  }
+  let bias = (0..<g.outputChannels).map { _ in Int32.random(in: -3000...3000, using: &random) }
+  return (weights, weightScales, bias)
+}
+
+/// `ReferenceKernels.conv2d` on arrays, writing `output`; a nil `bias` or `residual` is
+/// passed as nil.
+func referenceConv2d<In: FixedWidthInteger, Out: FixedWidthInteger>(
+  input: [In], inputZeroPoint: Int32, weights: [Int8], bias: [Int32]?, geometry: Conv2DGeometry,
+  requantization: Requantization, residual: [Out]?, output: inout [Out]
+) throws {
+  try input.withUnsafeBufferPointer { x in
+    try weights.withUnsafeBufferPointer { w in
+      try (bias ?? []).withUnsafeBufferPointer { b in
+        try (residual ?? []).withUnsafeBufferPointer { res in
+          try output.withUnsafeMutableBufferPointer { y in
+            try ReferenceKernels.conv2d(
+              input: x, inputZeroPoint: inputZeroPoint, weights: w, bias: bias == nil ? nil : b,
+              geometry: geometry, requantization: requantization,
+              residual: residual == nil ? nil : res, output: y)
+          }
+        }
+      }
+    }
+  }
+}

@@ -16,6 +16,8 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from ort_cases import save_and_run, save_arrays
+
 ort.set_default_logger_severity(3)
 OUT = sys.argv[1]
 MODELS = sys.argv[2:] or ["squeezenet", "shufflenet", "resnet50", "inception_v2"]
@@ -63,20 +65,12 @@ for name in MODELS:
     inputs = [i for i in graph.input if i.name in used]
     del graph.input[:]
     graph.input.extend(inputs)
-    d = os.path.join(OUT, name)
-    os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, "model.onnx")
-    onnx.save(model, path)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     real_inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     shape = [d.dim_value for d in real_inputs[0].type.tensor_type.shape.dim]
     x = rng.standard_normal(shape).astype(np.float32)
-    ys = session.run(None, {real_inputs[0].name: x})
-    np.save(os.path.join(d, "input_0.npy"), x)
-    for i, y in enumerate(ys):
-        np.save(os.path.join(d, f"output_{i}.npy"), y.astype(np.float32))
+    d = os.path.join(OUT, name)
+    ys = save_and_run(model, d, {real_inputs[0].name: x})
+    save_arrays(d, [x], ys)
     manifest.append({"name": name, "inputs": 1, "outputs": len(ys), "ops": None})
 
 with open(os.path.join(OUT, "manifest.json"), "w") as f:

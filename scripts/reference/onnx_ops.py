@@ -15,6 +15,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from ort_cases import save_and_run, save_arrays
+
 OUT = sys.argv[1]
 ort.set_default_logger_severity(3)
 rng = np.random.default_rng(1234)
@@ -44,17 +46,8 @@ def case(name, nodes, inputs, outputs, initializers=(), opset=13, ops=None, feed
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 10 if opset >= 21 else 8)
     d = os.path.join(OUT, name)
-    os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, "model.onnx")
-    onnx.save(model, path)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    results = session.run(None, {n: a for n, a in inputs})
-    for i, (_, a) in enumerate(inputs):
-        np.save(os.path.join(d, f"input_{i}.npy"), a)
-    for i, r in enumerate(results):
-        np.save(os.path.join(d, f"output_{i}.npy"), np.asarray(r, dtype=np.float32))
+    results = save_and_run(model, d, {n: a for n, a in inputs})
+    save_arrays(d, [a for _, a in inputs], results)
     manifest.append({"name": name, "inputs": len(inputs), "outputs": len(results), "ops": ops})
 
 
@@ -274,14 +267,8 @@ def mini_net(name, opset):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     d = os.path.join(OUT, name)
-    os.makedirs(d, exist_ok=True)
-    onnx.save(model, os.path.join(d, "model.onnx"))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    s = ort.InferenceSession(os.path.join(d, "model.onnx"), options, providers=["CPUExecutionProvider"])
     x = rand(3, 3, 32, 32)
-    np.save(os.path.join(d, "input_0.npy"), x)
-    np.save(os.path.join(d, "output_0.npy"), s.run(None, {"x": x})[0])
+    save_arrays(d, [x], save_and_run(model, d, {"x": x}))
     manifest.append({"name": name, "inputs": 1, "outputs": 1,
                      "ops": ["Conv", "MaxPool", "Conv", "Conv", "GlobalAveragePool", "Flatten", "Gemm", "Softmax"]})
 

@@ -27,18 +27,12 @@ final class DNNLEngine {
   let scratchpad: DNNLScratchpad?
 
   init(threads: Int? = nil, strict: Bool = false, userScratchpad: Bool = false) throws {
-    var engine: dnnl_engine_t?
-    try dnnlCheck(dnnl_engine_create(&engine, dnnl_cpu, 0), "creating the CPU engine")
-    guard let engine else {
-      throw DNNLError(operation: "creating the CPU engine", reason: "no engine returned")
+    let engine: dnnl_engine_t = try dnnlCreate("creating the CPU engine", returning: "engine") {
+      dnnl_engine_create(&$0, dnnl_cpu, 0)
     }
-    var stream: dnnl_stream_t?
-    let status = dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue))
-    guard status == dnnl_success, let stream else {
-      dnnl_engine_destroy(engine)
-      try dnnlCheck(status, "creating the CPU stream")
-      throw DNNLError(operation: "creating the CPU stream", reason: "no stream returned")
-    }
+    let stream: dnnl_stream_t = try dnnlCreate(
+      "creating the CPU stream", returning: "stream", onFailure: { dnnl_engine_destroy(engine) }
+    ) { dnnl_stream_create(&$0, engine, UInt32(dnnl_stream_default_flags.rawValue)) }
     self.engine = engine
     self.stream = stream
     self.strict = strict

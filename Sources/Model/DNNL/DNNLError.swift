@@ -19,3 +19,20 @@ func dnnlCheck(_ status: dnnl_status_t, _ operation: @autoclosure () -> String) 
   let name = dnnl_status2str(status).map { String(cString: $0) } ?? "status \(status.rawValue)"
   throw DNNLError(operation: operation(), reason: name)
 }
+
+/// The handle a oneDNN create call (`create`, filling its argument) returned. On failure
+/// (an error status, or no handle) runs `onFailure` to release what the caller holds, then
+/// throws the status's error for `operation`, or "no `handleName` returned".
+func dnnlCreate<Handle>(
+  _ operation: String, returning handleName: String, onFailure: () -> Void = {},
+  _ create: (inout Handle?) -> dnnl_status_t
+) throws -> Handle {
+  var handle: Handle?
+  let status = create(&handle)
+  guard status == dnnl_success, let handle else {
+    onFailure()
+    try dnnlCheck(status, operation)
+    throw DNNLError(operation: operation, reason: "no \(handleName) returned")
+  }
+  return handle
+}

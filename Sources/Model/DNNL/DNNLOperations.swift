@@ -74,9 +74,7 @@ extension DNNLEngine {
         DNNLMemoryDescriptor.padded(paddingLeft), DNNLMemoryDescriptor.padded(paddingRight))
     }
     try dnnlCheck(status, name)
-    return try makePrimitive(name, attributes) { pd, attr in
-      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
-    }
+    return try makePrimitive(name, attributes, describedBy: &desc)
   }
 
   /// `dst[n, o] = Σ_i src[n, i]·weights[o, i] + bias[o]` (ONNX Gemm with transB = 1). A 4D
@@ -97,9 +95,7 @@ extension DNNLEngine {
         &desc, dnnl_forward_inference, &src, &wei, biasPointer, &dst)
     }
     try dnnlCheck(status, name)
-    return try makePrimitive(name, attributes) { pd, attr in
-      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
-    }
+    return try makePrimitive(name, attributes, describedBy: &desc)
   }
 
   /// Batched matrix product `[.., M, K] × [.., K, N] (+ bias) → [.., M, N]` with broadcasting
@@ -118,9 +114,7 @@ extension DNNLEngine {
       dnnl_matmul_desc_init(&desc, &src, &wei, biasPointer, &dst)
     }
     try dnnlCheck(status, name)
-    return try makePrimitive(name, attributes) { pd, attr in
-      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
-    }
+    return try makePrimitive(name, attributes, describedBy: &desc)
   }
 
   /// Max or average pooling over 2D windows.
@@ -143,9 +137,7 @@ extension DNNLEngine {
         DNNLMemoryDescriptor.padded(dilations.map { $0 - 1 }),
         DNNLMemoryDescriptor.padded(paddingLeft), DNNLMemoryDescriptor.padded(paddingRight)),
       name)
-    return try makePrimitive(name, attributes) { pd, attr in
-      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
-    }
+    return try makePrimitive(name, attributes, describedBy: &desc)
   }
 
   /// A standalone element-wise function; source and destination share `data`'s layout (the
@@ -161,9 +153,7 @@ extension DNNLEngine {
       dnnl_eltwise_forward_desc_init(
         &desc, dnnl_forward_inference, p.algorithm, &md, p.alpha, p.beta),
       name)
-    return try makePrimitive(name, DNNLAttributes()) { pd, attr in
-      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
-    }
+    return try makePrimitive(name, DNNLAttributes(), describedBy: &desc)
   }
 
   /// `dst = src0 ∘ src1`, where each dimension of `source1` equals `source0`'s or is 1.
@@ -179,9 +169,7 @@ extension DNNLEngine {
     var src1 = source1.raw
     var dst = destination.raw
     try dnnlCheck(dnnl_binary_desc_init(&desc, algorithm.raw, &src0, &src1, &dst), name)
-    return try makePrimitive(name, attributes) { pd, attr in
-      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
-    }
+    return try makePrimitive(name, attributes, describedBy: &desc)
   }
 
   /// A reduction of `source` into `destination`, whose dims are `source`'s with 1 on the
@@ -195,9 +183,7 @@ extension DNNLEngine {
     var src = source.raw
     var dst = destination.raw
     try dnnlCheck(dnnl_reduction_desc_init(&desc, algorithm.raw, &src, &dst, 0, 0), name)
-    return try makePrimitive(name, DNNLAttributes()) { pd, attr in
-      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
-    }
+    return try makePrimitive(name, DNNLAttributes(), describedBy: &desc)
   }
 
   /// Softmax (or log-softmax) along `axis`.
@@ -213,9 +199,7 @@ extension DNNLEngine {
       dnnl_softmax_v2_forward_desc_init(
         &desc, dnnl_forward_inference, logarithmic ? dnnl_softmax_log : dnnl_softmax_accurate,
         &src, &dst, Int32(axis)), name)
-    return try makePrimitive(name, DNNLAttributes()) { pd, attr in
-      dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
-    }
+    return try makePrimitive(name, DNNLAttributes(), describedBy: &desc)
   }
 
   /// Concatenates sources along `axis` into `destination` (inputs are `.source` +
@@ -233,6 +217,16 @@ extension DNNLEngine {
             &pd, dst, Int32(srcs.count), Int32(axis), srcs.baseAddress, attr, engine)
         }
       }
+    }
+  }
+
+  /// The primitive that `desc`, an initialised oneDNN operation descriptor
+  /// (`dnnl_*_desc_t`), describes on this engine.
+  private func makePrimitive(
+    _ name: String, _ attributes: DNNLAttributes, describedBy desc: UnsafeRawPointer
+  ) throws -> DNNLPrimitive {
+    try makePrimitive(name, attributes) { pd, attr in
+      dnnl_primitive_desc_create(&pd, desc, attr, engine, nil)
     }
   }
 

@@ -28,13 +28,10 @@ final class DNNLPrimitive {
         operation: name,
         reason: "oneDNN chose the reference implementation '\(implementation)' (strict mode)")
     }
-    var primitive: dnnl_primitive_t?
-    let status = dnnl_primitive_create(&primitive, descriptor)
-    guard status == dnnl_success, let primitive else {
-      dnnl_primitive_desc_destroy(descriptor)
-      try dnnlCheck(status, "creating \(name)")
-      throw DNNLError(operation: "creating \(name)", reason: "no primitive returned")
-    }
+    let primitive: dnnl_primitive_t = try dnnlCreate(
+      "creating \(name)", returning: "primitive",
+      onFailure: { dnnl_primitive_desc_destroy(descriptor) }
+    ) { dnnl_primitive_create(&$0, descriptor) }
     self.name = name
     self.implementation = implementation
     self.descriptor = descriptor

@@ -114,4 +114,31 @@ enum BatchShards {
       try body(shard, input + first * inputPerImage, output + first * outputPerImage)
     }
   }
+
+  /// Runs one batch of an engine after checking its buffers: whole with `runWhole` when
+  /// `whole` is true (an observed run, or an unsharded engine), otherwise as shards
+  /// (`runSlices` with `runShard`). `engine` names the engine in the buffer-size error.
+  static func runBatch(
+    engine: String, input: UnsafeBufferPointer<Float>, expectedInputs: Int,
+    output: UnsafeMutableBufferPointer<Float>, expectedOutputs: Int,
+    batchSize: Int, classCount: Int, starts: [Int], whole: Bool,
+    runWhole: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) throws -> Void,
+    runShard: (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) throws -> Void
+  ) throws {
+    guard input.count == expectedInputs, output.count == expectedOutputs,
+      let inputBase = input.baseAddress, let outputBase = output.baseAddress
+    else {
+      throw ModelError(
+        .invalidGraph,
+        "\(engine): buffers of \(input.count) inputs / \(output.count) outputs, expected \(expectedInputs) / \(expectedOutputs)"
+      )
+    }
+    if whole {
+      try runWhole(inputBase, outputBase)
+      return
+    }
+    try runSlices(
+      starts: starts, input: inputBase, inputPerImage: expectedInputs / batchSize,
+      output: outputBase, outputPerImage: classCount, runShard)
+  }
 }

@@ -148,24 +148,16 @@ public final class FloatEngine: InferenceEngine {
     input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>,
     afterNode: ((Int) throws -> Void)?
   ) throws {
-    guard input.count == inputElementCount, output.count == outputElementCount,
-      let inputBase = input.baseAddress, let outputBase = output.baseAddress
-    else {
-      throw ModelError(
-        .invalidGraph,
-        "float engine: buffers of \(input.count) inputs / \(output.count) outputs, expected \(inputElementCount) / \(outputElementCount)"
-      )
-    }
-    if afterNode != nil || shardSizes.isEmpty {
-      try observationPlan().run(input: inputBase, output: outputBase, afterNode: afterNode)
-      return
-    }
-    try BatchShards.runSlices(
-      starts: shardStarts, input: inputBase, inputPerImage: inputElementCount / batchSize,
-      output: outputBase, outputPerImage: classCount
-    ) { shard, input, output in
-      try plans[shard].run(input: input, output: output, afterNode: nil)
-    }
+    try BatchShards.runBatch(
+      engine: "float engine", input: input, expectedInputs: inputElementCount, output: output,
+      expectedOutputs: outputElementCount, batchSize: batchSize, classCount: classCount,
+      starts: shardStarts, whole: afterNode != nil || shardSizes.isEmpty,
+      runWhole: { input, output in
+        try observationPlan().run(input: input, output: output, afterNode: afterNode)
+      },
+      runShard: { shard, input, output in
+        try plans[shard].run(input: input, output: output, afterNode: nil)
+      })
   }
 
   /// The whole-batch plan, built on first use when the engine is sharded.

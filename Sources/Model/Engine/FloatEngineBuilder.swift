@@ -244,15 +244,8 @@ final class FloatEngineBuilder {
     guard let b = graph.constants[node.inputs[1]]?.floats else {
       throw UnsupportedNode(reason: "B is not a float constant")
     }
-    let bShape = try graph.shape(of: node.inputs[1])
-    let (k, n) = g.transB ? (bShape[1], bShape[0]) : (bShape[0], bShape[1])
     // Inner product wants weights as [N, K]; alpha folds into them.
-    var weights = [Float](repeating: 0, count: n * k)
-    for row in 0..<n {
-      for column in 0..<k {
-        weights[row * k + column] = g.alpha * (g.transB ? b[row * k + column] : b[column * n + row])
-      }
-    }
+    let (weights, k, n) = g.innerProductWeights(b, shape: try graph.shape(of: node.inputs[1]))
     var bias: [Float]?
     if node.inputs.count > 2 {
       let c = try constantFloats(node.inputs[2])
@@ -470,13 +463,7 @@ final class FloatEngineBuilder {
         var offset = 0
         for d in index.indices { offset += index[d] * plainStrides[d] }
         result[k] = values[offset]
-        var d = index.count - 1
-        while d >= 0 {
-          index[d] += 1
-          if index[d] < targetShape[d] { break }
-          index[d] = 0
-          d -= 1
-        }
+        advance(&index, within: targetShape)
       }
       return try constantMemory(result, dims: targetShape, as: descriptor(target))
     }
@@ -1095,13 +1082,7 @@ final class FloatEngineBuilder {
         positions[j] += counter[k] * outStrides[axis + k]
         indexOffsets[j] += counter[k] * indexStrides[k]
       }
-      var k = counter.count - 1
-      while k >= 0 {
-        counter[k] += 1
-        if counter[k] < indexShape[k] { break }
-        counter[k] = 0
-        k -= 1
-      }
+      advance(&counter, within: indexShape)
     }
     var gathered = [Int](repeating: 0, count: indexCount)
     if let constant = graph.constants[indices]?.integers {

@@ -131,6 +131,21 @@ public struct Gemm: Sendable, Equatable {
     self.transB = transB
     self.postOps = postOps
   }
+
+  /// `alpha * op(B)` laid out `[N, K]` (an inner product's weights), from B's values and
+  /// stored shape.
+  func innerProductWeights(_ b: [Float], shape bShape: [Int]) -> (
+    weights: [Float], k: Int, n: Int
+  ) {
+    let (k, n) = transB ? (bShape[1], bShape[0]) : (bShape[0], bShape[1])
+    var weights = [Float](repeating: 0, count: n * k)
+    for row in 0..<n {
+      for column in 0..<k {
+        weights[row * k + column] = alpha * (transB ? b[row * k + column] : b[column * n + row])
+      }
+    }
+    return (weights, k, n)
+  }
 }
 
 /// Attributes of MaxPool and AveragePool (input `[x]`, NCHW).

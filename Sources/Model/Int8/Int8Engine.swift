@@ -94,19 +94,16 @@ public final class Int8Engine: InferenceEngine {
     let graph = try Int8Engine.prepareForInt8(original, batchSize: batchSize)
     let preparedNames = Set(graph.nodes.map(\.name))
     let originalNames = Set(original.nodes.map(\.name))
-    for name in settings.floatNodes.sorted() where !preparedNames.contains(name) {
-      throw ModelError(
-        .invalidGraph,
-        originalNames.contains(name)
-          ? "floatNodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
-          : "floatNodes: the model has no node named '\(name)'")
-    }
-    for name in settings.int16Nodes.sorted() where !preparedNames.contains(name) {
-      throw ModelError(
-        .invalidGraph,
-        originalNames.contains(name)
-          ? "int16Nodes: node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
-          : "int16Nodes: the model has no node named '\(name)'")
+    for (setting, names) in [
+      ("floatNodes", settings.floatNodes), ("int16Nodes", settings.int16Nodes),
+    ] {
+      for name in names.sorted() where !preparedNames.contains(name) {
+        throw ModelError(
+          .invalidGraph,
+          originalNames.contains(name)
+            ? "\(setting): node '\(name)' was fused into another node or folded away by graph preparation; name the Conv/Gemm it was fused into"
+            : "\(setting): the model has no node named '\(name)'")
+      }
     }
     guard graph.inputs.count == 1, graph.outputs.first != nil else {
       throw ModelError(.invalidGraph, "int8 engine: expected one input and one output")
@@ -228,7 +225,7 @@ public final class Int8Engine: InferenceEngine {
     info["calibration"] = description
     info["threads"] = threads.map(String.init) ?? "default"
     info["batch_shards"] = FloatEngine.describeShards(sizes)
-    info["byte_lookup"] = Int8Passes.usesVectorLookup ? "avx512bw" : "scalar"
+    info["int8_kernels"] = Int8Engine.vectorKernels
     versionInfo = info
   }
 
@@ -245,30 +242,33 @@ public final class Int8Engine: InferenceEngine {
     input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>,
     afterNode: ((Int, UnsafeRawPointer) throws -> Void)?
   ) throws {
-    guard input.count == inputElementCount, output.count == batchSize * classCount,
-      let inputBase = input.baseAddress, let outputBase = output.baseAddress
-    else {
-      throw ModelError(
-        .invalidGraph,
-        "int8 engine: buffers of \(input.count) inputs / \(output.count) outputs, expected \(inputElementCount) / \(batchSize * classCount)"
-      )
-    }
-    if afterNode != nil || shardSizes.isEmpty {
-      try observationPlan().run(input: inputBase, output: outputBase, afterNode: afterNode)
-      return
-    }
-    try BatchShards.runSlices(
-      starts: shardStarts, input: inputBase, inputPerImage: inputElementCount / batchSize,
-      output: outputBase, outputPerImage: classCount
-    ) { shard, input, output in
-      try plans[shard].run(input: input, output: output, afterNode: nil)
-    }
+    try BatchShards.runBatch(
+      engine: "int8 engine", input: input, expectedInputs: inputElementCount, output: output,
+      expectedOutputs: batchSize * classCount, batchSize: batchSize, classCount: classCount,
+      starts: shardStarts, whole: afterNode != nil || shardSizes.isEmpty,
+      runWhole: { input, output in
+        try observationPlan().run(input: input, output: output, afterNode: afterNode)
+      },
+      runShard: { shard, input, output in
+        try plans[shard].run(input: input, output: output, afterNode: nil)
+      })
   }
 
   /// Where a value's codes live in the whole-batch plan (valid during and after an
   /// observation run).
   func codes(of value: ValueID) throws -> UnsafeMutableRawPointer {
     try observationPlan().codes(of: value)
+  }
+
+  /// Which `CInt8Kernels` kernels run vectorised on this CPU, for `versionInfo["int8_kernels"]`:
+  /// `avx512bw` (byte lookups and input quantisation) and `avx2-fma` (QLinearAdd) joined by
+  /// `+`, or `scalar` when neither does.
+  static var vectorKernels: String {
+    let kernels = [
+      Int8Passes.usesVectorLookup ? "avx512bw" : nil,
+      Int8AddTableKernel.vectorized ? "avx2-fma" : nil,
+    ].compactMap { $0 }
+    return kernels.isEmpty ? "scalar" : kernels.joined(separator: "+")
   }
 
   /// The whole-batch plan, built on first use when the engine is sharded.

@@ -14,6 +14,24 @@ enum Int8Layout {
     return (n * hw + p) * c + ch
   }
 
+  /// Convolution weights `[o, i, kh, kw]` (OIHW, ONNX's layout) rearranged to OHWI, the
+  /// layout of the int8 convolution kernel and of `ReferenceKernels.conv2d`.
+  static func ohwi<Element: ExpressibleByIntegerLiteral>(
+    _ oihw: [Element], o: Int, i: Int, kh: Int, kw: Int
+  ) -> [Element] {
+    var ohwi = [Element](repeating: 0, count: oihw.count)
+    for oc in 0..<o {
+      for ic in 0..<i {
+        for y in 0..<kh {
+          for x in 0..<kw {
+            ohwi[((oc * kh + y) * kw + x) * i + ic] = oihw[((oc * i + ic) * kh + y) * kw + x]
+          }
+        }
+      }
+    }
+    return ohwi
+  }
+
   /// (channels, spatial size) when the engine's layout differs from row-major, else nil.
   static func channelsLast(_ shape: [Int]) -> (c: Int, hw: Int)? {
     guard shape.count == 4, shape[1] > 1, shape[2] * shape[3] > 1 else { return nil }

@@ -268,17 +268,8 @@ final class Int8Lowering {
     guard let inputParams = params[x] else { throw Fallback(reason: "no input parameters") }
     let wShape = try graph.shape(of: node.inputs[1])
     let (o, i, kh, kw) = (wShape[0], wShape[1], wShape[2], wShape[3])
-    // OIHW -> OHWI, the layout of `ReferenceKernels.conv2d` and of the kernel.
-    var ohwi = [Float](repeating: 0, count: floats.count)
-    for oc in 0..<o {
-      for ic in 0..<i {
-        for y in 0..<kh {
-          for xx in 0..<kw {
-            ohwi[((oc * kh + y) * kw + xx) * i + ic] = floats[((oc * i + ic) * kh + y) * kw + xx]
-          }
-        }
-      }
-    }
+    // OHWI is the layout of `ReferenceKernels.conv2d` and of the kernel.
+    let ohwi = Int8Layout.ohwi(floats, o: o, i: i, kh: kh, kw: kw)
     let (codes, weightParams) = try quantizedWeights(node, ohwi, outputChannels: o)
     var bias: [Int32]?
     if let b = node.convolutionBias {
@@ -320,22 +311,17 @@ final class Int8Lowering {
     }
     let store = try zeroPointStore(
       node, outputParams, floatOutput: floatOutput, sum: sum, refinement: refinement)
-    let kernel: Int8ConvolutionKernel
-    do {
-      kernel = try Int8ConvolutionKernel(
+    let requantization = try kernelRequantization(
+      r, store: store, input: inputParams, weights: weightParams, output: outputParams,
+      activation: activation)
+    let kernel = try oneDNNKernel {
+      try Int8ConvolutionKernel(
         engine: engine, geometry: geometry, inputType: kernelInputType(x, inputParams),
         inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
-        requantization: try kernelRequantization(
-          r, store: store, input: inputParams, weights: weightParams, output: outputParams,
-          activation: activation),
-        floatOutput: floatOutput || store != nil, label: node.name)
-    } catch let error as DNNLError {
-      throw Fallback(reason: "oneDNN: \(error)")
+        requantization: requantization, floatOutput: floatOutput || store != nil,
+        label: node.name)
     }
-    let destination =
-      floatOutput
-      ? UnsafeMutableRawPointer(logits)
-      : try store.map { UnsafeMutableRawPointer($0.buffer) } ?? pointer(output)
+    let destination = try kernelDestination(floatOutput: floatOutput, store: store, output: output)
     if let operand = node.sumOperand {
       let source = try pointer(operand)
       if source != UnsafeRawPointer(destination) {
@@ -459,14 +445,7 @@ final class Int8Lowering {
     }
     let (_, activation) = try fusedChain(g.postOps)
     guard let inputParams = params[a] else { throw Fallback(reason: "no input parameters") }
-    let bShape = try graph.shape(of: node.inputs[1])
-    let (k, n) = g.transB ? (bShape[1], bShape[0]) : (bShape[0], bShape[1])
-    var weights = [Float](repeating: 0, count: n * k)
-    for row in 0..<n {
-      for column in 0..<k {
-        weights[row * k + column] = g.alpha * (g.transB ? b[row * k + column] : b[column * n + row])
-      }
-    }
+    let (weights, k, n) = g.innerProductWeights(b, shape: try graph.shape(of: node.inputs[1]))
     let (codes, weightParams) = try quantizedWeights(node, weights, outputChannels: n)
     var bias: [Int32]?
     if node.inputs.count > 2 {
@@ -489,22 +468,18 @@ final class Int8Lowering {
       inputScale: inputParams.scale, weightScales: weightParams.scales, output: outputParams,
       activation: activation)
     let store = try zeroPointStore(node, outputParams, floatOutput: floatOutput, sum: false)
-    let kernel: Int8InnerProductKernel
-    do {
-      kernel = try Int8InnerProductKernel(
+    let requantization = try kernelRequantization(
+      r, store: store, input: inputParams, weights: weightParams, output: outputParams,
+      activation: activation)
+    let kernel = try oneDNNKernel {
+      try Int8InnerProductKernel(
         engine: engine, m: aShape[0], n: n, k: k, inputType: inputParams.type,
         inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
-        requantization: try kernelRequantization(
-          r, store: store, input: inputParams, weights: weightParams, output: outputParams,
-          activation: activation),
-        floatOutput: floatOutput || store != nil, label: node.name)
-    } catch let error as DNNLError {
-      throw Fallback(reason: "oneDNN: \(error)")
+        requantization: requantization, floatOutput: floatOutput || store != nil,
+        label: node.name)
     }
-    let destination =
-      floatOutput
-      ? UnsafeMutableRawPointer(logits)
-      : try store.map { UnsafeMutableRawPointer($0.buffer) } ?? pointer(node.outputs[0])
+    let destination = try kernelDestination(
+      floatOutput: floatOutput, store: store, output: node.outputs[0])
     if floatOutput { logitsAreFloat = true }
     nodeWeights[index] = NodeWeights(
       codes: codes, shape: [n, k], params: weightParams, bias: bias,
@@ -513,6 +488,25 @@ final class Int8Lowering {
     steps.append(
       Int8Step(work: .primitive(try kernel.bind(source: pointer(a), destination: destination))))
     if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
+  }
+
+  /// Creates a oneDNN kernel with `make`; a oneDNN failure makes the node fall back.
+  private func oneDNNKernel<Kernel>(_ make: () throws -> Kernel) throws -> Kernel {
+    do {
+      return try make()
+    } catch let error as DNNLError {
+      throw Fallback(reason: "oneDNN: \(error)")
+    }
+  }
+
+  /// Where a Conv/Gemm kernel writes: the float logits, the zero-point store's float buffer,
+  /// or `output`'s codes.
+  private func kernelDestination(
+    floatOutput: Bool, store: Int8ZeroPointStore?, output: ValueID
+  ) throws -> UnsafeMutableRawPointer {
+    if floatOutput { return UnsafeMutableRawPointer(logits) }
+    if let store { return UnsafeMutableRawPointer(store.buffer) }
+    return try pointer(output)
   }
 
   /// The kernel's requantisation: `r`, or, when a zero-point store finishes the output
@@ -529,13 +523,24 @@ final class Int8Lowering {
 
   // MARK: Other integer kernels
 
-  private func lowerAdd(_ node: Node) throws {
+  /// A binary node's operands when both are computed (not constant) code tensors of the
+  /// output's shape and the two and the output have parameters; nil otherwise.
+  private func sameShapeCodeOperands(_ node: Node) throws -> (
+    a: ValueID, b: ValueID, output: ValueID, count: Int,
+    pa: QuantParams, pb: QuantParams, po: QuantParams
+  )? {
     let (a, b) = (node.inputs[0], node.inputs[1])
     let output = node.outputs[0]
     let shape = try graph.shape(of: output)
     guard graph.constants[a] == nil, graph.constants[b] == nil,
       try graph.shape(of: a) == shape, try graph.shape(of: b) == shape,
-      let pa = params[a], let pb = params[b], let po = params[output],
+      let pa = params[a], let pb = params[b], let po = params[output]
+    else { return nil }
+    return (a, b, output, shape.reduce(1, *), pa, pb, po)
+  }
+
+  private func lowerAdd(_ node: Node) throws {
+    guard let (a, b, output, count, pa, pb, po) = try sameShapeCodeOperands(node),
       pa.type == pb.type, pa.type == po.type
     else { throw Fallback(reason: "Add of broadcast, constant or mixed-type operands") }
     guard pa.type == .int8 || pa.type == .uint8 else {
@@ -544,8 +549,7 @@ final class Int8Lowering {
     let (x, y, z) = (try pointer(a), try pointer(b), try pointer(output))
     // onnxruntime's QLinearAdd on the exported codes (see `Int8AddTableKernel`).
     let kernel = try Int8AddTableKernel(
-      a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po),
-      count: shape.reduce(1, *))
+      a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po), count: count)
     retained.append(kernel)
     steps.append(Int8Step(work: .swift({ kernel.run(threads: Int8Parallel.availableThreads) })))
   }
@@ -577,17 +581,12 @@ final class Int8Lowering {
 
   /// A quantized model's binary op on two code tensors of one shape (`Int8BinaryKernel`).
   private func lowerBinary(_ node: Node, _ op: BinaryOperator) throws {
-    let (a, b) = (node.inputs[0], node.inputs[1])
-    let output = node.outputs[0]
-    let shape = try graph.shape(of: output)
-    guard graph.constants[a] == nil, graph.constants[b] == nil,
-      try graph.shape(of: a) == shape, try graph.shape(of: b) == shape,
-      let pa = params[a], let pb = params[b], let po = params[output],
+    guard let (a, b, output, count, pa, pb, po) = try sameShapeCodeOperands(node),
       Int8BinaryKernel.supports([pa, pb, po])
     else { throw Fallback(reason: "binary op of broadcast, constant or non-8-bit operands") }
     let kernel = Int8BinaryKernel(
       op, a: (UnsafeRawPointer(try pointer(a)), pa), b: (UnsafeRawPointer(try pointer(b)), pb),
-      output: (try pointer(output), po), count: shape.reduce(1, *),
+      output: (try pointer(output), po), count: count,
       qlinear: explicit?.qlinearNodes.contains(node.name) == true
         ? Int8QLinearArithmetic(op, a: pa, b: pb, output: po) : nil)
     retained.append(kernel)

@@ -12,46 +12,33 @@ extension Int8Engine {
   /// activation runs as a 256-entry lookup table. Calibration and the engine both use this
   /// graph, so the new tensor is observed like any other.
   static func prepareForInt8(_ graph: Graph, batchSize: Int) throws -> Graph {
-    var prepared = try GraphPasses.prepare(graph, batchSize: batchSize)
-    var nodes: [Node] = []
-    nodes.reserveCapacity(prepared.nodes.count)
-    for var node in prepared.nodes {
+    let prepared = try GraphPasses.prepare(graph, batchSize: batchSize)
+    let split = splittingNodes(
+      prepared, tensorSuffix: ".preactivation", nodeSuffix: ".activation"
+    ) { node in
       var postOps: [PostOp]
       switch node.op {
       case .conv(let c): postOps = c.postOps
       case .gemm(let g): postOps = g.postOps
-      default:
-        nodes.append(node)
-        continue
+      default: return nil
       }
-      guard case .activation(let activation)? = postOps.last, hasLookupTable(activation),
-        let output = node.outputs.first
-      else {
-        nodes.append(node)
-        continue
+      guard case .activation(let activation)? = postOps.last, hasLookupTable(activation) else {
+        return nil
       }
       postOps.removeLast()
+      var trimmed = node
       switch node.op {
       case .conv(var c):
         c.postOps = postOps
-        node.op = .conv(c)
+        trimmed.op = .conv(c)
       case .gemm(var g):
         g.postOps = postOps
-        node.op = .gemm(g)
+        trimmed.op = .gemm(g)
       default: break
       }
-      var value = prepared.values[output]
-      value.name += ".preactivation"
-      let preactivation = prepared.addValue(value)
-      node.outputs[0] = preactivation
-      nodes.append(node)
-      nodes.append(
-        Node(
-          name: node.name + ".activation", op: .activation(activation), inputs: [preactivation],
-          outputs: [output]))
+      return (trimmed, .activation(activation), [])
     }
-    prepared.nodes = nodes
-    return separatingResidualSums(prepared)
+    return separatingResidualSums(split)
   }
 
   /// Every Conv whose only post-op is a residual sum split back into the Conv, writing codes
@@ -67,27 +54,42 @@ extension Int8Engine {
   /// integer QLinearConv and QLinearAdd, which the engine computes exactly (see
   /// `Int8AddTableKernel`). A sum followed by a clamp stays fused (the int8 Add has no clamp).
   static func separatingResidualSums(_ graph: Graph) -> Graph {
+    splittingNodes(graph, tensorSuffix: ".presum", nodeSuffix: ".residual") { node in
+      guard case .conv(var c) = node.op, c.postOps == [.sum], let operand = node.sumOperand
+      else { return nil }
+      var trimmed = node
+      c.postOps = []
+      trimmed.op = .conv(c)
+      trimmed.inputs.removeLast()
+      return (trimmed, .binary(.add), [operand])
+    }
+  }
+
+  /// `graph` with every node that `split` takes apart replaced by two: the node as `split`
+  /// trimmed it, now writing a new tensor named `<output><tensorSuffix>`, then a node
+  /// `<name><nodeSuffix>` running `split`'s op on that tensor and its other inputs into the
+  /// original output. `split` returns nil for nodes that stay as they are.
+  private static func splittingNodes(
+    _ graph: Graph, tensorSuffix: String, nodeSuffix: String,
+    _ split: (Node) -> (trimmed: Node, op: Op, otherInputs: [ValueID])?
+  ) -> Graph {
     var g = graph
     var nodes: [Node] = []
     nodes.reserveCapacity(g.nodes.count)
-    for var node in g.nodes {
-      guard case .conv(var c) = node.op, c.postOps == [.sum], let operand = node.sumOperand,
-        let output = node.outputs.first
-      else {
+    for node in g.nodes {
+      guard let output = node.outputs.first, let parts = split(node) else {
         nodes.append(node)
         continue
       }
-      c.postOps = []
-      node.op = .conv(c)
-      node.inputs.removeLast()
+      var trimmed = parts.trimmed
       var value = g.values[output]
-      value.name += ".presum"
-      let presum = g.addValue(value)
-      node.outputs[0] = presum
-      nodes.append(node)
+      value.name += tensorSuffix
+      let intermediate = g.addValue(value)
+      trimmed.outputs[0] = intermediate
+      nodes.append(trimmed)
       nodes.append(
         Node(
-          name: node.name + ".residual", op: .binary(.add), inputs: [presum, operand],
+          name: node.name + nodeSuffix, op: parts.op, inputs: [intermediate] + parts.otherInputs,
           outputs: [output]))
     }
     g.nodes = nodes

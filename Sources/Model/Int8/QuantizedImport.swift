@@ -541,17 +541,8 @@ struct QuantizedImport {
     }
     switch node.op {
     case .conv:
-      let (o, i, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
-      var ohwi = [Int8](repeating: 0, count: centred.count)
-      for oc in 0..<o {
-        for ic in 0..<i {
-          for y in 0..<kh {
-            for x in 0..<kw {
-              ohwi[((oc * kh + y) * kw + x) * i + ic] = centred[((oc * i + ic) * kh + y) * kw + x]
-            }
-          }
-        }
-      }
+      let ohwi = Int8Layout.ohwi(
+        centred, o: w.shape[0], i: w.shape[1], kh: w.shape[2], kw: w.shape[3])
       return (ohwi, scales, channels)
     case .gemm(let m) where !m.transB:
       let (k, n) = (w.shape[0], w.shape[1])

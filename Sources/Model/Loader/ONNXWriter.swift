@@ -28,13 +28,19 @@ struct ONNXWriter {
 
   /// `base` if no tensor uses it yet, else `base_2`, `base_3`, …; the result is reserved.
   mutating func uniqueName(_ base: String) -> String {
+    Self.reserveUnique(base, in: &tensorNames)
+  }
+
+  /// `base` if `names` lacks it, else the first of `base_2`, `base_3`, … it lacks; the result
+  /// is added to `names`.
+  private static func reserveUnique(_ base: String, in names: inout Set<String>) -> String {
     var name = base
     var suffix = 2
-    while tensorNames.contains(name) {
+    while names.contains(name) {
       name = "\(base)_\(suffix)"
       suffix += 1
     }
-    tensorNames.insert(name)
+    names.insert(name)
     return name
   }
 
@@ -59,14 +65,7 @@ struct ONNXWriter {
   ) {
     var node = Onnx_NodeProto()
     node.opType = opType
-    var unique = name
-    var suffix = 2
-    while nodeNames.contains(unique) {
-      unique = "\(name)_\(suffix)"
-      suffix += 1
-    }
-    nodeNames.insert(unique)
-    node.name = unique
+    node.name = Self.reserveUnique(name, in: &nodeNames)
     node.input = inputs
     node.output = outputs
     node.attribute = attributes.map { Self.attribute($0.0, $0.1) }

@@ -74,13 +74,20 @@ func forEachIndex(_ shape: [Int], _ body: ([Int]) -> Void) {
   var index = [Int](repeating: 0, count: shape.count)
   for _ in 0..<count {
     body(index)
-    var d = shape.count - 1
-    while d >= 0 {
-      index[d] += 1
-      if index[d] < shape[d] { break }
-      index[d] = 0
-      d -= 1
-    }
+    advance(&index, within: shape)
+  }
+}
+
+/// Steps `index` to the next multi-index of `shape` in row-major order (the last dimension
+/// fastest); past the last one it wraps to all zeros.
+@inline(__always)
+func advance(_ index: inout [Int], within shape: [Int]) {
+  var d = shape.count - 1
+  while d >= 0 {
+    index[d] += 1
+    if index[d] < shape[d] { return }
+    index[d] = 0
+    d -= 1
   }
 }
 
