@@ -268,7 +268,7 @@ enum GroundTruthBytes {
     } while rest > 0
     let width = max(digits, 8)
     let length = prefix.utf8CodeUnitCount + width
-    if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
+    buffer.growScratch(to: length)
     return buffer.withUnsafeMutableBufferPointer { out -> String in
       let text = prefix.utf8Start
       for offset in 0..<prefix.utf8CodeUnitCount { out[offset] = text[offset] }

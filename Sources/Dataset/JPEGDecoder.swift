@@ -166,10 +166,8 @@ public final class JPEGDecoder {
     let channels = isCMYK ? 4 : 3
     let flags = options.fastDCT ? TJFLAG_FASTDCT : TJFLAG_ACCURATEDCT
     let needed = outWidth * outHeight * 3
-    if image.pixels.count < needed { image.pixels = [UInt8](repeating: 0, count: needed) }
-    if isCMYK, cmykScratch.count < outWidth * outHeight * 4 {
-      cmykScratch = [UInt8](repeating: 0, count: outWidth * outHeight * 4)
-    }
+    image.pixels.growScratch(to: needed)
+    if isCMYK { cmykScratch.growScratch(to: outWidth * outHeight * 4) }
     let pixelFormat = isCMYK ? Int32(TJPF_CMYK.rawValue) : Int32(TJPF_RGB.rawValue)
     let status: Int32
     if isCMYK {

@@ -98,23 +98,13 @@ final class TarMemberReader: MemberReader {
 
   func readMember(into buffer: inout [UInt8]) throws -> Int {
     guard let archive, let current else { return 0 }
-    var total = 0
     // One spare byte lets the end-of-data read happen without growing the buffer.
-    if buffer.count < current.size + 1 { buffer = [UInt8](repeating: 0, count: current.size + 1) }
-    while true {
-      // Members in a stream may be longer than their header says only in broken archives;
-      // grow rather than trust the header.
-      if total == buffer.count {
-        buffer.append(contentsOf: repeatElement(0, count: max(4096, total)))
-      }
-      let count = buffer.withUnsafeMutableBytes { raw in
-        archive_read_data(archive, raw.baseAddress! + total, raw.count - total)
-      }
-      if count == 0 { break }
-      guard count > 0 else { throw failure(current.path) }
-      total += count
-    }
-    return total
+    buffer.growScratch(to: current.size + 1)
+    // Members in a stream may be longer than their header says only in broken archives;
+    // grow rather than trust the header.
+    return try readToEnd(
+      into: &buffer, minimumGrowth: 4096,
+      read: { archive_read_data(archive, $0, $1) }, failure: { failure(current.path) })
   }
 }
 
@@ -172,20 +162,30 @@ final class DirectoryMemberReader: MemberReader {
       throw DatasetError.unreadable(path: file, message: String(cString: strerror(errno)))
     }
     defer { close(descriptor) }
-    var total = 0
-    while true {
-      if total == buffer.count {
-        buffer.append(contentsOf: repeatElement(0, count: max(65536, total)))
-      }
-      let count = buffer.withUnsafeMutableBytes { raw in
-        read(descriptor, raw.baseAddress! + total, raw.count - total)
-      }
-      if count == 0 { break }
-      guard count > 0 else {
-        throw DatasetError.unreadable(path: file, message: String(cString: strerror(errno)))
-      }
-      total += count
+    return try readToEnd(
+      into: &buffer, minimumGrowth: 65536, read: { read(descriptor, $0, $1) },
+      failure: { DatasetError.unreadable(path: file, message: String(cString: strerror(errno))) })
+  }
+}
+
+/// Fills `buffer` from its start with `read(destination, capacity)` until `read` returns 0 (the
+/// end), growing the buffer by at least `minimumGrowth` bytes (or doubling it) whenever it is
+/// full, and returns the byte count. A negative count throws `failure()`, called straight after
+/// the failed read so that it can still see `errno`.
+private func readToEnd(
+  into buffer: inout [UInt8], minimumGrowth: Int,
+  read: (UnsafeMutableRawPointer, Int) -> Int, failure: () -> Error
+) throws -> Int {
+  var total = 0
+  while true {
+    if total == buffer.count {
+      buffer.append(contentsOf: repeatElement(0, count: max(minimumGrowth, total)))
     }
-    return total
+    let count = buffer.withUnsafeMutableBytes { raw in
+      read(raw.baseAddress! + total, raw.count - total)
+    }
+    if count == 0 { return total }
+    guard count > 0 else { throw failure() }
+    total += count
   }
 }

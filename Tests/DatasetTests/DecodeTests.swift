@@ -41,8 +41,7 @@ private func maxDifference(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> In
 struct DecodeTests {
   @Test(
     "accurate DCT decode is byte-identical to Pillow for colour, gray, CMYK and extreme sizes",
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func matchesPillow() throws {
     let cases: [(String, [UInt8])] = [
       ("rgb 4:2:0 odd size", Fixtures.jpeg(width: 227, height: 171)),
@@ -67,10 +66,8 @@ struct DecodeTests {
 
   @Test(
     "real ILSVRC2012 JPEGs decode byte-identically to Pillow",
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresShared,
+    .requiresPython)
   func realImagesMatchPillow() throws {
     let reader = try TarMemberReader(
       path: TestEnvironment.shared("datasets/ilsvrc2012-val-subset-1300.tar").path)

@@ -149,8 +149,7 @@ struct GroundTruthBytesTests {
 
   @Test(
     "takes the fast path on the shipped and shared 50,000-image files, same labels",
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
+    .requiresShared)
   func realFiles() throws {
     let classes = try ClassIndex.imageNet1k()
     let files: [(URL, GroundTruth.Format)] = [

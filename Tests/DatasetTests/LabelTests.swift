@@ -29,8 +29,7 @@ struct LabelTests {
 
   @Test(
     "shipped validation ground truth agrees with Caffe val.txt on all 50,000 images",
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
+    .requiresShared)
   func shippedGroundTruthMatchesCaffe() throws {
     let classes = try ClassIndex.imageNet1k()
     let shipped = try GroundTruth.imageNetValidation(classes: classes)
@@ -48,8 +47,7 @@ struct LabelTests {
 
   @Test(
     "shipped names match Caffe synset_words.txt and Kaggle LOC_val_solution.csv agrees",
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
+    .requiresShared)
   func sharedFiles() throws {
     let classes = try ClassIndex.imageNet1k()
     let words = try ClassIndex.load(synsetsFile: TestEnvironment.shared("labels/synset_words.txt"))

@@ -47,8 +47,7 @@ struct NumpyFileTests {
 
   @Test(
     "numpy loads what Swift writes",
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func numpyReadsSwift() throws {
     let directory = try TestEnvironment.makeTemporaryDirectory("npy-write")
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -90,8 +89,7 @@ struct NumpyFileTests {
 
   @Test(
     "Swift reads what numpy writes (v1, v2, v3) and rejects what it cannot represent",
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func swiftReadsNumpy() throws {
     let directory = try TestEnvironment.makeTemporaryDirectory("npy-read")
     defer { try? FileManager.default.removeItem(at: directory) }

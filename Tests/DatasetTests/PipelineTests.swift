@@ -201,10 +201,8 @@ struct PipelineTests {
 struct PipelineRealDataTests {
   @Test(
     "1300 real images: archive order, same labels from shipped, Caffe and Kaggle ground truth, same batches with 1 and 2 workers",
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresShared,
+    .requiresPython)
   func realSubset() throws {
     let tar = TestEnvironment.shared("datasets/ilsvrc2012-val-subset-1300.tar").path
     let listing = try PythonReference.run(

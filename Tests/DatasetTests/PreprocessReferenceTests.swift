@@ -8,8 +8,7 @@ import Testing
 /// `scripts/reference/preprocess_reference.py` on the same raw RGB inputs (no JPEG involved).
 @Suite(
   "Preprocess matches Pillow/OpenCV references",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct PreprocessReferenceTests {
   /// (source width, height) → (target width, height): up- and downscales, odd sizes, identity,
   /// exact 2× and 3×, extreme aspect ratios, a single pixel.
@@ -211,10 +210,8 @@ struct PreprocessReferenceTests {
 /// so that only preprocessing is compared.
 @Suite(
   "Preprocess matches the references on real ILSVRC2012 images",
-  .enabled(
-    if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresShared,
+  .requiresPython)
 struct PreprocessRealImageTests {
   @Test("first 40 images through every preset", arguments: PreprocessPreset.allCases)
   func realImages(preset: PreprocessPreset) throws {

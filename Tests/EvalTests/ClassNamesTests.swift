@@ -6,8 +6,7 @@ import Testing
 
 @Suite struct ClassNamesTests {
   @Test(
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
+    .requiresShared)
   func synsetWordsGiveTheFirstNameOfEachClass() throws {
     let names = try ClassNames.load(from: TestEnvironment.shared("labels/synset_words.txt"))
     #expect(names.count == 1000)

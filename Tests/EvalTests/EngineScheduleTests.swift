@@ -319,8 +319,7 @@ struct EngineScheduleTests {
   @Test(
     "run on 96 real images: EfficientNet-Lite0 float+int8 records identical under all schedules",
     .requiresPython,
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
+    .requiresShared,
     .enabled(if: RunFixture.efficientNetLite0 != nil, RunFixture.efficientNetMissingMessage))
   func realDataSchedulesAgree() throws {
     let model = try #require(RunFixture.efficientNetLite0)

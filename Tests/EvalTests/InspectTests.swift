@@ -369,8 +369,7 @@ import Testing
   static let subset = TestEnvironment.shared("datasets/ilsvrc2012-val-subset-1300.tar")
 
   @Test(
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)))
+    .requiresShared)
   func sharedSubsetWithEveryLabelSource() throws {
     let report = try Self.inspect(["--data", Self.subset.path])
     #expect(report.layout == "flat")
@@ -395,8 +394,7 @@ import Testing
   }
 
   @Test(
-    .enabled(
-      if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
+    .requiresShared,
     .requiresPython)
   func sharedSubsetDumpMatchesPillow() throws {
     let root = try TestEnvironment.makeTemporaryDirectory()

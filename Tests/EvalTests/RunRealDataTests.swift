@@ -13,8 +13,7 @@ import Testing
 /// `kill -9`. Heavy: CI runs these in release mode.
 @Suite(
   .serialized,
-  .enabled(
-    if: TestEnvironment.sharedAvailable, Comment(rawValue: TestEnvironment.sharedMissingMessage)),
+  .requiresShared,
   .requiresPython,
   .enabled(if: RunFixture.efficientNetLite0 != nil, RunFixture.efficientNetMissingMessage))
 struct RunRealDataTests {

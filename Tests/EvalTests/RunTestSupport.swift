@@ -178,12 +178,3 @@ final class DemotingEngine: InferenceEngine {
     }
   }
 }
-
-extension Trait where Self == ConditionTrait {
-  /// Skips a test or suite, saying why, when the reference Python venv is missing (never in
-  /// CI, where it exists).
-  static var requiresPython: Self {
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage))
-  }
-}

@@ -13,10 +13,8 @@ final class Resampler {
   ) {
     let rowCount = plan.lastSourceRow - plan.firstSourceRow + 1
     let rowLength = plan.horizontal.count * 3
-    if accumulator32.count < rowLength {
-      accumulator32 = [Int32](repeating: 0, count: rowLength)
-      accumulatorFloat = [Float](repeating: 0, count: rowLength)
-    }
+    accumulator32.growScratch(to: rowLength)
+    accumulatorFloat.growScratch(to: rowLength)
     switch plan.kernel {
     case .pillow where plan.verticalFirst:
       // Pillow 13 resamples vertically first when that is cheaper; the uint8 rounding between
@@ -25,12 +23,8 @@ final class Resampler {
       let (firstColumn, lastColumn) = plan.horizontal.sourceBounds
       let columnLength = (lastColumn - firstColumn + 1) * 3
       let keptRows = plan.vertical.count
-      if rows8.count < keptRows * columnLength {
-        rows8 = [UInt8](repeating: 0, count: keptRows * columnLength)
-      }
-      if accumulator32.count < columnLength {
-        accumulator32 = [Int32](repeating: 0, count: columnLength)
-      }
+      rows8.growScratch(to: keptRows * columnLength)
+      accumulator32.growScratch(to: columnLength)
       rows8.withUnsafeMutableBufferPointer { rows in
         accumulator32.withUnsafeMutableBufferPointer { accumulator in
           self.pillowVertical(
@@ -44,9 +38,7 @@ final class Resampler {
         }
       }
     case .pillow:
-      if rows8.count < rowCount * rowLength {
-        rows8 = [UInt8](repeating: 0, count: rowCount * rowLength)
-      }
+      rows8.growScratch(to: rowCount * rowLength)
       rows8.withUnsafeMutableBufferPointer { rows in
         accumulator32.withUnsafeMutableBufferPointer { accumulator in
           self.pillowHorizontal(
@@ -60,9 +52,7 @@ final class Resampler {
         }
       }
     case .openCVLinear:
-      if rows32.count < rowCount * rowLength {
-        rows32 = [Int32](repeating: 0, count: rowCount * rowLength)
-      }
+      rows32.growScratch(to: rowCount * rowLength)
       rows32.withUnsafeMutableBufferPointer { rows in
         Kernels.openCVHorizontal(
           source: source, sourceStride: sourceStride, firstRow: plan.firstSourceRow,
@@ -72,9 +62,7 @@ final class Resampler {
           axis: plan.vertical, output: output, outputStride: outputStride)
       }
     case .float(let scale, let roundHalfUp):
-      if rowsFloat.count < rowCount * rowLength {
-        rowsFloat = [Float](repeating: 0, count: rowCount * rowLength)
-      }
+      rowsFloat.growScratch(to: rowCount * rowLength)
       rowsFloat.withUnsafeMutableBufferPointer { rows in
         accumulatorFloat.withUnsafeMutableBufferPointer { accumulator in
           Kernels.floatHorizontal(

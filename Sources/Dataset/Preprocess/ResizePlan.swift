@@ -124,22 +124,26 @@ struct ResizePlan {
 
     let columns = keepX..<(keepX + keepWidth)
     let rows = keepY..<(keepY + keepHeight)
+    // Both axes from one table builder, called with each axis's (in, out, kept outputs,
+    // origin), so the two cannot be built with different settings.
+    func axes(
+      _ build: (_ inSize: Int, _ outSize: Int, _ outputs: Range<Int>, _ origin: Int) -> ResampleAxis
+    ) -> (ResampleAxis, ResampleAxis) {
+      (
+        build(regionWidth, outWidth, columns, regionX),
+        build(regionHeight, outHeight, rows, regionY)
+      )
+    }
     switch interpolation {
     case .pillowBilinear, .pillowBicubic:
       let bicubic = interpolation == .pillowBicubic
       kernel = .pillow
-      horizontal = ResampleTables.pillow(
-        inSize: regionWidth, outSize: outWidth, outputs: columns, origin: regionX,
-        bicubic: bicubic)
-      vertical = ResampleTables.pillow(
-        inSize: regionHeight, outSize: outHeight, outputs: rows, origin: regionY,
-        bicubic: bicubic)
+      (horizontal, vertical) = axes {
+        ResampleTables.pillow(inSize: $0, outSize: $1, outputs: $2, origin: $3, bicubic: bicubic)
+      }
     case .nearest:
       kernel = .pillow
-      horizontal = ResampleTables.nearest(
-        inSize: regionWidth, outSize: outWidth, outputs: columns, origin: regionX)
-      vertical = ResampleTables.nearest(
-        inSize: regionHeight, outSize: outHeight, outputs: rows, origin: regionY)
+      (horizontal, vertical) = axes(ResampleTables.nearest)
     case .cvLinear, .cvArea:
       let downscale = regionWidth >= outWidth && regionHeight >= outHeight
       let integerFactors =
@@ -151,34 +155,26 @@ struct ResizePlan {
         interpolation == .cvLinear && integerFactors && factorX == 2 && factorY == 2
       if interpolation == .cvLinear && !linearAsArea {
         kernel = .openCVLinear
-        horizontal = ResampleTables.openCVLinear(
-          inSize: regionWidth, outSize: outWidth, outputs: columns, origin: regionX)
-        vertical = ResampleTables.openCVLinear(
-          inSize: regionHeight, outSize: outHeight, outputs: rows, origin: regionY)
+        (horizontal, vertical) = axes {
+          ResampleTables.openCVLinear(inSize: $0, outSize: $1, outputs: $2, origin: $3)
+        }
       } else if integerFactors {
         let area = factorX * factorY
         // The 2×2 SIMD path rounds (sum + 2) >> 2; other factors use saturate_cast(sum * 1/area).
         kernel = .float(scale: 1 / Float(area), roundHalfUp: factorX == 2 && factorY == 2)
-        horizontal = ResampleTables.boxSum(
-          inSize: regionWidth, outSize: outWidth, outputs: columns, origin: regionX,
-          factor: factorX)
-        vertical = ResampleTables.boxSum(
-          inSize: regionHeight, outSize: outHeight, outputs: rows, origin: regionY,
-          factor: factorY)
+        // The factor of each axis is its own in / out (factorX, factorY above).
+        (horizontal, vertical) = axes {
+          ResampleTables.boxSum(inSize: $0, outSize: $1, outputs: $2, origin: $3, factor: $0 / $1)
+        }
       } else if downscale {
         kernel = .float(scale: 1, roundHalfUp: false)
-        horizontal = ResampleTables.openCVArea(
-          inSize: regionWidth, outSize: outWidth, outputs: columns, origin: regionX)
-        vertical = ResampleTables.openCVArea(
-          inSize: regionHeight, outSize: outHeight, outputs: rows, origin: regionY)
+        (horizontal, vertical) = axes(ResampleTables.openCVArea)
       } else {
         kernel = .openCVLinear
-        horizontal = ResampleTables.openCVLinear(
-          inSize: regionWidth, outSize: outWidth, outputs: columns, origin: regionX,
-          areaMode: true)
-        vertical = ResampleTables.openCVLinear(
-          inSize: regionHeight, outSize: outHeight, outputs: rows, origin: regionY,
-          areaMode: true)
+        (horizontal, vertical) = axes {
+          ResampleTables.openCVLinear(
+            inSize: $0, outSize: $1, outputs: $2, origin: $3, areaMode: true)
+        }
       }
     }
     verticalFirst =

@@ -56,9 +56,7 @@ struct BenchCommand: ParsableCommand {
   var preprocessing: PreprocessOptions
 
   func validate() throws {
-    if let threads, threads < 1 {
-      throw ValidationError("--threads must be at least 1, got \(threads)")
-    }
+    try OptionChecks.require(threads, atLeast: 1, "--threads")
     guard seconds > 0, seconds.isFinite else {
       throw ValidationError("--seconds must be positive, got \(seconds)")
     }

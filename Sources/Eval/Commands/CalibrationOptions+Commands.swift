@@ -75,12 +75,8 @@ extension CalibrationOptions {
       input.calibrated = try Int8Engine.calibrate(
         graph: graph, batchSize: batchSize, imageCount: imageCount, settings: input.settings,
         threads: threads, nextBatch: input.nextBatch)
-    } catch let error as EvalError {
-      throw error
-    } catch let error as ModelError {
-      throw EvalError(.input, "\(modelPath): int8 calibration on --calib failed: \(error.message)")
     } catch {
-      throw EvalError(.input, "\(modelPath): int8 calibration on --calib failed: \(error)")
+      throw EvalError(modelFailure: error, "\(modelPath): int8 calibration on --calib failed")
     }
     return input
   }

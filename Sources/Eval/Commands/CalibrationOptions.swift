@@ -76,9 +76,7 @@ struct CalibrationOptions: ParsableArguments {
   var int8Color: String?
 
   func validate() throws {
-    if let calibCount, calibCount < 1 {
-      throw ValidationError("--calib-count must be at least 1, got \(calibCount)")
-    }
+    try OptionChecks.require(calibCount, atLeast: 1, "--calib-count")
     guard Int8Settings.Method(rawValue: calibMethod) != nil else {
       throw ValidationError(
         "--calib-method: unknown method '\(calibMethod)' (known: "

@@ -125,15 +125,9 @@ public struct DatasetOptions: ParsableArguments {
   /// Checks the values given; whether `--data` is required is the command's call
   /// (``requireData()``): `quantize` can read `--calib` instead.
   public func validate() throws {
-    if let workers, workers < 1 {
-      throw ValidationError("--workers must be at least 1, got \(workers)")
-    }
-    if let limit, limit < 0 {
-      throw ValidationError("--limit must not be negative, got \(limit)")
-    }
-    if labelOffset < 0 {
-      throw ValidationError("--label-offset must not be negative, got \(labelOffset)")
-    }
+    try OptionChecks.require(workers, atLeast: 1, "--workers")
+    try OptionChecks.require(limit, atLeast: 0, "--limit")
+    try OptionChecks.require(labelOffset, atLeast: 0, "--label-offset")
     if labels == nil && labelFormat != .auto {
       throw ValidationError("--label-format needs --labels")
     }

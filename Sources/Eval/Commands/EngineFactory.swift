@@ -167,12 +167,8 @@ public enum EngineFactory {
         }
         return try builder(graph, batchSize, threads, strict)
       }
-    } catch let error as EvalError {
-      throw error
-    } catch let error as ModelError {
-      throw EvalError(.input, "\(modelPath): cannot build the \(name) engine: \(error.message)")
     } catch {
-      throw EvalError(.input, "\(modelPath): cannot build the \(name) engine: \(error)")
+      throw EvalError(modelFailure: error, "\(modelPath): cannot build the \(name) engine")
     }
   }
 
@@ -234,5 +230,18 @@ final class SecondInputEngine: InferenceEngine {
 
   func run(input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>) throws {
     try wrapped.run(input: input, output: output)
+  }
+}
+
+extension EvalError {
+  /// `error` from building or calibrating an engine as an input error `"<context>: <reason>"`
+  /// (a ``ModelError`` by its message); an ``EvalError`` is kept as it is, since it already
+  /// says what went wrong.
+  init(modelFailure error: any Error, _ context: String) {
+    switch error {
+    case let error as EvalError: self = error
+    case let error as ModelError: self.init(.input, "\(context): \(error.message)")
+    default: self.init(.input, "\(context): \(error)")
+    }
   }
 }

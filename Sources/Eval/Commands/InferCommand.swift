@@ -47,9 +47,7 @@ struct InferCommand: ParsableCommand {
   var preprocessing: PreprocessOptions
 
   func validate() throws {
-    if let threads, threads < 1 {
-      throw ValidationError("--threads must be at least 1, got \(threads)")
-    }
+    try OptionChecks.require(threads, atLeast: 1, "--threads")
   }
 
   func run() throws {

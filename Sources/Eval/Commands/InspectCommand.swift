@@ -43,7 +43,7 @@ struct InspectCommand: ParsableCommand {
 
   func validate() throws {
     try dataset.requireData()
-    guard dump >= 0 else { throw ValidationError("--dump must not be negative, got \(dump)") }
+    try OptionChecks.require(dump, atLeast: 0, "--dump")
     if dump > 0 && dumpDir == nil { throw ValidationError("--dump needs --dump-dir") }
     if dump == 0 && dumpDir != nil { throw ValidationError("--dump-dir needs --dump N") }
   }

@@ -47,10 +47,8 @@ struct QuantizeCommand: ParsableCommand {
 
   func validate() throws {
     if calibrationOptions.calib.isEmpty { try dataset.requireData() }
-    guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
-    if let threads, threads < 1 {
-      throw ValidationError("--threads must be at least 1, got \(threads)")
-    }
+    try OptionChecks.require(batch, atLeast: 1, "--batch")
+    try OptionChecks.require(threads, atLeast: 1, "--threads")
   }
 
   func run() throws {

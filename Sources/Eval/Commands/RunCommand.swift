@@ -123,10 +123,8 @@ struct RunCommand: ParsableCommand {
 
   func validate() throws {
     try dataset.requireData()
-    guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
-    if let threads, threads < 1 {
-      throw ValidationError("--threads must be at least 1, got \(threads)")
-    }
+    try OptionChecks.require(batch, atLeast: 1, "--batch")
+    try OptionChecks.require(threads, atLeast: 1, "--threads")
     // The default engine depends on the model (int8 for a quantized one): `run()` checks
     // the engine list again once the model is read.
     if let engines {
