@@ -36,8 +36,7 @@ struct BatchShardTests {
 
   @Test(
     "float: sharded logits equal the whole-batch plan's (FasterNet-T0-like, MobileNet-like)",
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)),
+    .requiresPython,
     arguments: ["fasternet_t0", "mobileish"])
   func floatMatchesUnsharded(kind: String) throws {
     let graph = try int8TestModel(kind)
@@ -80,8 +79,7 @@ struct BatchShardTests {
 
   @Test(
     "int8: sharded logits are bit-identical to the whole-batch plan's (calibrated and quantized-model inits)",
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)),
+    .requiresPython,
     arguments: ["fasternet_t0", "mobileish"])
   func int8MatchesUnsharded(kind: String) throws {
     let graph = try int8TestModel(kind)

@@ -117,9 +117,7 @@ struct CalibrationObserverTests {
 
   @Test(
     "Int8Engine.calibrate with max skips histograms; the same thresholds as a full observation",
-    .enabled(
-      if: TestEnvironment.pythonAvailable,
-      Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func int8RangeOnlyCalibration() throws {
     let graph = try int8TestModel("resnetish")
     let full = try Int8Engine.observe(

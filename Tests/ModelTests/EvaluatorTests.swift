@@ -1,5 +1,5 @@
-import Foundation
 import Dataset
+import Foundation
 import TestSupport
 import Testing
 
@@ -124,8 +124,7 @@ struct EvaluatorTests {
   }
 
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func referenceEngineRunsTheMiniNetLikeOnnxruntime() throws {
     let (directory, cases) = try OpCases.generated.get()
     let c = try #require(cases.first { $0.name == "mini_net_opset17" })

@@ -94,8 +94,7 @@ private func expectMatchesReference(
 
 @Suite(
   "float engine against onnxruntime", .serialized,
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct FloatEngineTests {
   @Test(
     "FasterNet-like graph (partial conv, fused BN/GELU/residual), batch 1 and 3", arguments: [1, 3])

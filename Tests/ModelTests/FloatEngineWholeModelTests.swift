@@ -10,8 +10,7 @@ import Testing
 /// onnxruntime.
 @Suite(
   "float engine on real architectures", .serialized,
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct FloatEngineWholeModelTests {
   static let models: [String] = {
     #if DEBUG

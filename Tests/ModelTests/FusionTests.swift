@@ -6,8 +6,7 @@ import Testing
 
 @Suite(
   "Fusions",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct FusionTests {
   func prepared(_ name: String) throws -> Graph {
     let (directory, _) = try OpCases.generated.get()

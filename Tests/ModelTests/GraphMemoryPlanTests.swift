@@ -70,8 +70,7 @@ struct GraphMemoryPlanTests {
   }
 
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func generatedModelsHaveNoOverlaps() throws {
     let (directory, cases) = try OpCases.generated.get()
     for c in cases {

@@ -1,5 +1,5 @@
-import Foundation
 import Dataset
+import Foundation
 import TestSupport
 import Testing
 
@@ -10,8 +10,7 @@ import Testing
 /// onnxruntime.
 @Suite(
   "Whole models against onnxruntime",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct GraphWholeModelTests {
   // Debug builds run the plain-Swift convolutions ~30x slower; keep them to the small nets.
   // `IMAGENET_EVAL_LIGHT_MODELS=resnet50,squeezenet` picks models by hand.

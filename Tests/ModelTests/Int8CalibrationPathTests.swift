@@ -19,8 +19,7 @@ private let lite0 = TestEnvironment.packageRoot.appendingPathComponent(
 
 @Suite(
   "Int8 calibration through the float engine",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct Int8CalibrationPathTests {
   /// Observes `graph` through FloatEngine and through the reference evaluator on the same
   /// images (batch 2; 3 images, so the last batch is partial) and compares the statistics.

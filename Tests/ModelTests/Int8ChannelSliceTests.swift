@@ -154,8 +154,7 @@ extension Optional where Wrapped == [UInt8] {
 /// nodes run in float between dequantise and quantise.
 @Suite(
   "Int8 engine: Split/Concat on codes",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct Int8ChannelSliceEngineTests {
   @Test("fasternet-like model: Split/Concat as slices equal the float fallback exactly")
   func fasterNetSlicesMatchFallback() throws {

@@ -6,8 +6,7 @@ import Testing
 
 @Suite(
   "Int8 engine on small models",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct Int8EngineTests {
   @Test("resnetish: int8 logits track the float engine; fallbacks listed; report ranked")
   func resnetish() throws {
@@ -158,8 +157,7 @@ struct Int8EngineTests {
 
 @Suite(
   "Int8 engine factory",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct Int8FactoryTests {
   @Test("make: calibrates and builds; a misspelt floatNodes entry fails before calibrating")
   func make() throws {

@@ -1,5 +1,5 @@
-import Foundation
 import Dataset
+import Foundation
 import TestSupport
 import Testing
 
@@ -32,8 +32,7 @@ enum BadModels {
 
 @Suite(
   "ONNX loader errors",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct LoaderTests {
   @Test func validModelLoads() throws {
     let graph = try ONNXLoader.load(contentsOf: try BadModels.url("valid.onnx"))

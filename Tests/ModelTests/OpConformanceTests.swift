@@ -65,8 +65,7 @@ struct OpConformanceTests {
   /// reference evaluator, and also through shape inference alone (no fusions), comparing both
   /// with onnxruntime on the unfused model.
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func everyCaseMatchesOnnxruntime() throws {
     let (directory, cases) = try OpCases.generated.get()
     #expect(cases.count > 80)
@@ -103,8 +102,7 @@ extension OpConformanceTests {
   /// kernels): each output on its own (the engine returns one), with inputs after the first
   /// bound as constants (the engine takes one input).
   @Test(
-    .enabled(
-      if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+    .requiresPython)
   func everyCaseMatchesOnnxruntimeOnTheFloatEngine() throws {
     let (directory, cases) = try OpCases.generated.get()
     var checked = 0

@@ -57,8 +57,7 @@ private func calibratedEngine(_ graph: Graph, preset: PreprocessPreset, count: I
   "QDQ export of real models on real images: onnxruntime vs the int8 engine",
   .serialized,
   .enabled(if: TestEnvironment.sharedAvailable, "needs ../shared (the 1300-image subset)"),
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct QDQExportRealModelTests {
   /// Images compared per model (after the calibration images): a quarter of the subset keeps
   /// the suite within CI's time budget (both engines, export and onnxruntime run in about a

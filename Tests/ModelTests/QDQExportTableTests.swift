@@ -20,8 +20,7 @@ private func onnxRuntimeCodes(_ kind: String, _ arguments: [String]) throws -> (
 
 @Suite(
   "The int8 engine's GELU and residual Add tables equal onnxruntime on the exported QDQ groups",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct QDQExportTableTests {
   /// (input scale, output scale) pairs of int8 symmetric codes, as calibration makes them
   /// (FasterNet-T0's GELU ranges and odd ones).

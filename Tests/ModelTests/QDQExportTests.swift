@@ -45,8 +45,7 @@ private func checkAgreement(_ c: QDQComparison) {
 
 @Suite(
   "QDQ export: onnxruntime runs the exported model as the int8 engine does",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct QDQExportTests {
   @Test(
     "small models: Conv/BN/ReLU, MaxPool, residual Add, AveragePool, Reshape, Gemm, Softmax, depthwise, HardSwish, Clip, ReduceMean, HardSigmoid, Mul, LeakyRelu, scale/shift, Sigmoid, MatMul, Split/Concat, GELU",

@@ -48,7 +48,7 @@ struct QuantCalibrationTests {
 
   @Test(
     "percentile agrees with numpy's inverted-CDF percentile to within one bin",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing),
+    .requiresPython,
     arguments: [99.995, 99.9, 50.0])
   func percentileMatchesNumpy(percentile: Double) throws {
     let directory = try TestEnvironment.makeTemporaryDirectory("quant-pct")
@@ -112,7 +112,7 @@ struct QuantCalibrationTests {
 
   @Test(
     "KL threshold equals an independent numpy implementation of TensorRT's entropy calibration",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing))
+    .requiresPython)
   func klMatchesNumpy() throws {
     let cases = try Self.klCases()
     var histograms = cases.map { $0.observer.histogram.map(Int.init) }

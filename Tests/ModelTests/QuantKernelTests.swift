@@ -60,7 +60,7 @@ struct QuantKernelTests {
 
   @Test(
     "the residual term is one fused multiply-add, bit-exact against numpy on tie cases",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing))
+    .requiresPython)
   func residualIsFused() throws {
     let residualParams = try QuantParams(type: .int8, scale: 0.7310001)
     let residualScale = residualParams.scale  // s_res / s_out with s_out = 1
@@ -202,7 +202,7 @@ struct QuantKernelTests {
 
   @Test(
     "asymmetric parameters equal onnxruntime's compute_scale_zp",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing))
+    .requiresPython)
   func asymmetricMatchesOnnxruntime() throws {
     let ranges: [(Float, Float, QuantizedType)] = [
       (-1, 1, .int8), (-1, 3, .uint8), (-0.37, 5.2, .uint8), (0.3, 2, .int8),
@@ -279,7 +279,7 @@ struct QuantKernelTests {
 
   @Test(
     "conv2d is bit-exact against numpy",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing),
+    .requiresPython,
     arguments: 0..<5)
   func conv2dMatchesNumpy(caseIndex: Int) throws {
     let c = Self.convCases[caseIndex]
@@ -370,7 +370,7 @@ struct QuantKernelTests {
 
   @Test(
     "int16 activations (per-node override) in and out are bit-exact against numpy",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing))
+    .requiresPython)
   func int16ConvMatchesNumpy() throws {
     var rng = QuantRandom(seed: 16)
     let g = Conv2DGeometry(
@@ -412,7 +412,7 @@ struct QuantKernelTests {
 
   @Test(
     "gemm is bit-exact against numpy",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing))
+    .requiresPython)
   func gemmMatchesNumpy() throws {
     var rng = QuantRandom(seed: 77)
     let (m, n, k) = (3, 10, 300)
@@ -446,7 +446,7 @@ struct QuantKernelTests {
 
   @Test(
     "add and global average pool are bit-exact against numpy",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing))
+    .requiresPython)
   func addAndPoolMatchNumpy() throws {
     var rng = QuantRandom(seed: 5)
     let count = 2000
@@ -494,7 +494,7 @@ struct QuantKernelTests {
 
   @Test(
     "lookup tables match numpy for every nonlinearity and code",
-    .enabled(if: TestEnvironment.pythonAvailable, quantPythonMissing),
+    .requiresPython,
     arguments: Nonlinearity.allCases)
   func lookupTables(function: Nonlinearity) throws {
     let input = try QuantParams(type: .int8, scale: 0.05)

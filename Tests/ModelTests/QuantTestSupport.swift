@@ -36,9 +36,6 @@ func quantReferenceCodes(_ object: [String: Any]) throws -> [Int] {
   return codes
 }
 
-/// The skip message of tests that need the reference venv.
-let quantPythonMissing = Comment(rawValue: TestEnvironment.pythonMissingMessage)
-
 /// Random int8 convolution parameters for geometry `g`, drawn in this order: OHWI weight codes
 /// in -127...127, per-output-channel weight scales in 0.001...0.02, int32 biases in
 /// -3000...3000.

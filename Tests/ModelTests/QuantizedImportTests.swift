@@ -50,8 +50,7 @@ struct Agreement: CustomStringConvertible {
 
 @Suite(
   "quantized models (QDQ and QOperator) against onnxruntime", .serialized,
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct QuantizedImportTests {
   /// Ops that must run an integer kernel (never the float fallback) in every format.
   static let integerOps: [String: [String]] = [
@@ -209,8 +208,7 @@ private let efficientNetLite0 = TestEnvironment.packageRoot.appendingPathCompone
 @Suite(
   "quantized FasterNet-T0 and EfficientNet-Lite0 against onnxruntime on 1300 images",
   .serialized,
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)),
+  .requiresPython,
   .enabled(if: TestEnvironment.sharedAvailable, "needs ../shared (the 1300-image subset)"),
   .enabled(
     if: FileManager.default.fileExists(atPath: efficientNetLite0.path),
@@ -359,8 +357,7 @@ struct QuantizedWholeModelTests {
 /// (scripts/reference/ort_qdq_float.py), reproduced bit for bit.
 @Suite(
   "onnxruntime's float arithmetic inside QDQ models",
-  .enabled(
-    if: TestEnvironment.pythonAvailable, Comment(rawValue: TestEnvironment.pythonMissingMessage)))
+  .requiresPython)
 struct OnnxRuntimeFloatTests {
   @Test("Erf equals onnxruntime's (MLAS) bit for bit on 400,001 values")
   func erf() throws {
