@@ -60,7 +60,10 @@ public enum HTMLReport {
       body += dropHistogram(m.perClass.compactMap(\.drop))
 
       let losers = m.classesThatLost()
-      body += "<h2>The \(losers.count) classes that lost the most (top-1 points)</h2>\n"
+      body +=
+        losers.isEmpty
+        ? "<h2>Classes that lost accuracy</h2>\n"
+        : "<h2>The \(losers.count) classes that lost the most (top-1 points)</h2>\n"
       body += horizontalBars(
         losers.map { c in
           Bar(

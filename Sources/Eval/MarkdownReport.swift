@@ -71,9 +71,12 @@ public enum MarkdownReport {
     if engines.count > 1 {
       // Gains are visible in summary.json per_class.
       let worst = m.classesThatLost()
-      out += "## The \(worst.count) classes that lost the most\n\n"
-      if worst.isEmpty { out += "No class lost top-1 accuracy.\n\n" }
-      out += ReportTable.classesThatLost(worst, engines: engines).markdown + "\n"
+      if worst.isEmpty {
+        out += "## Classes that lost accuracy\n\nNo class lost top-1 accuracy.\n\n"
+      } else {
+        out += "## The \(worst.count) classes that lost the most\n\n"
+        out += ReportTable.classesThatLost(worst, engines: engines).markdown + "\n"
+      }
     }
 
     for engine in engines {

@@ -7,15 +7,15 @@ import Testing
 @Suite struct ReportTests {
   /// 400 images over 20 classes: float right on 287 (71.75%), int8 on 274 (68.50%), like the
   /// FasterNet T0 row of the model zoo.
-  static func fasterNetSummary() throws -> Summary {
+  /// With `int8AsFloat`, int8 predicts exactly what float does (no class loses anything).
+  static func fasterNetSummary(int8AsFloat: Bool = false) throws -> Summary {
     var records = [ImageRecord]()
     for i in 0..<400 {
       let label = i % 20
       let wrong = (label + 1) % 20
       let floatRight = i < 287
-      // int8 loses the images 200..<213 and 250..<287 of float's and gains 237..<261 minus… :
-      // simply: right on the first 274 images except 0..<5, plus 287..<292.
-      let int8Right = (i < 274 && i >= 5) || (i >= 287 && i < 292)
+      // int8 is right on the first 274 images except 0..<5, plus 287..<292.
+      let int8Right = int8AsFloat ? floatRight : (i < 274 && i >= 5) || (i >= 287 && i < 292)
       func prediction(_ right: Bool) -> EnginePrediction {
         EnginePrediction(top5: right ? [label, wrong] : [wrong, label], scores: [0.6, 0.3])
       }
@@ -61,6 +61,19 @@ import Testing
     #expect(markdown.contains("| 0 | name0 \\| piped | 20 |"))
     #expect(markdown.contains("| decode | 1 |"))
     #expect(markdown.contains("imagenet-eval run --model m.onnx"))
+  }
+
+  @Test func markdownSaysSoWhenNoClassLost() throws {
+    let markdown = MarkdownReport.render(try Self.fasterNetSummary(int8AsFloat: true))
+    #expect(markdown.contains("| Top-1 drop (points) | 0.00 |"))
+    #expect(markdown.contains("## Classes that lost accuracy\n\nNo class lost top-1 accuracy.\n"))
+    // No empty table under the sentence and no "The 0 classes" heading.
+    #expect(!markdown.contains("classes that lost the most"))
+    #expect(!markdown.contains("| Class | Name | Images |"))
+    let html = HTMLReport.render(try Self.fasterNetSummary(int8AsFloat: true))
+    #expect(html.contains("<h2>Classes that lost accuracy</h2>"))
+    #expect(html.contains("No class lost accuracy."))
+    #expect(!html.contains("classes that lost the most"))
   }
 
   @Test func summaryJSONRoundTripsWithSortedKeys() throws {
