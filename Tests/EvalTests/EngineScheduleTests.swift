@@ -164,7 +164,11 @@ struct EngineScheduleTests {
     #expect(decision.chosen == .sequential && !decision.complete)
     #expect(decision.measuredBatches == [1, 0] && decision.sequentialSecondsPerImage == 2)
     #expect(decision.concurrentSecondsPerImage == nil)
-    #expect(decision.logLine.contains("concurrent not measured"))
+    #expect(
+      decision.logLine
+        == "engine schedule auto: sequential; the run ended within the trial's 8 batches "
+        + "(sequential 2000.00 ms/image (0.5 images/s), concurrent not measured; "
+        + "kept sequential unless both were measured)")
     // Cut short with both measured: the same rule on what there is.
     _ = trial.record(seconds: 0.5, images: 2)
     let both = trial.decision()

@@ -93,12 +93,20 @@ struct ScheduleDecision: Equatable {
       guard let seconds, seconds > 0 else { return "not measured" }
       return String(format: "%.2f ms/image (%.1f images/s)", seconds * 1000, 1 / seconds)
     }
-    let basis =
-      complete
-      ? "median of \(ScheduleTrial.measuredBatches) batches each after \(ScheduleTrial.warmupBatches) warm-up"
-      : "the run ended after \(measuredBatches.reduce(0, +)) measured batches, before the trial's \(ScheduleTrial.batchCount) batches"
+    let timings =
+      "sequential \(rate(sequentialSecondsPerImage)), concurrent \(rate(concurrentSecondsPerImage))"
+    guard complete else {
+      // A run shorter than the trial (e.g. the 20-image demo) says so rather than reading as a
+      // decision made on timings.
+      let rule =
+        sequentialSecondsPerImage != nil && concurrentSecondsPerImage != nil
+        ? "the faster of the two" : "sequential unless both were measured"
+      return
+        "engine schedule auto: \(chosen.rawValue); the run ended within the trial's "
+        + "\(ScheduleTrial.batchCount) batches (\(timings); kept \(rule))"
+    }
     return
-      "engine schedule auto: \(chosen.rawValue) (sequential \(rate(sequentialSecondsPerImage)), "
-      + "concurrent \(rate(concurrentSecondsPerImage)); whole batch steps incl. decode wait, \(basis))"
+      "engine schedule auto: \(chosen.rawValue) (\(timings); whole batch steps incl. decode wait, "
+      + "median of \(ScheduleTrial.measuredBatches) batches each after \(ScheduleTrial.warmupBatches) warm-up)"
   }
 }
