@@ -140,6 +140,10 @@ struct EngineScheduleTests {
     #expect(made?.sequentialSecondsPerImage == 1 && made?.concurrentSecondsPerImage == 0.75)
     #expect(made?.complete == true && made?.measuredBatches == [3, 3])
     #expect(made?.logLine.contains("auto: concurrent (sequential 1000.00 ms/image") == true)
+    #expect(
+      made?.reason
+        == "the faster median whole batch step over 3 sequential and 3 concurrent batches "
+        + "(after a warm-up batch each), kept for the rest")
     // Once decided, later batches are not part of the trial.
     #expect(trial.record(seconds: 1, images: 1) == nil && trial.batchesRun == 8)
 
@@ -169,6 +173,10 @@ struct EngineScheduleTests {
         == "engine schedule auto: sequential; the run ended within the trial's 8 batches "
         + "(sequential 2000.00 ms/image (0.5 images/s), concurrent not measured; "
         + "kept sequential unless both were measured)")
+    #expect(
+      decision.reason
+        == "the run ended during the trial (1 sequential and 0 concurrent batches measured); "
+        + "sequential by the trial's rule")
     // Cut short with both measured: the same rule on what there is.
     _ = trial.record(seconds: 0.5, images: 2)
     let both = trial.decision()

@@ -531,14 +531,8 @@ struct RunCommand: ParsableCommand {
         reason: "no batch needed inference in this session, nothing was timed",
         trialBatches: 0, engineThreads: engineThreads)
     }
-    let measured = decision.measuredBatches
     return EngineExecution(
-      requested: requested.rawValue, chosen: decision.chosen.rawValue,
-      reason: decision.complete
-        ? "the faster median whole batch step over \(measured[0]) sequential and "
-          + "\(measured[1]) concurrent batches (after a warm-up batch each), kept for the rest"
-        : "the run ended during the trial (\(measured[0]) sequential and \(measured[1]) "
-          + "concurrent batches measured); \(decision.chosen.rawValue) by the trial's rule",
+      requested: requested.rawValue, chosen: decision.chosen.rawValue, reason: decision.reason,
       sequentialSecondsPerImage: decision.sequentialSecondsPerImage,
       concurrentSecondsPerImage: decision.concurrentSecondsPerImage,
       trialBatches: decision.complete ? ScheduleTrial.batchCount : nil,

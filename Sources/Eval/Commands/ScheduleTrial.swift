@@ -87,6 +87,16 @@ struct ScheduleDecision: Equatable {
   /// False when the run ended before the trial's last batch.
   var complete: Bool
 
+  /// Why `chosen`, as `summary.json` records it (`provenance.execution.reason`).
+  var reason: String {
+    let (sequential, concurrent) = (measuredBatches[0], measuredBatches[1])
+    return complete
+      ? "the faster median whole batch step over \(sequential) sequential and "
+        + "\(concurrent) concurrent batches (after a warm-up batch each), kept for the rest"
+      : "the run ended during the trial (\(sequential) sequential and \(concurrent) "
+        + "concurrent batches measured); \(chosen.rawValue) by the trial's rule"
+  }
+
   /// The one stderr line: the choice and both timings.
   var logLine: String {
     func rate(_ seconds: Double?) -> String {
