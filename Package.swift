@@ -26,10 +26,12 @@ let package = Package(
       name: "Dataset",
       dependencies: ["CTurboJPEG", "CArchive"]),
     .target(name: "CInt8Kernels"),
+    .target(name: "CFloatKernels"),
     .target(
       name: "Model",
       dependencies: [
-        "CDNNL", "CInt8Kernels", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        "CDNNL", "CInt8Kernels", "CFloatKernels",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]),
     .target(
       name: "Eval",

@@ -135,4 +135,31 @@ struct FloatEngineTests {
     }
     #expect(engine.versionInfo["onednn"] != nil)
   }
+
+  @Test("a Gelu node: values as libm's erf gives them; versionInfo names what computed them")
+  func standaloneGelu() throws {
+    let shape = [2, 8, 5, 5]
+    let count = shape.reduce(1, *)
+    let graph = singleNodeGraph(
+      .activation(.gelu(tanhApproximation: false)), input: shape)
+    let engine = try FloatEngine(
+      graph: graph, batchSize: 2, threads: 2, strict: true, requiresClassifierOutput: false)
+    let input = (0..<count).map { Float($0 % 97) / 8 - 6 }
+    var output = [Float](repeating: .nan, count: count)
+    try input.withUnsafeBufferPointer { i in
+      try output.withUnsafeMutableBufferPointer { try engine.run(input: i, output: $0) }
+    }
+    for (x, y) in zip(input, output) {
+      let exact = Double(x) * (1 + Foundation.erf(Double(x) / 2.0.squareRoot())) / 2
+      #expect(abs(Double(y) - exact) <= 1e-6, "GELU(\(x)) = \(y), exact \(exact)")
+    }
+    let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+    let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    let avx512f = flags.split(separator: " ").contains("avx512f")
+    let usesKernel =
+      avx512f && ProcessInfo.processInfo.environment["IMAGENET_EVAL_GELU_POSTOP"] != "1"
+    #expect(engine.versionInfo["gelu"] == (usesKernel ? "avx512 kernel" : "oneDNN gelu_erf"))
+    #expect(
+      engine.implementations.contains { $0.implementation == "c:gelu-avx512" } == usesKernel)
+  }
 }

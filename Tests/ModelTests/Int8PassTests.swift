@@ -5,7 +5,7 @@ import Testing
 
 /// The vectorised, multithreaded passes of `Int8Engine` (`Int8Passes`) against their scalar
 /// definitions, bit for bit. Sizes are large enough that the passes split across two
-/// threads (`Int8Parallel.minimumBytesPerThread`) and leave a scalar tail.
+/// threads (`KernelTeam.minimumBytesPerThread`) and leave a scalar tail.
 @Suite("Int8 passes vs scalar kernels")
 struct Int8PassTests {
   static let threadCounts = [1, 2]
@@ -217,6 +217,6 @@ struct Int8PassTests {
     }
     #expect(first == expectedFirst)
     #expect(rest == expectedRest)
-    #expect(Int8Parallel.availableThreads >= 1)
+    #expect(KernelTeam.availableThreads >= 1)
   }
 }

@@ -14,7 +14,7 @@
 /// other; the shards read and write contiguous slices of the batch-major input and output.
 ///
 /// Inside the parallel region oneDNN 2.6 runs every primitive on the calling thread
-/// (`omp_in_parallel()` makes its `parallel` sequential), and `Int8Parallel` keeps its passes
+/// (`omp_in_parallel()` makes its `parallel` sequential), and `KernelTeam` keeps its passes
 /// on the calling thread too. Shard primitives use user-mode scratchpads (see `DNNLEngine`):
 /// the library-mode global scratchpad belongs to the thread that created the primitive, so two
 /// shards built on one thread and run on two would share it.
@@ -87,12 +87,12 @@ enum BatchShards {
 
   /// Calls `body(shard)` for every shard in `0..<count`, shard `i` on thread `i` of a new
   /// OpenMP team of `count` threads (a smaller team, e.g. when nested, takes a block of
-  /// shards per thread; `Int8Parallel.forEachRange`). Rethrows the error of the lowest failing
+  /// shards per thread; `KernelTeam.forEachRange`). Rethrows the error of the lowest failing
   /// shard once all have finished.
   static func run(_ count: Int, _ body: (Int) throws -> Void) throws {
     var errors = [Error?](repeating: nil, count: count)
     errors.withUnsafeMutableBufferPointer { slots in
-      Int8Parallel.forEachRange(count, threads: count) { shards in
+      KernelTeam.forEachRange(count, threads: count) { shards in
         for shard in shards {
           do { try body(shard) } catch { slots[shard] = error }
         }

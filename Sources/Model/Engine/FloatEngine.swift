@@ -112,6 +112,7 @@ public final class FloatEngine: InferenceEngine {
     info["engine"] = "float (oneDNN primitives, NHWC)"
     info["threads"] = threads.map(String.init) ?? "default"
     info["batch_shards"] = FloatEngine.describeShards(sizes)
+    info["gelu"] = GeluKernel.provenance
     self.versionInfo = info
   }
 

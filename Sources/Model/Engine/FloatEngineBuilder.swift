@@ -184,13 +184,14 @@ final class FloatEngineBuilder {
         dims: [biasValues.count], dataType: .f32, format: .a)
     }
     if let operand = node.sumOperand { try placeSumOperand(operand, into: output) }
+    let (chain, gelu) = splittingGelu(c.postOps)
     let primitive = try engine.makeConvolution(
       source: descriptor(x),
       weights: DNNLMemoryDescriptor(dims: weightDims, dataType: .f32, format: .any),
       bias: biasDescriptor, destination: descriptor(output), strides: c.strides,
       dilations: c.dilations, paddingLeft: Array(c.pads[0..<spatial]),
       paddingRight: Array(c.pads[spatial..<(2 * spatial)]),
-      attributes: DNNLAttributes(postOps: try postOps(c.postOps)), label: node.name)
+      attributes: DNNLAttributes(postOps: try postOps(chain)), label: node.name)
     var arguments: [(DNNLArgument, DNNLMemory)] = [
       (.source, try memory(x)),
       (
@@ -204,6 +205,11 @@ final class FloatEngineBuilder {
         (.bias, try constantMemory(biasValues, dims: biasDescriptor.dims, as: biasDescriptor)))
     }
     add(primitive, arguments, node: node)
+    if gelu {
+      let buffer = try pointer(output)
+      addGelu(
+        from: buffer, to: buffer, count: try graph.shape(of: output).reduce(1, *), node: node)
+    }
   }
 
   /// A fused residual sum accumulates into the output buffer, so the operand must be there
@@ -330,11 +336,12 @@ final class FloatEngineBuilder {
     let biasDescriptor = try bias.map { _ in
       try DNNLMemoryDescriptor(dims: [columns], dataType: .f32, format: .a)
     }
+    let (remaining, gelu) = splittingGelu(chain)
     let primitive = try engine.makeInnerProduct(
       source: sourceDescriptor,
       weights: DNNLMemoryDescriptor(dims: [columns, inner], dataType: .f32, format: .any),
       bias: biasDescriptor, destination: destinationDescriptor,
-      attributes: DNNLAttributes(postOps: try postOps(chain)), label: node.name)
+      attributes: DNNLAttributes(postOps: try postOps(remaining)), label: node.name)
     var arguments: [(DNNLArgument, DNNLMemory)] = [
       (.source, try DNNLMemory(sourceDescriptor, engine: engine, buffer: source)),
       (
@@ -350,6 +357,7 @@ final class FloatEngineBuilder {
       arguments.append((.bias, try constantMemory(bias, dims: [columns], as: biasDescriptor)))
     }
     add(primitive, arguments, node: node)
+    if gelu { addGelu(from: destination, to: destination, count: rows * columns, node: node) }
   }
 
   private func lowerBinary(_ node: Node, _ op: BinaryOperator) throws {
@@ -502,6 +510,15 @@ final class FloatEngineBuilder {
   private func lowerActivation(_ node: Node, _ activation: Activation) throws {
     let x = node.inputs[0]
     let output = node.outputs[0]
+    if case .gelu(tanhApproximation: false) = activation, GeluKernel.isEnabled,
+      graph.values[output].elementType == .float32, graph.constants[x] == nil
+    {
+      // Input and output share the engine's layout for their (equal) shape.
+      try addGelu(
+        from: pointer(x), to: pointer(output), count: graph.shape(of: output).reduce(1, *),
+        node: node)
+      return
+    }
     let data = try descriptor(output)
     var source = try memory(x)
     for (index, function) in eltwise(activation).enumerated() {
@@ -1235,6 +1252,27 @@ final class FloatEngineBuilder {
     case .tanh: return [.tanh]
     case .gelu(let tanhApproximation): return [tanhApproximation ? .geluTanh : .geluErf]
     }
+  }
+
+  /// `chain` without its trailing exact GELU when `GeluKernel` runs it instead, and whether it
+  /// was removed (the caller then adds the kernel over the primitive's output). GELU followed
+  /// by other post-ops stays fused.
+  private func splittingGelu(_ chain: [PostOp]) -> (chain: [PostOp], gelu: Bool) {
+    guard GeluKernel.isEnabled, case .activation(.gelu(tanhApproximation: false)) = chain.last
+    else { return (chain, false) }
+    return (Array(chain.dropLast()), true)
+  }
+
+  /// GELU of `count` dense floats from `source` into `destination`.
+  private func addGelu(
+    from source: UnsafeMutableRawPointer, to destination: UnsafeMutableRawPointer, count: Int,
+    node: Node
+  ) {
+    addKernel(
+      GeluKernel(
+        source: source.assumingMemoryBound(to: Float.self),
+        destination: destination.assumingMemoryBound(to: Float.self), count: count),
+      label: node.name)
   }
 
   private func postOps(_ chain: [PostOp]) throws -> [DNNLPostOp] {

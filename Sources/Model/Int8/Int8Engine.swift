@@ -10,7 +10,7 @@ import Foundation
 /// Adds that did not fuse, global average pooling, the input quantisation, Split/Concat and the
 /// 256-entry lookup tables of standalone Sigmoid/Tanh/HardSwish/GELU run as the vectorised
 /// passes of `Int8Passes` (bit-identical to `ReferenceKernels` and `Int8Layout`), split across
-/// the OpenMP threads oneDNN uses (`Int8Parallel`). The classifier's last layer writes
+/// the OpenMP threads oneDNN uses (`KernelTeam`). The classifier's last layer writes
 /// float logits directly (`m·(acc + bias)`, not rounded to codes). Anything else runs in float
 /// between explicit dequantise/quantise and is listed in `floatFallbackNodes`.
 ///

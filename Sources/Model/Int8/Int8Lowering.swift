@@ -551,7 +551,7 @@ final class Int8Lowering {
     let kernel = try Int8AddTableKernel(
       a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po), count: count)
     retained.append(kernel)
-    steps.append(Int8Step(work: .swift({ kernel.run(threads: Int8Parallel.availableThreads) })))
+    steps.append(Int8Step(work: .swift({ kernel.run(threads: KernelTeam.availableThreads) })))
   }
 
   /// A quantized model's elementwise island as a 256-entry table (see `Int8ElementwiseIsland`).
@@ -671,7 +671,7 @@ final class Int8Lowering {
           Int8Passes.lookup(
             source.assumingMemoryBound(to: UInt8.self), count: count, table: bytes.entries,
             into: destination.assumingMemoryBound(to: UInt8.self),
-            threads: Int8Parallel.availableThreads)
+            threads: KernelTeam.availableThreads)
         })))
   }
 

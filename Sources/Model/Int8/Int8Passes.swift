@@ -2,7 +2,7 @@ import CInt8Kernels
 import Foundation
 
 /// The Swift passes of `Int8Engine` that run between oneDNN primitives, vectorised and split
-/// across threads (`Int8Parallel`), each bit-identical to its scalar definition:
+/// across threads (`KernelTeam`), each bit-identical to its scalar definition:
 /// `Int8Layout.quantize`, `LookupTable.apply`, `ReferenceKernels.add` and
 /// `ReferenceKernels.globalAveragePool` (checked in Tests/ModelTests/Int8PassTests.swift).
 ///
@@ -29,12 +29,12 @@ enum Int8Passes {
     {
       return forced
     }
-    return Int8Parallel.minimumBytesPerThread
+    return KernelTeam.minimumBytesPerThread
   }()
 
   /// How many threads a pass over `bytes` bytes should use.
   static func threads(forBytes bytes: Int) -> Int {
-    min(Int8Parallel.availableThreads, max(1, bytes / minimumBytesPerThread))
+    min(KernelTeam.availableThreads, max(1, bytes / minimumBytesPerThread))
   }
 
   /// 1.5·2²³ and its bit pattern.
@@ -71,7 +71,7 @@ enum Int8Passes {
     let (c, hw) = Int8Layout.channelsLast(shape) ?? (1, count)
     let pixels = count / c
     let team = min(threads, Int8Passes.threads(forBytes: count * 4))
-    Int8Parallel.forEachRange(pixels, threads: team) { range in
+    KernelTeam.forEachRange(pixels, threads: team) { range in
       quantizePixels(
         range, values: values, c: c, hw: hw, scale: scale, zeroPoint: zp, low: low, high: high,
         into: codes)
@@ -151,7 +151,7 @@ enum Int8Passes {
   ) {
     // Blocks of 64 bytes so threads never share a cache line.
     let blocks = (count + 63) / 64
-    Int8Parallel.forEachRange(blocks, threads: min(threads, Int8Passes.threads(forBytes: count))) {
+    KernelTeam.forEachRange(blocks, threads: min(threads, Int8Passes.threads(forBytes: count))) {
       range in
       let start = range.lowerBound * 64
       let end = min(count, range.upperBound * 64)

@@ -127,12 +127,12 @@ final class Int8Plan {
       Int8Passes.quantize(
         input, count: inputElementCount, shape: inputShape, params: inputParams,
         into: inputCodes.assumingMemoryBound(to: Int8.self),
-        threads: Int8Parallel.availableThreads)
+        threads: KernelTeam.availableThreads)
     case .uint8:
       Int8Passes.quantize(
         input, count: inputElementCount, shape: inputShape, params: inputParams,
         into: inputCodes.assumingMemoryBound(to: UInt8.self),
-        threads: Int8Parallel.availableThreads)
+        threads: KernelTeam.availableThreads)
     default:
       try Int8Layout.quantize(inputBuffer, shape: inputShape, params: inputParams, into: inputCodes)
     }

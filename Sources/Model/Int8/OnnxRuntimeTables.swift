@@ -139,7 +139,7 @@ final class Int8AddTableKernel {
     let (ra, rb, k) = (self.ra, self.rb, self.k)
     let vectorized = Self.vectorized
     let blocks = (count + 4095) / 4096
-    Int8Parallel.forEachRange(
+    KernelTeam.forEachRange(
       blocks, threads: min(threads, Int8Passes.threads(forBytes: 2 * count))
     ) { range in
       let start = range.lowerBound * 4096

@@ -4,8 +4,8 @@
   import Darwin
 #endif
 
-/// Splits the engine's Swift passes (quantise, lookup tables, adds, channel slices) across
-/// the OpenMP team that runs the oneDNN primitives.
+/// Splits the engines' own passes (the int8 engine's quantise, lookup tables, adds and channel
+/// slices; the float engine's GELU) across the OpenMP team that runs the oneDNN primitives.
 ///
 /// Between two primitives libgomp's worker threads spin (default wait policy) or sleep
 /// (passive); work handed to another pool (Dispatch) would compete with the spinning workers
@@ -13,7 +13,7 @@
 /// an OpenMP parallel region instead reuses the very threads oneDNN just used. The runtime's
 /// entry points are looked up at run time in the libgomp oneDNN already loaded (no link flag);
 /// without them every pass runs on the calling thread.
-enum Int8Parallel {
+enum KernelTeam {
   typealias Body = OpenMPRuntime.Body
 
   private static let parallel = OpenMPRuntime.parallel
@@ -54,7 +54,7 @@ enum Int8Parallel {
     withoutActuallyEscaping(body) { escapable in
       var context = Context(count: count, body: escapable)
       withUnsafeMutablePointer(to: &context) { pointer in
-        parallel(Int8Parallel.run, UnsafeMutableRawPointer(pointer), UInt32(team), 0)
+        parallel(KernelTeam.run, UnsafeMutableRawPointer(pointer), UInt32(team), 0)
       }
     }
   }
@@ -66,8 +66,8 @@ enum Int8Parallel {
 
   /// The region body: this thread's share of the blocks.
   private static let run: Body = { raw in
-    guard let raw, let threadNumber = Int8Parallel.threadNumber,
-      let teamSize = Int8Parallel.teamSize
+    guard let raw, let threadNumber = KernelTeam.threadNumber,
+      let teamSize = KernelTeam.teamSize
     else { return }
     let context = raw.assumingMemoryBound(to: Context.self)
     let count = context.pointee.count
