@@ -11,6 +11,10 @@ minimum over --runs runs, summed per op type. Minimums, not means, so that a loa
 (where a run is often preempted) still gives comparable figures: only primitives shorter than
 a scheduler time slice (a few ms) are reliably measured this way, so prefer --threads 1 and
 batch 1 under load. --layers also lists every primitive / node.
+
+Only oneDNN primitives appear in ONEDNN_VERBOSE: the engine's own passes (the AVX-512 GELU
+after GELU convolutions, Swift data movement) are not in "ours". Set IMAGENET_EVAL_GELU_POSTOP=1
+to profile with oneDNN's GELU post-op instead, where the GELU is inside the convolutions' times.
 """
 import argparse
 import collections
@@ -102,7 +106,8 @@ def main():
         print(f"| {l} | {r} |")
     total_ours, total_theirs = sum(our_kinds.values()), sum(their_kinds.values())
     print(f"| **total** | **{total_ours:.3f}** | **total** | **{total_theirs:.3f}** |")
-    print(f"\nonnxruntime / ours: {total_theirs / total_ours:.2f}")
+    print(f"\nonnxruntime / ours: {total_theirs / total_ours:.2f} (oneDNN primitives only: the "
+          "engine's own passes, e.g. GELU, are not counted)")
     if a.layers:
         print("\nours:")
         for t, what in our_layers:
