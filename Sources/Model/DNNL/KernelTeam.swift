@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -22,9 +24,20 @@ enum KernelTeam {
   private static let maxThreads = OpenMPRuntime.maxThreads
   private static let inParallel = OpenMPRuntime.inParallel
 
-  /// Below this many bytes of work a pass runs on the calling thread: waking a sleeping
-  /// team (passive policy) costs tens of microseconds, more than the pass.
-  static let minimumBytesPerThread = 32 * 1024
+  /// Bytes of work per thread below which a pass stays on the calling thread: waking a
+  /// sleeping worker (`OMP_WAIT_POLICY=passive`) costs tens of microseconds, more than a small
+  /// pass. With libgomp's default (spinning) policy a smaller threshold may pay at batch 1,
+  /// where most passes are 30–250 KB (FasterNet-T0's 14×14 GELU table pass is 63 KB and runs
+  /// on one thread); on a loaded machine it costs (see bench/README.md, "Batch-1 latency").
+  /// `IMAGENET_EVAL_PASS_BYTES=n` sets it for such A/B measurements (32 KB by default).
+  static let minimumBytesPerThread: Int = {
+    if let value = ProcessInfo.processInfo.environment["IMAGENET_EVAL_PASS_BYTES"],
+      let forced = Int(value), forced > 0
+    {
+      return forced
+    }
+    return 32 * 1024
+  }()
 
   /// The team size a parallel region started now would get (`omp_set_num_threads` applies);
   /// 1 inside a parallel region (a batch shard's thread, see `BatchShards`), where libgomp

@@ -105,7 +105,7 @@ final class Int8ChannelSliceKernel {
 
   func run() {
     let bytes = pixels * slices.reduce(0) { $0 + $1.channels }
-    KernelTeam.forEachRange(pixels, threads: Int8Passes.threads(forBytes: bytes)) { range in
+    KernelTeam.forEachRange(pixels, threads: KernelTeam.threads(forBytes: bytes)) { range in
       for (index, slice) in slices.enumerated() {
         Int8ChannelSlices.copy(
           pixels: range.count, channels: slice.channels,

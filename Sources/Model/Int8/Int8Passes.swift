@@ -15,28 +15,6 @@ enum Int8Passes {
   typealias Floats = SIMD16<Float>
   typealias Ints = SIMD16<Int32>
 
-  // MARK: Threads
-
-  /// Bytes of work per thread below which a pass stays on the calling thread: waking a
-  /// sleeping worker (`OMP_WAIT_POLICY=passive`) costs tens of microseconds, more than a small
-  /// pass. With libgomp's default (spinning) policy a smaller threshold may pay at batch 1,
-  /// where most passes are 30–250 KB (FasterNet-T0's 14×14 GELU table pass is 63 KB and runs
-  /// on one thread); on a loaded machine it costs (see bench/README.md, "Batch-1 latency").
-  /// `IMAGENET_EVAL_PASS_BYTES=n` sets it for such A/B measurements.
-  static let minimumBytesPerThread: Int = {
-    if let value = ProcessInfo.processInfo.environment["IMAGENET_EVAL_PASS_BYTES"],
-      let forced = Int(value), forced > 0
-    {
-      return forced
-    }
-    return KernelTeam.minimumBytesPerThread
-  }()
-
-  /// How many threads a pass over `bytes` bytes should use.
-  static func threads(forBytes bytes: Int) -> Int {
-    min(KernelTeam.availableThreads, max(1, bytes / minimumBytesPerThread))
-  }
-
   /// 1.5·2²³ and its bit pattern.
   private static let magic = Floats(repeating: 12_582_912)
   private static let magicBits = Ints(repeating: 0x4B40_0000)
@@ -70,7 +48,7 @@ enum Int8Passes {
     let high = Float(params.type.maximum) - Float(zp)
     let (c, hw) = Int8Layout.channelsLast(shape) ?? (1, count)
     let pixels = count / c
-    let team = min(threads, Int8Passes.threads(forBytes: count * 4))
+    let team = min(threads, KernelTeam.threads(forBytes: count * 4))
     KernelTeam.forEachRange(pixels, threads: team) { range in
       quantizePixels(
         range, values: values, c: c, hw: hw, scale: scale, zeroPoint: zp, low: low, high: high,
@@ -151,7 +129,7 @@ enum Int8Passes {
   ) {
     // Blocks of 64 bytes so threads never share a cache line.
     let blocks = (count + 63) / 64
-    KernelTeam.forEachRange(blocks, threads: min(threads, Int8Passes.threads(forBytes: count))) {
+    KernelTeam.forEachRange(blocks, threads: min(threads, KernelTeam.threads(forBytes: count))) {
       range in
       let start = range.lowerBound * 64
       let end = min(count, range.upperBound * 64)

@@ -140,7 +140,7 @@ final class Int8AddTableKernel {
     let vectorized = Self.vectorized
     let blocks = (count + 4095) / 4096
     KernelTeam.forEachRange(
-      blocks, threads: min(threads, Int8Passes.threads(forBytes: 2 * count))
+      blocks, threads: min(threads, KernelTeam.threads(forBytes: 2 * count))
     ) { range in
       let start = range.lowerBound * 4096
       let end = min(count, range.upperBound * 4096)
