@@ -27,7 +27,7 @@ enum KernelTeam {
   /// Bytes of work per thread below which a pass stays on the calling thread: waking a
   /// sleeping worker (`OMP_WAIT_POLICY=passive`) costs tens of microseconds, more than a small
   /// pass. With libgomp's default (spinning) policy a smaller threshold may pay at batch 1,
-  /// where most passes are 30–250 KB (FasterNet-T0's 14×14 GELU table pass is 63 KB and runs
+  /// where most passes are 30–250 KB (FasterNet-T0's int8 14×14 GELU table pass is 63 KB and runs
   /// on one thread); on a loaded machine it costs (see bench/README.md, "Batch-1 latency").
   /// `IMAGENET_EVAL_PASS_BYTES=n` sets it for such A/B measurements (32 KB by default).
   static let minimumBytesPerThread: Int = {
