@@ -59,6 +59,13 @@ private func compareWithOnnxRuntime(
     partialConvolutions: engine.partialConvolutionCount)
 }
 
+/// Whether /proc/cpuinfo lists AVX-512 F (independently of the kernels' own CPUID check).
+private func hasAVX512F() -> Bool {
+  let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+  let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+  return flags.split(separator: " ").contains("avx512f")
+}
+
 private func topFive(_ logits: ArraySlice<Float>) -> Set<Int> {
   Set(logits.indices.sorted { logits[$0] > logits[$1] }.prefix(5).map { $0 - logits.startIndex })
 }
@@ -103,6 +110,24 @@ struct FloatEngineTests {
     expectMatchesReference(result, batch: batch, classes: 100, "fasternet batch \(batch)")
     // All four Split→Conv→Concat blocks take the dense-slice path.
     #expect(result.partialConvolutions == 4)
+  }
+
+  @Test(
+    "partial convolutions at odd sizes: 3x3 ones by the AVX-512 kernel, in place or not, others by oneDNN",
+    arguments: [1, 3])
+  func partialConvolutions(batch: Int) throws {
+    let result = try compareWithOnnxRuntime(kind: "pconv", batch: batch, size: 38)
+    expectMatchesReference(result, batch: batch, classes: 100, "pconv batch \(batch)")
+    #expect(result.partialConvolutions == 6)
+    let kernel = PartialConvolutionKernel.isEnabled
+    #expect(
+      kernel
+        == (hasAVX512F()
+          && ProcessInfo.processInfo.environment["IMAGENET_EVAL_PCONV_ONEDNN"] != "1"))
+    let implementations = result.implementations.map(\.implementation)
+    // Four 3x3 ones (over 9, 9, 40 and 70 channels), three of them in place and restored.
+    #expect(implementations.filter { $0 == "c:conv3x3-avx512" }.count == (kernel ? 4 : 0))
+    #expect(implementations.filter { $0 == "c:slice-restore-avx512" }.count == (kernel ? 3 : 0))
   }
 
   @Test("ResNet-like graph (ceil-mode max pool, residual Add+ReLU, 4D reshape, softmax)")
@@ -153,12 +178,12 @@ struct FloatEngineTests {
       let exact = Double(x) * (1 + Foundation.erf(Double(x) / 2.0.squareRoot())) / 2
       #expect(abs(Double(y) - exact) <= 1e-6, "GELU(\(x)) = \(y), exact \(exact)")
     }
-    let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
-    let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
-    let avx512f = flags.split(separator: " ").contains("avx512f")
     let usesKernel =
-      avx512f && ProcessInfo.processInfo.environment["IMAGENET_EVAL_GELU_POSTOP"] != "1"
+      hasAVX512F() && ProcessInfo.processInfo.environment["IMAGENET_EVAL_GELU_POSTOP"] != "1"
     #expect(engine.versionInfo["gelu"] == (usesKernel ? "avx512 kernel" : "oneDNN gelu_erf"))
+    #expect(
+      engine.versionInfo["partial conv"]
+        == (PartialConvolutionKernel.isEnabled ? "avx512 kernel" : "oneDNN"))
     #expect(
       engine.implementations.contains { $0.implementation == "c:gelu-avx512" } == usesKernel)
   }

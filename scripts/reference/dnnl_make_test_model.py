@@ -7,6 +7,10 @@ KIND:
   fasternet  FasterNet-like: 4x4/4 stem+BN+ReLU, partial-conv blocks (Split, 3x3 on C/4, Concat,
              1x1 expand+BN+GELU (erf pattern), 1x1 project, residual Add), 2x2/2 merging+BN,
              GlobalAveragePool, 1x1 conv 1280 + ReLU, Flatten, Gemm.
+  pconv      Split->Conv->Concat partial convolutions at odd sizes (a 3x3 stem, stride 2, to
+             19x19x36, then 9x9x72 and 4x4x144): 3x3 ones over 9, 40 and 70 channels with and
+             without bias whose concat may overwrite the source (FasterNet's residual block), one
+             whose source is also read elsewhere, and a depthwise and a 5x5 one.
   resnetish  Conv+BN+ReLU stem, MaxPool 3x3/2 (ceil), basic blocks with Add+ReLU and a strided
              projection shortcut, AveragePool, Reshape of a 4D map, Gemm, Softmax.
   mobileish  Depthwise/pointwise convs with HardSwish, ReLU6 (Clip), a squeeze-excite block
@@ -95,6 +99,33 @@ def fasternet(b, width, classes, depths=(1, 2, 1), gelu_stages=1):
     return b.gemm(x, 1280, classes)
 
 
+def pconv(b, classes):
+    def partial(x, dim, part, convolve):
+        a, rest = b.op("Split", [x, b.int_const([part, dim - part])], n_out=2, axis=1)
+        return b.op("Concat", [convolve(a), rest], axis=1)
+
+    def residual(x, dim, part, convolve):
+        y = b.op("Relu", [b.conv(partial(x, dim, part, convolve), dim, dim, 1)])
+        return b.op("Add", [x, b.conv(y, dim, dim, 1, bias=False)])
+
+    def conv3x3(part, bias=True):
+        return lambda a: b.conv(a, part, part, 3, pad=1, bias=bias)
+
+    x = b.op("Relu", [b.conv("input", 3, 36, 3, stride=2, pad=1)])
+    x = residual(x, 36, 9, conv3x3(9))
+    # The source is read by the Sigmoid too: the concat gets a buffer of its own.
+    y = b.conv(partial(x, 36, 9, conv3x3(9, bias=False)), 36, 36, 1)
+    x = b.op("Add", [y, b.op("Sigmoid", [x])])
+    x = residual(x, 36, 12, lambda a: b.conv(a, 12, 12, 3, pad=1, group=12))
+    x = b.op("Relu", [b.conv(x, 36, 72, 2, stride=2)])
+    x = residual(x, 72, 40, conv3x3(40, bias=False))
+    x = b.op("Relu", [b.conv(x, 72, 144, 2, stride=2)])
+    x = residual(x, 144, 70, conv3x3(70))
+    x = residual(x, 144, 36, lambda a: b.conv(a, 36, 36, 5, pad=2))
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [x])], axis=1)
+    return b.gemm(x, 144, classes)
+
+
 def resnetish(b, width, classes, size):
     x = b.op("Relu", [b.bn(b.conv("input", 3, width, 3, stride=2, pad=1, bias=False), width)])
     x = b.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 0, 0], ceil_mode=1)
@@ -138,7 +169,8 @@ def mobileish(b, width, classes):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["fasternet", "fasternet_t0", "resnetish", "mobileish"])
+    p.add_argument("kind",
+                   choices=["fasternet", "fasternet_t0", "pconv", "resnetish", "mobileish"])
     p.add_argument("out")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--classes", type=int, default=100)
@@ -151,6 +183,8 @@ def main():
     elif a.kind == "fasternet_t0":
         # FasterNet-T0's shape: embed 40, depths 1-2-8-2, MLP ratio 2, GELU everywhere.
         out = fasternet(b, a.width, a.classes, depths=(1, 2, 8, 2), gelu_stages=4)
+    elif a.kind == "pconv":
+        out = pconv(b, a.classes)
     elif a.kind == "resnetish":
         out = resnetish(b, a.width, a.classes, a.size)
     else:

@@ -13,4 +13,39 @@ int ie_float_has_avx512f(void);
 /// equal `input`. Only call it when `ie_float_has_avx512f()` returns 1.
 void ie_float_gelu_avx512(const float *input, float *output, size_t count);
 
+/// A 3x3 convolution, stride 1, padding 1, `channels` inputs to `channels` outputs, over the first
+/// `channels` of the `totalChannels` channels of a channels-last (NHWC) tensor, written back over
+/// those same channels (FasterNet's partial convolution). Rows are all images' rows, `images *
+/// height`, so that a team can split them. A run is: every thread gathers its rows into the
+/// padded copy, a barrier, every thread convolves its rows; the copy then keeps the original
+/// channels until `ie_float_conv3x3_scatter_avx512` puts them back. Only call the `_avx512`
+/// functions when `ie_float_has_avx512f()` returns 1.
+
+/// Floats of the packed weights for `channels` input and output channels.
+size_t ie_float_conv3x3_packed_count(int channels);
+
+/// Packs ONNX-order weights [out][in][3][3] for the kernel (blocks of 16 output channels).
+void ie_float_conv3x3_pack(const float *weights, int channels, float *packed);
+
+/// Floats of the zero-padded copy: `images` images of (height + 2) x (width + 2) pixels of
+/// `channels` floats. Its border must be zero (it is never written).
+size_t ie_float_conv3x3_padded_count(int images, int height, int width, int channels);
+
+/// Copies channels 0..<channels of rows firstRow..<endRow of `source` into the padded copy.
+void ie_float_conv3x3_gather_avx512(const float *source, int height, int width, int totalChannels,
+                                    int channels, size_t firstRow, size_t endRow, float *padded);
+
+/// Copies rows firstRow..<endRow of the padded copy back into channels 0..<channels of
+/// `destination`.
+void ie_float_conv3x3_scatter_avx512(const float *padded, int height, int width,
+                                     int totalChannels, int channels, size_t firstRow,
+                                     size_t endRow, float *destination);
+
+/// Output rows firstRow..<endRow of the convolution of the padded copy (plus `bias`, which may be
+/// null), into channels 0..<channels of `destination`. Reads the rows above and below the range
+/// from the copy: gather them all first.
+void ie_float_conv3x3_rows_avx512(const float *padded, const float *packed, const float *bias,
+                                  int height, int width, int totalChannels, int channels,
+                                  size_t firstRow, size_t endRow, float *destination);
+
 #endif

@@ -23,6 +23,7 @@ enum KernelTeam {
   private static let teamSize = OpenMPRuntime.teamSize
   private static let maxThreads = OpenMPRuntime.maxThreads
   private static let inParallel = OpenMPRuntime.inParallel
+  private static let barrier = OpenMPRuntime.barrier
 
   /// Bytes of work per thread below which a pass stays on the calling thread: waking a
   /// sleeping worker (`OMP_WAIT_POLICY=passive`) costs tens of microseconds, more than a small
@@ -65,9 +66,33 @@ enum KernelTeam {
       return
     }
     withoutActuallyEscaping(body) { escapable in
-      var context = Context(count: count, body: escapable)
+      var context = Context(count: count, body: escapable, afterBarrier: nil)
       withUnsafeMutablePointer(to: &context) { pointer in
         parallel(KernelTeam.run, UnsafeMutableRawPointer(pointer), UInt32(team), 0)
+      }
+    }
+  }
+
+  /// `forEachRange` in two phases over the same ranges: every thread runs `first` on its
+  /// range, waits for the whole team, then runs `second` on it — for passes whose second phase
+  /// reads what other threads wrote in the first. One parallel region, not two.
+  static func forEachRange(
+    _ count: Int, threads: Int, _ first: (Range<Int>) -> Void,
+    thenAfterBarrier second: (Range<Int>) -> Void
+  ) {
+    guard count > 0 else { return }
+    let team = min(threads, count)
+    guard team > 1, let parallel, barrier != nil else {
+      first(0..<count)
+      second(0..<count)
+      return
+    }
+    withoutActuallyEscaping(first) { first in
+      withoutActuallyEscaping(second) { second in
+        var context = Context(count: count, body: first, afterBarrier: second)
+        withUnsafeMutablePointer(to: &context) { pointer in
+          parallel(KernelTeam.run, UnsafeMutableRawPointer(pointer), UInt32(team), 0)
+        }
       }
     }
   }
@@ -75,6 +100,7 @@ enum KernelTeam {
   private struct Context {
     var count: Int
     var body: (Range<Int>) -> Void
+    var afterBarrier: ((Range<Int>) -> Void)?
   }
 
   /// The region body: this thread's share of the blocks.
@@ -89,5 +115,10 @@ enum KernelTeam {
     let start = count * me / team
     let end = count * (me + 1) / team
     if start < end { context.pointee.body(start..<end) }
+    if let second = context.pointee.afterBarrier, let waitForTeam = KernelTeam.barrier {
+      // Every thread reaches the barrier, even one without a range.
+      waitForTeam()
+      if start < end { second(start..<end) }
+    }
   }
 }

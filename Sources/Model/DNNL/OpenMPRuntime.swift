@@ -8,6 +8,7 @@ enum OpenMPRuntime {
   typealias ParallelEntry = @convention(c) (Body, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
   typealias Query = @convention(c) () -> Int32
   typealias SetThreads = @convention(c) (Int32) -> Void
+  typealias Barrier = @convention(c) () -> Void
 
   /// libgomp's `#pragma omp parallel`: runs `body(data)` on a team of `threads` (0: the
   /// default) including the caller.
@@ -17,6 +18,8 @@ enum OpenMPRuntime {
   static let maxThreads: Query? = symbol("omp_get_max_threads")
   static let inParallel: Query? = symbol("omp_in_parallel")
   static let setThreadCount: SetThreads? = symbol("omp_set_num_threads")
+  /// libgomp's `#pragma omp barrier`: waits, inside a region, for the whole team.
+  static let barrier: Barrier? = symbol("GOMP_barrier")
   private static let processorCount: Query? = symbol("omp_get_num_procs")
 
   /// The thread count "default" stands for: the first value of `OMP_NUM_THREADS` when it is

@@ -2,7 +2,9 @@ import Foundation
 
 /// Where the float engine keeps one activation: its own buffer (rank 4 channels-last, the
 /// engine's layout), or — for the untouched half of a partial convolution's Split, which the
-/// engine never materialises — a channel range of the split's source.
+/// engine never materialises, and for both halves of the convolution when
+/// `PartialConvolutionKernel` runs it — a channel range of the split's source or the concat's
+/// output.
 enum FloatActivation {
   case buffer(UnsafeMutablePointer<Float>, count: Int)
   /// Channels `first..<first + width` of a channels-last source of `channels` channels and
@@ -43,9 +45,20 @@ enum FloatActivation {
         let shape = try? graph.shape(of: partial.source), shape.count == 4,
         let source = builder.activationPointer(partial.source)
       else { continue }
+      let pixels = shape[0] * shape[2] * shape[3]
       result[split.outputs[1]] = .channelSlice(
-        source.assumingMemoryBound(to: Float.self), pixels: shape[0] * shape[2] * shape[3],
-        channels: shape[1], first: partial.channels, width: shape[1] - partial.channels)
+        source.assumingMemoryBound(to: Float.self), pixels: pixels, channels: shape[1],
+        first: partial.channels, width: shape[1] - partial.channels)
+      // The kernel reads the convolved channels in place and writes the convolution's output
+      // straight into the concat's first channels.
+      if partial.usesKernel, let output = builder.activationPointer(partial.output) {
+        result[partial.convolved] = .channelSlice(
+          source.assumingMemoryBound(to: Float.self), pixels: pixels, channels: shape[1],
+          first: 0, width: partial.channels)
+        result[partial.convolutionOutput] = .channelSlice(
+          output.assumingMemoryBound(to: Float.self), pixels: pixels, channels: shape[1],
+          first: 0, width: partial.channels)
+      }
     }
     return result
   }

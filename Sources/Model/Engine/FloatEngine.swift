@@ -113,6 +113,7 @@ public final class FloatEngine: InferenceEngine {
     info["threads"] = threads.map(String.init) ?? "default"
     info["batch_shards"] = FloatEngine.describeShards(sizes)
     info["gelu"] = GeluKernel.provenance
+    info["partial conv"] = PartialConvolutionKernel.provenance
     self.versionInfo = info
   }
 

@@ -89,6 +89,15 @@ final class FloatEngineBuilder {
         unsupported.append("'\(node.name)' (\(node.op.name)): \(error.reason)")
       }
     }
+    for partial in partialByConcat.values where partial.usesKernel {
+      // The convolution's output exists once the kernel, lowered with the concat that follows
+      // it, has run.
+      if let at = nodeEnds.firstIndex(where: { $0.node == partial.convolutionNode }),
+        at + 1 < nodeEnds.count
+      {
+        nodeEnds[at].endStep = nodeEnds[at + 1].endStep
+      }
+    }
     guard unsupported.isEmpty else {
       throw ModelError(
         .unsupportedOperators,
@@ -116,7 +125,10 @@ final class FloatEngineBuilder {
       }
     }
     switch node.op {
-    case .conv(let attributes): try lowerConvolution(node, attributes)
+    case .conv(let attributes):
+      // A partial convolution's kernel runs with its concat.
+      if partialByConvolutionOutput[node.outputs[0]]?.usesKernel == true { return }
+      try lowerConvolution(node, attributes)
     case .gemm(let attributes): try lowerGemm(node, attributes)
     case .matMul: try lowerMatMul(node)
     case .binary(let op): try lowerBinary(node, op)
@@ -217,6 +229,10 @@ final class FloatEngineBuilder {
   private func placeSumOperand(_ operand: ValueID, into output: ValueID) throws {
     if let partial = pendingRestores.removeValue(forKey: operand) {
       // The operand's first channels were overwritten by an in-place partial conv.
+      if let kernel = partialKernels[operand] {
+        addKernel(kernel.restoring(), label: "restore '\(graph.values[operand].name)'")
+        return try placeSumOperand(operand, into: output)
+      }
       let part = try descriptor(operand).submemory(
         dims: try graph.shape(of: partial.convolved), offsets: [0, 0, 0, 0])
       try addReorder(
@@ -835,21 +851,28 @@ final class FloatEngineBuilder {
   /// Lowered without materialising the untouched part: the first `p` channels are reordered to
   /// a dense buffer and convolved (a convolution on a strided channel slice would run oneDNN's
   /// reference kernel), then the output is `x` copied whole with the convolved channels
-  /// written over its first `p`.
+  /// written over its first `p`. A 3×3 same-size convolution directly followed by its concat
+  /// runs as one `PartialConvolutionKernel` instead, on AVX-512 CPUs.
   ///
   /// In a FasterNet block `x` is otherwise only the residual operand of the block's last conv,
   /// which accumulates into `x`'s buffer. Then the whole copy is avoided: the concat output
   /// lives in `x`'s buffer (the convolved channels written over its first `p`), the dense copy
-  /// of the first `p` channels gets a buffer of its own, and it is written back just before the
-  /// residual conv, once the concat output's readers are done.
+  /// of the first `p` channels gets a buffer of its own (the kernel's padded copy), and it is
+  /// written back just before the residual conv, once the concat output's readers are done.
   struct PartialConvolution {
     var source: ValueID
     /// The split output the convolution reads (channels `0..<p`).
     var convolved: ValueID
+    var convolutionNode: Int
     var convolutionOutput: ValueID
+    /// The concat's output.
+    var output: ValueID
     var channels: Int
     /// The concat output shares the source's buffer (see above).
     var inPlace: Bool
+    /// Lowered to `PartialConvolutionKernel`: the split and the convolution add no steps, and
+    /// neither the convolved slice nor the convolution's output has a buffer of its own.
+    var usesKernel: Bool
   }
 
   /// Values whose bytes live somewhere other than their planned arena slot.
@@ -871,6 +894,9 @@ final class FloatEngineBuilder {
   var partialConvolutionCount: Int { partialByConcat.count }
   private var partialBySplit: [ValueID: PartialConvolution] = [:]
   private var partialByConcat: [ValueID: PartialConvolution] = [:]
+  private var partialByConvolutionOutput: [ValueID: PartialConvolution] = [:]
+  /// In-place partial convolution kernels by source, for the restore.
+  private var partialKernels: [ValueID: PartialConvolutionKernel] = [:]
 
   private func findPartialConvolutions() {
     let consumers = graph.consumers()
@@ -885,7 +911,8 @@ final class FloatEngineBuilder {
         consumers[split.outputs[0]].count == 1, consumers[split.outputs[1]].count == 1,
         !outputs.contains(split.outputs[0]), !outputs.contains(split.outputs[1])
       else { continue }
-      let convolution = graph.nodes[consumers[split.outputs[0]][0]]
+      let convolutionIndex = consumers[split.outputs[0]][0]
+      let convolution = graph.nodes[convolutionIndex]
       guard case .conv(let c) = convolution.op, c.postOps.isEmpty,
         convolution.inputs[0] == split.outputs[0], convolution.outputs.count == 1,
         consumers[convolution.outputs[0]].count == 1, !outputs.contains(convolution.outputs[0])
@@ -899,9 +926,19 @@ final class FloatEngineBuilder {
         (lastRead[split.inputs[0]] ?? -1) > concatIndex || outputs.contains(split.inputs[0]),
         index < concatIndex
       else { continue }
+      let usesKernel =
+        PartialConvolutionKernel.isEnabled && concatIndex == convolutionIndex + 1
+        && graph.constants[convolution.inputs[1]]?.floats != nil
+        && ((try? graph.shape(of: convolution.inputs[1])).map {
+          PartialConvolutionKernel.accepts(c, weightShape: $0)
+        } ?? false)
+        && [split.inputs[0], convolution.outputs[0]].allSatisfy {
+          graph.values[$0].elementType == .float32
+        }
       var partial = PartialConvolution(
-        source: split.inputs[0], convolved: split.outputs[0],
-        convolutionOutput: convolution.outputs[0], channels: first[1], inPlace: false)
+        source: split.inputs[0], convolved: split.outputs[0], convolutionNode: convolutionIndex,
+        convolutionOutput: convolution.outputs[0], output: concat.outputs[0],
+        channels: first[1], inPlace: false, usesKernel: usesKernel)
       let x = split.inputs[0]
       let readers = consumers[x]
       if x != inputValue, !outputs.contains(x), !outputs.contains(concat.outputs[0]),
@@ -912,15 +949,17 @@ final class FloatEngineBuilder {
       {
         partial.inPlace = true
         aliases[concat.outputs[0]] = arena + base
-        aliases[split.outputs[0]] = temporary(bytes)
+        if !usesKernel { aliases[split.outputs[0]] = temporary(bytes) }
         pendingRestores[x] = partial
       }
       partialBySplit[split.inputs[0]] = partial
       partialByConcat[concat.outputs[0]] = partial
+      partialByConvolutionOutput[convolution.outputs[0]] = partial
     }
   }
 
   private func lowerPartialSplit(_ node: Node, _ partial: PartialConvolution) throws {
+    guard !partial.usesKernel else { return }
     let whole = try descriptor(partial.source)
     let part = try whole.submemory(
       dims: try graph.shape(of: partial.convolved), offsets: [0, 0, 0, 0])
@@ -936,6 +975,23 @@ final class FloatEngineBuilder {
         .copy(
           from: try pointer(partial.source), to: try pointer(output),
           byteCount: try byteCount(output)))
+    }
+    if partial.usesKernel {
+      let convolution = graph.nodes[partial.convolutionNode]
+      guard let weights = graph.constants[convolution.inputs[1]]?.floats else {
+        throw UnsupportedNode(reason: "partial convolution weights are not a float constant")
+      }
+      let shape = try graph.shape(of: partial.source)
+      let kernel = PartialConvolutionKernel(
+        source: try pointer(partial.source).assumingMemoryBound(to: Float.self),
+        destination: try pointer(output).assumingMemoryBound(to: Float.self),
+        weights: weights, bias: try convolution.convolutionBias.map(constantFloats),
+        geometry: .init(
+          images: shape[0], height: shape[2], width: shape[3], totalChannels: shape[1],
+          channels: partial.channels))
+      addKernel(kernel, label: convolution.name)
+      if partial.inPlace { partialKernels[partial.source] = kernel }
+      return
     }
     let part = try descriptor(output).submemory(
       dims: try graph.shape(of: partial.convolutionOutput), offsets: [0, 0, 0, 0])
