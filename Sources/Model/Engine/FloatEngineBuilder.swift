@@ -229,16 +229,16 @@ final class FloatEngineBuilder {
   private func placeSumOperand(_ operand: ValueID, into output: ValueID) throws {
     if let partial = pendingRestores.removeValue(forKey: operand) {
       // The operand's first channels were overwritten by an in-place partial conv.
+      let label = "restore '\(graph.values[operand].name)'"
       if let kernel = partialKernels[operand] {
-        addKernel(kernel.restoring(), label: "restore '\(graph.values[operand].name)'")
-        return try placeSumOperand(operand, into: output)
+        addKernel(kernel.restoring(), label: label)
+      } else {
+        let part = try descriptor(operand).submemory(
+          dims: try graph.shape(of: partial.convolved), offsets: [0, 0, 0, 0])
+        try addReorder(
+          from: memory(partial.convolved),
+          to: DNNLMemory(part, engine: engine, buffer: pointer(operand)), label: label)
       }
-      let part = try descriptor(operand).submemory(
-        dims: try graph.shape(of: partial.convolved), offsets: [0, 0, 0, 0])
-      try addReorder(
-        from: memory(partial.convolved),
-        to: DNNLMemory(part, engine: engine, buffer: pointer(operand)),
-        label: "restore '\(graph.values[operand].name)'")
     }
     let source = try pointer(operand)
     let destination = try pointer(output)

@@ -55,7 +55,7 @@ final class PartialConvolutionKernel: FloatKernel {
   private let bias: UnsafeMutablePointer<Float>?
   /// The zero-padded copy of the convolved channels; its border is never written.
   fileprivate let padded: UnsafeMutablePointer<Float>
-  private let threads: Int
+  private let usefulThreads: Int
 
   /// `weights` in ONNX order [out][in][3][3]; `bias` has `channels` values.
   init(
@@ -85,7 +85,7 @@ final class PartialConvolutionKernel: FloatKernel {
     padded.initialize(repeating: 0, count: paddedCount)
     // Below about 64k multiply-adds per thread a fork and join costs more than it saves.
     let multiplyAdds = geometry.rows * geometry.width * geometry.channels * geometry.channels * 9
-    threads = min(KernelTeam.availableThreads, max(1, multiplyAdds / 65_536))
+    usefulThreads = max(1, multiplyAdds / 65_536)
   }
 
   deinit {
@@ -98,8 +98,9 @@ final class PartialConvolutionKernel: FloatKernel {
     let g = geometry
     let (height, width) = (Int32(g.height), Int32(g.width))
     let (total, channels) = (Int32(g.totalChannels), Int32(g.channels))
+    // The team size is read at run time: the engine sets its thread count before each run.
     KernelTeam.forEachRange(
-      g.rows, threads: threads,
+      g.rows, threads: min(KernelTeam.availableThreads, usefulThreads),
       { rows in
         ie_float_conv3x3_gather_avx512(
           source, height, width, total, channels, rows.lowerBound, rows.upperBound, padded)
@@ -122,18 +123,16 @@ private final class PartialConvolutionRestore: FloatKernel {
   let implementation = "c:slice-restore-avx512"
   private let convolution: PartialConvolutionKernel
   private let destination: UnsafeMutablePointer<Float>
-  private let threads: Int
 
   init(_ convolution: PartialConvolutionKernel) {
     self.convolution = convolution
     destination = convolution.destination
-    let g = convolution.geometry
-    threads = KernelTeam.threads(forBytes: g.rows * g.width * g.channels * 4)
   }
 
   func run() throws {
     let g = convolution.geometry
     let padded = convolution.padded
+    let threads = KernelTeam.threads(forBytes: g.rows * g.width * g.channels * 4)
     KernelTeam.forEachRange(g.rows, threads: threads) { rows in
       ie_float_conv3x3_scatter_avx512(
         padded, Int32(g.height), Int32(g.width), Int32(g.totalChannels), Int32(g.channels),
