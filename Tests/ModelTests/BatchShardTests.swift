@@ -49,7 +49,19 @@ struct BatchShardTests {
       #expect(sharded.shardSizes == BatchShards.sizes(batchSize: batch, threads: 2))
       #expect(sharded.versionInfo["batch_shards"]?.hasPrefix("2 (") == true)
       #expect(whole.shardSizes.isEmpty && whole.versionInfo["batch_shards"] == "1")
-      #expect(sharded.implementations.map(\.node) == whole.implementations.map(\.node))
+      // The same nodes lowered, except that on two threads the whole-batch plan runs each
+      // partial convolution as one kernel (named by its convolution) where the one-thread
+      // shards keep the Split and Concat primitives.
+      let partialSlices = Set(
+        graph.nodes.filter {
+          switch $0.op {
+          case .split, .concat: return true
+          default: return false
+          }
+        }.map(\.name))
+      #expect(
+        sharded.implementations.map(\.node).filter { !partialSlices.contains($0) }
+          == whole.implementations.map(\.node).filter { !partialSlices.contains($0) })
       let input = randomValues(batch * 3 * 32 * 32, seed: 7, in: -2...2)
       let expected = try runEngine(whole, input)
       let got = try runEngine(sharded, input)

@@ -15,7 +15,8 @@ private struct EngineComparison {
 /// Generates a model with scripts/reference/dnnl_make_test_model.py, runs it in onnxruntime
 /// and in the float engine on the same seeded input, and returns both outputs.
 private func compareWithOnnxRuntime(
-  kind: String, batch: Int, size: Int = 64, classes: Int = 100, width: Int = 40
+  kind: String, batch: Int, size: Int = 64, classes: Int = 100, width: Int = 40,
+  shards: Int? = nil
 ) throws -> EngineComparison {
   let directory = try TestEnvironment.makeTemporaryDirectory("float-engine")
   defer { try? FileManager.default.removeItem(at: directory) }
@@ -41,7 +42,9 @@ private func compareWithOnnxRuntime(
   }
 
   let graph = try ONNXLoader.load(contentsOf: model)
-  let engine = try FloatEngine(graph: graph, batchSize: batch, threads: 2, strict: true)
+  let engine = try FloatEngine(
+    graph: graph, batchSize: batch, threads: 2, strict: true, requiresClassifierOutput: true,
+    shards: shards)
   #expect(engine.inputShape == inputShape)
   #expect(engine.classCount == classes)
   var output = [Float](repeating: .nan, count: batch * classes)
@@ -113,17 +116,19 @@ struct FloatEngineTests {
   }
 
   @Test(
-    "partial convolutions at odd sizes: 3x3 ones by the AVX-512 kernel, in place or not, others by oneDNN",
-    arguments: [1, 3])
-  func partialConvolutions(batch: Int) throws {
-    let result = try compareWithOnnxRuntime(kind: "pconv", batch: batch, size: 38)
-    expectMatchesReference(result, batch: batch, classes: 100, "pconv batch \(batch)")
+    "partial convolutions at odd sizes: 3x3 ones by the AVX-512 kernel on two threads, in place or not; others, and one-thread shards, by oneDNN",
+    arguments: [(1, nil), (3, 1), (3, nil)] as [(Int, Int?)])
+  func partialConvolutions(batch: Int, shards: Int?) throws {
+    let result = try compareWithOnnxRuntime(kind: "pconv", batch: batch, size: 38, shards: shards)
+    let label = "pconv batch \(batch), shards \(shards.map(String.init) ?? "one per thread")"
+    expectMatchesReference(result, batch: batch, classes: 100, label)
     #expect(result.partialConvolutions == 6)
-    let kernel = PartialConvolutionKernel.isEnabled
     #expect(
-      kernel
+      PartialConvolutionKernel.isEnabled
         == (hasAVX512F()
           && ProcessInfo.processInfo.environment["IMAGENET_EVAL_PCONV_ONEDNN"] != "1"))
+    // Batch 3 with a shard per thread: one-thread plans, which keep oneDNN's convolution.
+    let kernel = PartialConvolutionKernel.isEnabled && (batch == 1 || shards == 1)
     let implementations = result.implementations.map(\.implementation)
     // Four 3x3 ones (over 9, 9, 40 and 70 channels), three of them in place and restored.
     #expect(implementations.filter { $0 == "c:conv3x3-avx512" }.count == (kernel ? 4 : 0))

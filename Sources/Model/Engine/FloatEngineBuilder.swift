@@ -852,7 +852,7 @@ final class FloatEngineBuilder {
   /// a dense buffer and convolved (a convolution on a strided channel slice would run oneDNN's
   /// reference kernel), then the output is `x` copied whole with the convolved channels
   /// written over its first `p`. A 3×3 same-size convolution directly followed by its concat
-  /// runs as one `PartialConvolutionKernel` instead, on AVX-512 CPUs.
+  /// runs as one `PartialConvolutionKernel` instead, on AVX-512 CPUs and more than one thread.
   ///
   /// In a FasterNet block `x` is otherwise only the residual operand of the block's last conv,
   /// which accumulates into `x`'s buffer. Then the whole copy is avoided: the concat output
@@ -899,6 +899,10 @@ final class FloatEngineBuilder {
   private var partialKernels: [ValueID: PartialConvolutionKernel] = [:]
 
   private func findPartialConvolutions() {
+    // The kernel saves oneDNN's forks and joins; on one thread (e.g. a batch shard) there are
+    // none to save, and oneDNN's convolution is the faster one for 10, 20 and 80 channels
+    // (bench/README.md, session 8).
+    let teamThreads = engine.threads ?? OpenMPRuntime.defaultThreadCount ?? 1
     let consumers = graph.consumers()
     let outputs = Set(graph.outputs)
     var lastRead: [ValueID: Int] = [:]
@@ -927,7 +931,8 @@ final class FloatEngineBuilder {
         index < concatIndex
       else { continue }
       let usesKernel =
-        PartialConvolutionKernel.isEnabled && concatIndex == convolutionIndex + 1
+        PartialConvolutionKernel.isEnabled && teamThreads > 1
+        && concatIndex == convolutionIndex + 1
         && graph.constants[convolution.inputs[1]]?.floats != nil
         && ((try? graph.shape(of: convolution.inputs[1])).map {
           PartialConvolutionKernel.accepts(c, weightShape: $0)
