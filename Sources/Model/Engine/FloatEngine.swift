@@ -113,8 +113,18 @@ public final class FloatEngine: InferenceEngine {
     info["threads"] = threads.map(String.init) ?? "default"
     info["batch_shards"] = FloatEngine.describeShards(sizes)
     info["gelu"] = GeluKernel.provenance
-    info["partial conv"] = PartialConvolutionKernel.provenance
+    info["partial_conv"] = FloatEngine.describePartialConvolutions(plans[0])
     self.versionInfo = info
+  }
+
+  /// What computes the plan's Split→Conv→Concat partial convolutions, for provenance: "avx512
+  /// kernel", "oneDNN" (also where one-thread batch shards keep oneDNN's primitives) or "none".
+  static func describePartialConvolutions(_ plan: FloatPlan) -> String {
+    guard plan.partialConvolutionCount > 0 else { return "none" }
+    let kernel = plan.implementations.contains {
+      $0.implementation == PartialConvolutionKernel.name
+    }
+    return kernel ? "avx512 kernel" : "oneDNN"
   }
 
   /// "1" or e.g. "2 (8+8 images, one thread each)", for provenance.

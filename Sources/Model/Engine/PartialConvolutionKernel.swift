@@ -17,7 +17,9 @@ import Foundation
 /// counts (10 of 16 lanes used at 10 channels). `IMAGENET_EVAL_PCONV_ONEDNN=1` keeps oneDNN's
 /// primitives, for A/B measurements.
 final class PartialConvolutionKernel: FloatKernel {
-  let implementation = "c:conv3x3-avx512"
+  /// Names the kernel in `FloatEngine.implementations`.
+  static let name = "c:conv3x3-avx512"
+  let implementation = PartialConvolutionKernel.name
 
   /// A channels-last tensor and the channels the kernel convolves.
   struct Geometry {
@@ -37,9 +39,6 @@ final class PartialConvolutionKernel: FloatKernel {
     if ProcessInfo.processInfo.environment["IMAGENET_EVAL_PCONV_ONEDNN"] == "1" { return false }
     return ie_float_has_avx512f() != 0
   }()
-
-  /// What computes partial convolutions, for `FloatEngine.versionInfo["partial conv"]`.
-  static var provenance: String { isEnabled ? "avx512 kernel" : "oneDNN" }
 
   /// Whether `convolution` is one the kernel computes: 3×3, stride 1, padding 1 on every side,
   /// no dilation, one group, as many outputs as inputs, no fused post-op.
