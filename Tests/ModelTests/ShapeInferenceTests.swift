@@ -84,4 +84,19 @@ struct ShapeInferenceTests {
       #expect(error.message.contains("'node'"))
     }
   }
+
+  /// The float engine's partial-convolution kernel relies on this check for its bias length.
+  @Test func convolutionBiasOfTheWrongLengthNamesTheNode() throws {
+    let w = Tensor(shape: [3, 4, 3, 3], floats: [Float](repeating: 0, count: 108))
+    let b = Tensor(shape: [4], floats: [0, 0, 0, 0])
+    let c = Convolution(kernelShape: [], strides: [], pads: [1, 1, 1, 1], dilations: [], group: 1)
+    do {
+      _ = try GraphPasses.inferShapes(
+        singleNodeGraph(.conv(c), input: [1, 4, 5, 5], constants: [w, b]))
+      Issue.record("expected an error")
+    } catch let error as ModelError {
+      #expect(error.kind == .invalidNode)
+      #expect(error.message.contains("'node'") && error.message.contains("bias shape must be [3]"))
+    }
+  }
 }

@@ -65,11 +65,8 @@ enum KernelTeam {
       body(0..<count)
       return
     }
-    withoutActuallyEscaping(body) { escapable in
-      var context = Context(count: count, body: escapable, afterBarrier: nil)
-      withUnsafeMutablePointer(to: &context) { pointer in
-        parallel(KernelTeam.run, UnsafeMutableRawPointer(pointer), UInt32(team), 0)
-      }
+    withoutActuallyEscaping(body) { body in
+      enter(Context(count: count, body: body, afterBarrier: nil), team: team, parallel)
     }
   }
 
@@ -89,11 +86,18 @@ enum KernelTeam {
     }
     withoutActuallyEscaping(first) { first in
       withoutActuallyEscaping(second) { second in
-        var context = Context(count: count, body: first, afterBarrier: second)
-        withUnsafeMutablePointer(to: &context) { pointer in
-          parallel(KernelTeam.run, UnsafeMutableRawPointer(pointer), UInt32(team), 0)
-        }
+        enter(Context(count: count, body: first, afterBarrier: second), team: team, parallel)
       }
+    }
+  }
+
+  /// Runs `context` on a team of `team` threads; returns when all are done.
+  private static func enter(
+    _ context: Context, team: Int, _ parallel: OpenMPRuntime.ParallelEntry
+  ) {
+    var context = context
+    withUnsafeMutablePointer(to: &context) { pointer in
+      parallel(KernelTeam.run, UnsafeMutableRawPointer(pointer), UInt32(team), 0)
     }
   }
 

@@ -986,19 +986,11 @@ final class FloatEngineBuilder {
       guard let weights = graph.constants[convolution.inputs[1]]?.floats else {
         throw UnsupportedNode(reason: "partial convolution weights are not a float constant")
       }
-      let bias = try convolution.convolutionBias.map(constantFloats)
-      let p = partial.channels
-      guard weights.count == p * p * 9, bias.map({ $0.count == p }) ?? true else {
-        throw UnsupportedNode(
-          reason:
-            "partial convolution: \(weights.count) weights and \(bias?.count ?? 0) biases for \(p) channels"
-        )
-      }
       let shape = try graph.shape(of: partial.source)
       let kernel = PartialConvolutionKernel(
         source: try pointer(partial.source).assumingMemoryBound(to: Float.self),
         destination: try pointer(output).assumingMemoryBound(to: Float.self),
-        weights: weights, bias: bias,
+        weights: weights, bias: try convolution.convolutionBias.map(constantFloats),
         geometry: .init(
           images: shape[0], height: shape[2], width: shape[3], totalChannels: shape[1],
           channels: partial.channels))

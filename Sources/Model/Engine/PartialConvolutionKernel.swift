@@ -63,6 +63,8 @@ final class PartialConvolutionKernel: FloatKernel {
     source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, weights: [Float],
     bias: [Float]?, geometry: Geometry
   ) {
+    // Guaranteed for graph constants: the loader checks every tensor's data against its
+    // shape, shape inference a Conv's bias shape, and `accepts` the weight shape.
     precondition(weights.count == geometry.channels * geometry.channels * 9)
     precondition(bias == nil || bias?.count == geometry.channels)
     self.source = source
@@ -123,16 +125,13 @@ final class PartialConvolutionKernel: FloatKernel {
 private final class PartialConvolutionRestore: FloatKernel {
   let implementation = "c:slice-restore-avx512"
   private let convolution: PartialConvolutionKernel
-  private let destination: UnsafeMutablePointer<Float>
 
-  init(_ convolution: PartialConvolutionKernel) {
-    self.convolution = convolution
-    destination = convolution.destination
-  }
+  init(_ convolution: PartialConvolutionKernel) { self.convolution = convolution }
 
   func run() throws {
-    let g = convolution.geometry
-    let padded = convolution.padded
+    let (g, padded, destination) = (
+      convolution.geometry, convolution.padded, convolution.destination
+    )
     let threads = KernelTeam.threads(forBytes: g.rows * g.width * g.channels * 4)
     KernelTeam.forEachRange(g.rows, threads: threads) { rows in
       ie_float_conv3x3_scatter_avx512(
