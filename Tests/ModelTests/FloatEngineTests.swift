@@ -118,7 +118,7 @@ struct FloatEngineTests {
   }
 
   @Test(
-    "partial convolutions at odd sizes: 3x3 ones by the AVX-512 kernel on two threads, in place or not; others, and one-thread shards, by oneDNN",
+    "partial convolutions at odd sizes: 3x3 ones over 16k channels by Winograd; other 3x3 ones by the AVX-512 kernel on two threads, in place or not; the rest, and one-thread shards, by oneDNN's direct convolution",
     arguments: [(1, nil), (3, 1), (3, nil)] as [(Int, Int?)])
   func partialConvolutions(batch: Int, shards: Int?) throws {
     let result = try compareWithOnnxRuntime(kind: "pconv", batch: batch, size: 38, shards: shards)
@@ -131,11 +131,27 @@ struct FloatEngineTests {
           && ProcessInfo.processInfo.environment["IMAGENET_EVAL_PCONV_ONEDNN"] != "1"))
     // Batch 3 with a shard per thread: one-thread plans, which keep oneDNN's convolution.
     let kernel = PartialConvolutionKernel.isEnabled && (batch == 1 || shards == 1)
-    #expect(result.partialConvolutionProvenance == (kernel ? "avx512 kernel" : "oneDNN"))
+    // oneDNN 2.6 has Winograd for AVX-512 only.
+    let winograd =
+      hasAVX512F() && ProcessInfo.processInfo.environment["IMAGENET_EVAL_WINOGRAD"] != "0"
     let implementations = result.implementations.map(\.implementation)
-    // Four 3x3 ones (over 9, 9, 40 and 70 channels), three of them in place and restored.
-    #expect(implementations.filter { $0 == "c:conv3x3-avx512" }.count == (kernel ? 4 : 0))
-    #expect(implementations.filter { $0 == "c:slice-restore-avx512" }.count == (kernel ? 3 : 0))
+    // Three 3x3 ones by the kernel (over 9, 9 and 70 channels; two in place and restored),
+    // one by Winograd (32 channels, in place).
+    #expect(implementations.filter { $0 == "c:conv3x3-avx512" }.count == (kernel ? 3 : 0))
+    #expect(implementations.filter { $0 == "c:slice-restore-avx512" }.count == (kernel ? 2 : 0))
+    #expect(implementations.filter { $0.contains("wino") }.count == (winograd ? 1 : 0))
+    let provenance = try #require(result.partialConvolutionProvenance)
+    // e.g. "3 c:conv3x3-avx512, 1 brgconv:avx512_core, 1 jit_fp32_wino_2x3:avx512_core, …"
+    let counts = provenance.split(separator: ", ").map {
+      (count: Int($0.prefix { $0.isNumber }) ?? 0, implementation: $0.drop { $0 != " " })
+    }
+    #expect(counts.map(\.count).reduce(0, +) == 6, "\(provenance)")
+    #expect(
+      counts.contains { $0.count == 3 && $0.implementation == " c:conv3x3-avx512" } == kernel,
+      "\(provenance)")
+    #expect(
+      counts.contains { $0.count == 1 && $0.implementation.contains("wino") } == winograd,
+      "\(provenance)")
   }
 
   @Test("ResNet-like graph (ceil-mode max pool, residual Add+ReLU, 4D reshape, softmax)")

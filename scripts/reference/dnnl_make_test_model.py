@@ -8,7 +8,7 @@ KIND:
              1x1 expand+BN+GELU (erf pattern), 1x1 project, residual Add), 2x2/2 merging+BN,
              GlobalAveragePool, 1x1 conv 1280 + ReLU, Flatten, Gemm.
   pconv      Split->Conv->Concat partial convolutions at odd sizes (a 3x3 stem, stride 2, to
-             19x19x36, then 9x9x72 and 4x4x144): 3x3 ones over 9, 40 and 70 channels with and
+             19x19x36, then 9x9x72 and 4x4x144): 3x3 ones over 9, 32 and 70 channels with and
              without bias whose concat may overwrite the source (FasterNet's residual block), one
              whose source is also read elsewhere, and a depthwise and a 5x5 one.
   resnetish  Conv+BN+ReLU stem, MaxPool 3x3/2 (ceil), basic blocks with Add+ReLU and a strided
@@ -118,7 +118,8 @@ def pconv(b, classes):
     x = b.op("Add", [y, b.op("Sigmoid", [x])])
     x = residual(x, 36, 12, lambda a: b.conv(a, 12, 12, 3, pad=1, group=12))
     x = b.op("Relu", [b.conv(x, 36, 72, 2, stride=2)])
-    x = residual(x, 72, 40, conv3x3(40, bias=False))
+    # 32 channels, a multiple of oneDNN's block of 16: Winograd.
+    x = residual(x, 72, 32, conv3x3(32, bias=False))
     x = b.op("Relu", [b.conv(x, 72, 144, 2, stride=2)])
     x = residual(x, 144, 70, conv3x3(70))
     x = residual(x, 144, 36, lambda a: b.conv(a, 36, 36, 5, pad=2))

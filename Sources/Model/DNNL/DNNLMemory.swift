@@ -22,10 +22,14 @@ enum DNNLDataType: CaseIterable, Sendable {
 enum DNNLFormat: Sendable {
   case any
   case a, ab, ba, abc, acb, abcd, acdb, abcde
+  case aBcd16b
   /// 2D activations, logical N×C×H×W.
   static let nchw = DNNLFormat.abcd
   /// Channels-last 2D activations; the layout every fast kernel here expects.
   static let nhwc = DNNLFormat.acdb
+  /// 2D activations with channels in blocks of 16 (N×C/16×H×W×16): oneDNN's Winograd
+  /// convolutions take no other layout.
+  static let nChw16c = DNNLFormat.aBcd16b
   /// Convolution weights O×I×H×W (ONNX's layout).
   static let oihw = DNNLFormat.abcd
   /// Grouped convolution weights G×O×I×H×W (ONNX's layout split by group).
@@ -42,6 +46,7 @@ enum DNNLFormat: Sendable {
     case .abcd: return dnnl_abcd
     case .acdb: return dnnl_acdb
     case .abcde: return dnnl_abcde
+    case .aBcd16b: return dnnl_aBcd16b
     }
   }
 }

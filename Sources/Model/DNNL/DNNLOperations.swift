@@ -14,6 +14,20 @@ enum DNNLPooling: Sendable {
   }
 }
 
+/// How a convolution computes: directly, or by Winograd's minimal filtering (3×3, stride 1:
+/// fewer multiplications, results within rounding of the direct sum; oneDNN implements it for
+/// channel-blocked layouts on AVX-512).
+enum DNNLConvolutionAlgorithm: Sendable {
+  case direct, winograd
+
+  var raw: dnnl_alg_kind_t {
+    switch self {
+    case .direct: return dnnl_convolution_direct
+    case .winograd: return dnnl_convolution_winograd
+    }
+  }
+}
+
 /// Reduction algorithms.
 enum DNNLReduction: Sendable {
   case mean
@@ -50,11 +64,12 @@ extension DNNLEngine {
   func makeConvolution(
     source: DNNLMemoryDescriptor, weights: DNNLMemoryDescriptor, bias: DNNLMemoryDescriptor?,
     destination: DNNLMemoryDescriptor, strides: [Int], dilations: [Int], paddingLeft: [Int],
-    paddingRight: [Int], attributes: DNNLAttributes = DNNLAttributes(), label: String = ""
+    paddingRight: [Int], algorithm: DNNLConvolutionAlgorithm = .direct,
+    attributes: DNNLAttributes = DNNLAttributes(), label: String = ""
   ) throws -> DNNLPrimitive {
     let name =
-      "convolution\(Self.quoted(label)) src \(source) weights \(weights) dst \(destination) "
-      + "strides \(strides) dilations \(dilations) pads \(paddingLeft)/\(paddingRight)"
+      "\(algorithm == .winograd ? "Winograd " : "")convolution\(Self.quoted(label)) src \(source) "
+      + "weights \(weights) dst \(destination) strides \(strides) dilations \(dilations) pads \(paddingLeft)/\(paddingRight)"
     let spatial = source.dims.count - 2
     guard strides.count == spatial, dilations.count == spatial, paddingLeft.count == spatial,
       paddingRight.count == spatial, dilations.allSatisfy({ $0 >= 1 })
@@ -68,7 +83,7 @@ extension DNNLEngine {
     // oneDNN counts dilation as the gap between taps (0 = dense), ONNX as the tap spacing.
     let status = withOptionalPointer(bias?.raw) { biasPointer in
       dnnl_dilated_convolution_forward_desc_init(
-        &desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
+        &desc, dnnl_forward_inference, algorithm.raw, &src, &wei,
         biasPointer, &dst, DNNLMemoryDescriptor.padded(strides),
         DNNLMemoryDescriptor.padded(dilations.map { $0 - 1 }),
         DNNLMemoryDescriptor.padded(paddingLeft), DNNLMemoryDescriptor.padded(paddingRight))

@@ -3,8 +3,8 @@ import Foundation
 /// Where the float engine keeps one activation: its own buffer (rank 4 channels-last, the
 /// engine's layout), or — for the untouched half of a partial convolution's Split, which the
 /// engine never materialises, and for both halves of the convolution when
-/// `PartialConvolutionKernel` runs it — a channel range of the split's source or the concat's
-/// output.
+/// `PartialConvolutionKernel` or a Winograd convolution runs it — a channel range of the
+/// split's source or the concat's output.
 enum FloatActivation {
   case buffer(UnsafeMutablePointer<Float>, count: Int)
   /// Channels `first..<first + width` of a channels-last source of `channels` channels and
@@ -50,8 +50,10 @@ enum FloatActivation {
         source.assumingMemoryBound(to: Float.self), pixels: pixels, channels: shape[1],
         first: partial.channels, width: shape[1] - partial.channels)
       // The kernel reads the convolved channels in place and writes the convolution's output
-      // straight into the concat's first channels.
-      if partial.usesKernel, let output = builder.activationPointer(partial.output) {
+      // straight into the concat's first channels; the Winograd lowering's dense copies are
+      // channel-blocked, so both are read from those channels too (the source is intact until
+      // the concat runs).
+      if partial.outputLivesInConcat, let output = builder.activationPointer(partial.output) {
         result[partial.convolved] = .channelSlice(
           source.assumingMemoryBound(to: Float.self), pixels: pixels, channels: shape[1],
           first: 0, width: partial.channels)

@@ -31,7 +31,7 @@ public final class FloatEngine: InferenceEngine {
   /// Floats `run` writes: `batchSize * classCount` for a classifier.
   let outputElementCount: Int
   /// Split→Conv→Concat partial convolutions lowered without materialising the untouched part.
-  var partialConvolutionCount: Int { primaryPlan.partialConvolutionCount }
+  var partialConvolutionCount: Int { primaryPlan.partialConvolutionNodes.count }
 
   /// The prepared graph the engine runs; the observation hook's node indices and values
   /// refer to it.
@@ -117,14 +117,20 @@ public final class FloatEngine: InferenceEngine {
     self.versionInfo = info
   }
 
-  /// What computes the plan's Split→Conv→Concat partial convolutions, for provenance: "avx512
-  /// kernel", "oneDNN" (also where one-thread batch shards keep oneDNN's primitives) or "none".
+  /// What computes the plan's Split→Conv→Concat partial convolutions, for provenance: how many
+  /// ran on each implementation, most first, e.g. "3 jit_wino_4x3:avx512_core, 1
+  /// c:conv3x3-avx512" (one-thread batch shards keep oneDNN's convolutions), or "none".
   static func describePartialConvolutions(_ plan: FloatPlan) -> String {
-    guard plan.partialConvolutionCount > 0 else { return "none" }
-    let kernel = plan.implementations.contains {
-      $0.implementation == PartialConvolutionKernel.name
+    let implementationByNode = Dictionary(
+      plan.implementations.map { ($0.node, $0.implementation) },
+      uniquingKeysWith: { first, _ in first })
+    var counts: [String: Int] = [:]
+    for node in plan.partialConvolutionNodes {
+      counts[implementationByNode[node] ?? "unknown", default: 0] += 1
     }
-    return kernel ? "avx512 kernel" : "oneDNN"
+    guard !counts.isEmpty else { return "none" }
+    return counts.sorted { ($1.value, $0.key) < ($0.value, $1.key) }
+      .map { "\($0.value) \($0.key)" }.joined(separator: ", ")
   }
 
   /// "1" or e.g. "2 (8+8 images, one thread each)", for provenance.

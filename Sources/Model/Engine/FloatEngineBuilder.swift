@@ -89,9 +89,7 @@ final class FloatEngineBuilder {
         unsupported.append("'\(node.name)' (\(node.op.name)): \(error.reason)")
       }
     }
-    for partial in partialByConcat.values where partial.usesKernel {
-      // The convolution's output exists once the kernel, lowered with the concat that follows
-      // it, has run.
+    for partial in partialByConcat.values where partial.outputLivesInConcat {
       if let at = nodeEnds.firstIndex(where: { $0.node == partial.convolutionNode }),
         at + 1 < nodeEnds.count
       {
@@ -197,13 +195,28 @@ final class FloatEngineBuilder {
     }
     if let operand = node.sumOperand { try placeSumOperand(operand, into: output) }
     let (chain, gelu) = splittingGelu(c.postOps)
-    let primitive = try engine.makeConvolution(
-      source: descriptor(x),
-      weights: DNNLMemoryDescriptor(dims: weightDims, dataType: .f32, format: .any),
-      bias: biasDescriptor, destination: descriptor(output), strides: c.strides,
-      dilations: c.dilations, paddingLeft: Array(c.pads[0..<spatial]),
-      paddingRight: Array(c.pads[spatial..<(2 * spatial)]),
-      attributes: DNNLAttributes(postOps: try postOps(chain)), label: node.name)
+    let attributes = DNNLAttributes(postOps: try postOps(chain))
+    func make(_ algorithm: DNNLConvolutionAlgorithm) throws -> DNNLPrimitive {
+      try engine.makeConvolution(
+        source: descriptor(x),
+        weights: DNNLMemoryDescriptor(dims: weightDims, dataType: .f32, format: .any),
+        bias: biasDescriptor, destination: descriptor(output), strides: c.strides,
+        dilations: c.dilations, paddingLeft: Array(c.pads[0..<spatial]),
+        paddingRight: Array(c.pads[spatial..<(2 * spatial)]), algorithm: algorithm,
+        attributes: attributes, label: node.name)
+    }
+    let primitive: DNNLPrimitive
+    if partialByConvolutionOutput[output]?.lowering == .winograd {
+      // oneDNN has no Winograd kernel for some CPUs and shapes; the direct convolution takes
+      // the same channel-blocked copies, and `implementations` names what was built.
+      do {
+        primitive = try make(.winograd)
+      } catch let error as DNNLError where error.reason == "unimplemented" {
+        primitive = try make(.direct)
+      }
+    } else {
+      primitive = try make(.direct)
+    }
     var arguments: [(DNNLArgument, DNNLMemory)] = [
       (.source, try memory(x)),
       (
@@ -852,7 +865,7 @@ final class FloatEngineBuilder {
   /// a dense buffer and convolved (a convolution on a strided channel slice would run oneDNN's
   /// reference kernel), then the output is `x` copied whole with the convolved channels
   /// written over its first `p`. A 3×3 same-size convolution directly followed by its concat
-  /// runs as one `PartialConvolutionKernel` instead, on AVX-512 CPUs and more than one thread.
+  /// may compute differently (see `Lowering`).
   ///
   /// In a FasterNet block `x` is otherwise only the residual operand of the block's last conv,
   /// which accumulates into `x`'s buffer. Then the whole copy is avoided: the concat output
@@ -870,9 +883,26 @@ final class FloatEngineBuilder {
     var channels: Int
     /// The concat output shares the source's buffer (see above).
     var inPlace: Bool
-    /// Lowered to `PartialConvolutionKernel`: the split and the convolution add no steps, and
-    /// neither the convolved slice nor the convolution's output has a buffer of its own.
-    var usesKernel: Bool
+    var lowering: Lowering
+
+    /// How the convolution computes.
+    enum Lowering {
+      /// oneDNN's direct convolution on channels-last dense copies.
+      case direct
+      /// oneDNN's Winograd convolution on channel-blocked dense copies: for a 3×3 same-size
+      /// convolution over a multiple of 16 channels (oneDNN's block), 1.6–2× the direct one's
+      /// speed (bench/README.md, session 9).
+      case winograd
+      /// `PartialConvolutionKernel`, for the other 3×3 same-size ones in plans on more than
+      /// one thread: the split and the convolution add no steps, and neither the convolved
+      /// slice nor the convolution's output has a buffer of its own.
+      case kernel
+    }
+
+    var usesKernel: Bool { lowering == .kernel }
+    /// The convolution's output is complete, and observable, only once the concat has run:
+    /// it is read from the concat's first channels.
+    var outputLivesInConcat: Bool { lowering != .direct }
   }
 
   /// Values whose bytes live somewhere other than their planned arena slot.
@@ -882,7 +912,9 @@ final class FloatEngineBuilder {
 
   /// The partial convolutions lowered with the slice trick (their split's second output is
   /// never materialised).
-  var partialConvolutions: [PartialConvolution] { Array(partialByConcat.values) }
+  var partialConvolutions: [PartialConvolution] {
+    partialByConcat.values.sorted { $0.convolutionNode < $1.convolutionNode }
+  }
 
   /// Where a non-constant value lives (rank 4 channels-last), for observers; nil for
   /// constants and values without a buffer.
@@ -890,13 +922,17 @@ final class FloatEngineBuilder {
     graph.constants[value] == nil ? try? pointer(value) : nil
   }
 
-  /// How many partial convolutions were lowered with the slice trick.
-  var partialConvolutionCount: Int { partialByConcat.count }
   private var partialBySplit: [ValueID: PartialConvolution] = [:]
   private var partialByConcat: [ValueID: PartialConvolution] = [:]
   private var partialByConvolutionOutput: [ValueID: PartialConvolution] = [:]
   /// In-place partial convolution kernels by source, for the restore.
   private var partialKernels: [ValueID: PartialConvolutionKernel] = [:]
+  /// Dense copies held channel-blocked (`nChw16c`) for a Winograd partial convolution.
+  private var channelBlocked: Set<ValueID> = []
+
+  /// Whether partial convolutions over multiples of 16 channels use oneDNN's Winograd
+  /// convolution; `IMAGENET_EVAL_WINOGRAD=0` keeps the direct one, for A/B measurements.
+  static let usesWinograd = ProcessInfo.processInfo.environment["IMAGENET_EVAL_WINOGRAD"] != "0"
 
   private func findPartialConvolutions() {
     // The kernel saves oneDNN's forks and joins; on one thread (e.g. a batch shard) there are
@@ -930,9 +966,8 @@ final class FloatEngineBuilder {
         (lastRead[split.inputs[0]] ?? -1) > concatIndex || outputs.contains(split.inputs[0]),
         index < concatIndex
       else { continue }
-      let usesKernel =
-        PartialConvolutionKernel.isEnabled && teamThreads > 1
-        && concatIndex == convolutionIndex + 1
+      let sameSize3x3 =
+        concatIndex == convolutionIndex + 1
         && graph.constants[convolution.inputs[1]]?.floats != nil
         && ((try? graph.shape(of: convolution.inputs[1])).map {
           PartialConvolutionKernel.accepts(c, weightShape: $0)
@@ -940,10 +975,15 @@ final class FloatEngineBuilder {
         && [split.inputs[0], convolution.outputs[0]].allSatisfy {
           graph.values[$0].elementType == .float32
         }
+      let lowering: PartialConvolution.Lowering =
+        !sameSize3x3
+        ? .direct
+        : first[1] % 16 == 0 && Self.usesWinograd
+          ? .winograd : PartialConvolutionKernel.isEnabled && teamThreads > 1 ? .kernel : .direct
       var partial = PartialConvolution(
         source: split.inputs[0], convolved: split.outputs[0], convolutionNode: convolutionIndex,
         convolutionOutput: convolution.outputs[0], output: concat.outputs[0],
-        channels: first[1], inPlace: false, usesKernel: usesKernel)
+        channels: first[1], inPlace: false, lowering: lowering)
       let x = split.inputs[0]
       let readers = consumers[x]
       if x != inputValue, !outputs.contains(x), !outputs.contains(concat.outputs[0]),
@@ -954,8 +994,11 @@ final class FloatEngineBuilder {
       {
         partial.inPlace = true
         aliases[concat.outputs[0]] = arena + base
-        if !usesKernel { aliases[split.outputs[0]] = temporary(bytes) }
+        if !partial.usesKernel { aliases[split.outputs[0]] = temporary(bytes) }
         pendingRestores[x] = partial
+      }
+      if partial.lowering == .winograd {
+        channelBlocked.formUnion([split.outputs[0], convolution.outputs[0]])
       }
       partialBySplit[split.inputs[0]] = partial
       partialByConcat[concat.outputs[0]] = partial
@@ -1400,7 +1443,8 @@ final class FloatEngineBuilder {
         reason: "value '\(graph.values[value].name)' is \(graph.values[value].elementType)")
     }
     if shape.count == 4 {
-      return try DNNLMemoryDescriptor(dims: shape, dataType: type, format: .nhwc)
+      return try DNNLMemoryDescriptor(
+        dims: shape, dataType: type, format: channelBlocked.contains(value) ? .nChw16c : .nhwc)
     }
     return try Self.plainDescriptor(shape, type)
   }

@@ -13,8 +13,9 @@ final class FloatPlan {
   let outputElementCount: Int
   /// The kernel each lowered node dispatched to, in execution order.
   let implementations: [(node: String, implementation: String)]
-  /// Split→Conv→Concat partial convolutions lowered without materialising the untouched part.
-  let partialConvolutionCount: Int
+  /// The convolution nodes of the Split→Conv→Concat partial convolutions lowered without
+  /// materialising the untouched part.
+  let partialConvolutionNodes: [String]
   /// The prepared graph this plan runs.
   let graph: Graph
   /// Per lowered node, the number of steps after which its outputs are complete.
@@ -47,7 +48,9 @@ final class FloatPlan {
     ownedBuffers = builder.ownedBuffers
     retained = builder.retained
     implementations = builder.implementations
-    partialConvolutionCount = builder.partialConvolutionCount
+    partialConvolutionNodes = builder.partialConvolutions.map {
+      prepared.nodes[$0.convolutionNode].name
+    }
     graph = prepared
     nodeEnds = builder.nodeEnds
     activations = FloatActivation.locate(in: prepared, builder: builder)
