@@ -17,7 +17,8 @@
 # ROUNDS (default 1: how many times every point is measured on each side, interleaved; the
 # tables give medians over rounds and the spread of the per-round ratios), POLICIES (default
 # "default passive": libgomp wait policies our engines are measured with),
-# IMAGENET_EVAL_PYTHON (default .venv/bin/python). IMAGENET_EVAL_BATCH_SHARDS=0 runs our
+# IMAGENET_EVAL_PYTHON (default .venv/bin/python), OUT (a directory that keeps the raw JSON
+# for bench/engine/summarize.py; default a temporary one). IMAGENET_EVAL_BATCH_SHARDS=0 runs our
 # engines' batches unsharded (one plan, every primitive split across the threads).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,8 +32,13 @@ calib=${CALIB:-../shared/datasets/ilsvrc2012-val-subset-1300.tar}
 calib_count=${CALIB_COUNT:-4}
 rounds=${ROUNDS:-1}
 policies=${POLICIES:-default passive}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${OUT:-}" ]; then
+  out=$OUT
+  mkdir -p "$out"
+else
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
 
 # The same flags as CI, so this reuses the test build instead of rebuilding everything.
 # SKIP_BUILD=1 uses the existing .build/release/imagenet-eval as it is.

@@ -6,7 +6,10 @@ Usage: summarize.py OUT --threads N --rounds R --policies "default passive" --mo
 Reads, per model m, round r and policy p: OUT/m-p-rR.json (`imagenet-eval bench --json`),
 OUT/m-ort-rR.json and, when int8 was measured, OUT/m-ort-int8-rR.json (ort_bench.py). Every
 figure is a median over the rounds; a ratio is the median of the per-round ratios (both sides
-of a round were measured within seconds of each other), with their range when R > 1.
+of a round were measured within seconds of each other), with their range when R > 1. With
+R > 1 the float table also gives the ratio of each side's best round: on a shared VM other
+guests slow some rounds of either side, and the best round is the nearest to each side's
+uncontended speed.
 """
 import argparse
 import json
@@ -60,6 +63,8 @@ def main() -> None:
           f"interleaved round(s); ratio > 1: ours faster.\n")
     head = ["model", "batch"] + [f"float img/s ({p})" for p in policies] + ["onnxruntime img/s"]
     head += [f"ratio {p}{spread}" for p in policies]
+    if a.rounds > 1:
+        head += [f"best / best ({p})" for p in policies]
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * (len(head) - 1))
     for m in a.models:
@@ -68,6 +73,8 @@ def main() -> None:
         for b in sorted(ort):
             cells = [name[m], str(b)] + [median(ours[p][b]) for p in policies]
             cells += [median(ort[b])] + [ratio_cell(ours[p][b], ort[b]) for p in policies]
+            if a.rounds > 1:
+                cells += [f"{max(ours[p][b]) / max(ort[b]):.2f}" for p in policies]
             print("| " + " | ".join(cells) + " |")
 
     int8_models = [m for m in a.models if (a.out / f"{m}-ort-int8-r1.json").exists()]
