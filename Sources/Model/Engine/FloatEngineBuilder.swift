@@ -975,11 +975,12 @@ final class FloatEngineBuilder {
         && [split.inputs[0], convolution.outputs[0]].allSatisfy {
           graph.values[$0].elementType == .float32
         }
-      let lowering: PartialConvolution.Lowering =
-        !sameSize3x3
-        ? .direct
-        : first[1] % 16 == 0 && Self.usesWinograd
-          ? .winograd : PartialConvolutionKernel.isEnabled && teamThreads > 1 ? .kernel : .direct
+      var lowering = PartialConvolution.Lowering.direct
+      if sameSize3x3, first[1] % 16 == 0, Self.usesWinograd {
+        lowering = .winograd
+      } else if sameSize3x3, PartialConvolutionKernel.isEnabled, teamThreads > 1 {
+        lowering = .kernel
+      }
       var partial = PartialConvolution(
         source: split.inputs[0], convolved: split.outputs[0], convolutionNode: convolutionIndex,
         convolutionOutput: convolution.outputs[0], output: concat.outputs[0],

@@ -12,8 +12,9 @@ import Foundation
 /// original channels until the next run; `restoring` makes the step that writes them back, for
 /// a residual sum that must read the untouched source.
 ///
-/// Used only on AVX-512 CPUs, by plans that run on more than one thread: its gain is the forks
-/// and joins it saves, and on one thread oneDNN's convolution is faster for some channel
+/// Used only on AVX-512 CPUs, by plans that run on more than one thread, for channel counts
+/// that are not multiples of 16 (those use oneDNN's Winograd convolution): its gain is the
+/// forks and joins it saves, and on one thread oneDNN's convolution is faster for some channel
 /// counts (10 of 16 lanes used at 10 channels). `IMAGENET_EVAL_PCONV_ONEDNN=1` keeps oneDNN's
 /// primitives, for A/B measurements.
 final class PartialConvolutionKernel: FloatKernel {
