@@ -18,9 +18,7 @@ import Foundation
 /// counts (10 of 16 lanes used at 10 channels). `IMAGENET_EVAL_PCONV_ONEDNN=1` keeps oneDNN's
 /// primitives, for A/B measurements.
 final class PartialConvolutionKernel: FloatKernel {
-  /// Names the kernel in `FloatEngine.implementations`.
-  static let name = "c:conv3x3-avx512"
-  let implementation = PartialConvolutionKernel.name
+  let implementation = "c:conv3x3-avx512"
 
   /// A channels-last tensor and the channels the kernel convolves.
   struct Geometry {
