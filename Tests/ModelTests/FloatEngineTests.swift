@@ -11,6 +11,7 @@ private struct EngineComparison {
   var implementations: [(node: String, implementation: String)]
   var partialConvolutions: Int
   var partialConvolutionProvenance: String?
+  var pointwiseProvenance: String?
 }
 
 /// Generates a model with scripts/reference/dnnl_make_test_model.py, runs it in onnxruntime
@@ -61,7 +62,8 @@ private func compareWithOnnxRuntime(
   return EngineComparison(
     engine: output, reference: reference, implementations: engine.implementations,
     partialConvolutions: engine.partialConvolutionCount,
-    partialConvolutionProvenance: engine.versionInfo["partial_conv"])
+    partialConvolutionProvenance: engine.versionInfo["partial_conv"],
+    pointwiseProvenance: engine.versionInfo["conv1x1_kernel"])
 }
 
 /// Whether /proc/cpuinfo lists AVX-512 F (independently of the kernels' own CPUID check).
@@ -115,6 +117,14 @@ struct FloatEngineTests {
     expectMatchesReference(result, batch: batch, classes: 100, "fasternet batch \(batch)")
     // All four Split→Conv→Concat blocks take the dense-slice path.
     #expect(result.partialConvolutions == 4)
+    // The AVX-512 1x1 kernel takes the stage-3 pair (16 pixels per image; ReLU, then the
+    // residual sum) and the head (ReLU) of a one-image plan: batch 1, and batch 3's first shard
+    // (1 + 2 images on two threads), whose plan `implementations` lists.
+    let pointwise = result.implementations.filter { $0.implementation == "c:conv1x1-avx512" }
+    let expected = PointwiseConvolutionKernel.isEnabled ? 3 : 0
+    #expect(pointwise.count == expected, "\(pointwise)")
+    #expect(
+      result.pointwiseProvenance == (expected == 0 ? "none" : "\(expected) (c:conv1x1-avx512)"))
   }
 
   @Test(
@@ -206,6 +216,7 @@ struct FloatEngineTests {
       hasAVX512F() && ProcessInfo.processInfo.environment["IMAGENET_EVAL_GELU_POSTOP"] != "1"
     #expect(engine.versionInfo["gelu"] == (usesKernel ? "avx512 kernel" : "oneDNN gelu_erf"))
     #expect(engine.versionInfo["partial_conv"] == "none")
+    #expect(engine.versionInfo["conv1x1_kernel"] == "none")
     #expect(
       engine.implementations.contains { $0.implementation == "c:gelu-avx512" } == usesKernel)
   }

@@ -48,4 +48,22 @@ void ie_float_conv3x3_rows_avx512(const float *padded, const float *packed, cons
                                   int height, int width, int totalChannels, int channels,
                                   size_t firstRow, size_t endRow, float *destination);
 
+/// A 1x1 convolution (stride 1, no padding, one group) of `pixels` channels-last pixels of
+/// `inputs` channels to `outputs` channels (a multiple of 16): output blocks of 16 channels
+/// `firstBlock..<endBlock` of every pixel, so that a team can split the blocks. Each value is
+/// the sum over inputs plus `bias` (may be null), plus the destination's previous value when
+/// `accumulate` is 1 (a fused residual sum), then bounded to [lower, upper] (ReLU: 0, +inf;
+/// none: -inf, +inf); NaN stays NaN. Only call it when `ie_float_has_avx512f()` returns 1;
+/// `packed` must be 64-byte aligned.
+
+/// Floats of the packed weights.
+size_t ie_float_conv1x1_packed_count(int inputs, int outputs);
+
+/// Packs ONNX-order weights [out][in] (blocks of 16 output channels).
+void ie_float_conv1x1_pack(const float *weights, int inputs, int outputs, float *packed);
+
+void ie_float_conv1x1_avx512(const float *source, size_t pixels, int inputs, const float *packed,
+                             const float *bias, int outputs, int firstBlock, int endBlock,
+                             float lower, float upper, int accumulate, float *destination);
+
 #endif

@@ -114,6 +114,7 @@ public final class FloatEngine: InferenceEngine {
     info["batch_shards"] = FloatEngine.describeShards(sizes)
     info["gelu"] = GeluKernel.provenance
     info["partial_conv"] = FloatEngine.describePartialConvolutions(plans[0])
+    info["conv1x1_kernel"] = FloatEngine.describePointwiseKernels(plans[0])
     self.versionInfo = info
   }
 
@@ -131,6 +132,15 @@ public final class FloatEngine: InferenceEngine {
     guard !counts.isEmpty else { return "none" }
     return counts.sorted { ($1.value, $0.key) < ($0.value, $1.key) }
       .map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+  }
+
+  /// How many 1×1 convolutions of the plan run on `PointwiseConvolutionKernel` rather than
+  /// oneDNN, for provenance: e.g. "5 (c:conv1x1-avx512)", or "none".
+  static func describePointwiseKernels(_ plan: FloatPlan) -> String {
+    let count = plan.implementations.filter {
+      $0.implementation == PointwiseConvolutionKernel.implementationName
+    }.count
+    return count == 0 ? "none" : "\(count) (\(PointwiseConvolutionKernel.implementationName))"
   }
 
   /// "1" or e.g. "2 (8+8 images, one thread each)", for provenance.

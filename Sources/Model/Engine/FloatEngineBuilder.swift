@@ -176,7 +176,6 @@ final class FloatEngineBuilder {
     guard (3...4).contains(xShape.count), c.kernelShape.count == xShape.count - 2 else {
       throw UnsupportedNode(reason: "only 1D and 2D convolutions are lowered")
     }
-    let spatial = c.kernelShape.count
     guard let weights = graph.constants[node.inputs[1]]?.floats else {
       throw UnsupportedNode(reason: "weights are not a float constant")
     }
@@ -195,6 +194,54 @@ final class FloatEngineBuilder {
     }
     if let operand = node.sumOperand { try placeSumOperand(operand, into: output) }
     let (chain, gelu) = splittingGelu(c.postOps)
+    let bias = node.convolutionBias == nil ? nil : biasValues
+    if let kernel = try pointwiseKernel(
+      node, c, weights: weights, weightShape: weightShape, bias: bias, chain: chain)
+    {
+      addKernel(kernel, label: node.name)
+    } else {
+      try addConvolutionPrimitive(
+        node, c, weights: weights, weightDims: weightDims, biasDescriptor: biasDescriptor,
+        biasValues: biasValues, chain: chain)
+    }
+    if gelu {
+      let buffer = try pointer(output)
+      addGelu(
+        from: buffer, to: buffer, count: try graph.shape(of: output).reduce(1, *), node: node)
+    }
+  }
+
+  /// The AVX-512 kernel for a 1×1 convolution it computes and is expected to run faster than
+  /// oneDNN (`PointwiseConvolutionKernel`), or nil.
+  private func pointwiseKernel(
+    _ node: Node, _ c: Convolution, weights: [Float], weightShape: [Int], bias: [Float]?,
+    chain: [PostOp]
+  ) throws -> PointwiseConvolutionKernel? {
+    let (x, output) = (node.inputs[0], node.outputs[0])
+    let xShape = try graph.shape(of: x)
+    guard PointwiseConvolutionKernel.isEnabled, xShape.count == 4,
+      PointwiseConvolutionKernel.accepts(c, weightShape: weightShape),
+      let epilogue = PointwiseConvolutionKernel.Epilogue(chain),
+      !channelBlocked.contains(x), !channelBlocked.contains(output)
+    else { return nil }
+    let pixels = xShape[0] * xShape[2] * xShape[3]
+    guard
+      PointwiseConvolutionKernel.prefers(
+        pixels: pixels, inputs: weightShape[1], outputs: weightShape[0])
+    else { return nil }
+    return PointwiseConvolutionKernel(
+      source: try pointer(x).assumingMemoryBound(to: Float.self),
+      destination: try pointer(output).assumingMemoryBound(to: Float.self), weights: weights,
+      bias: bias, pixels: pixels, inputs: weightShape[1], outputs: weightShape[0],
+      epilogue: epilogue)
+  }
+
+  private func addConvolutionPrimitive(
+    _ node: Node, _ c: Convolution, weights: [Float], weightDims: [Int],
+    biasDescriptor: DNNLMemoryDescriptor?, biasValues: [Float], chain: [PostOp]
+  ) throws {
+    let (x, output) = (node.inputs[0], node.outputs[0])
+    let spatial = c.kernelShape.count
     let attributes = DNNLAttributes(postOps: try postOps(chain))
     func make(_ algorithm: DNNLConvolutionAlgorithm) throws -> DNNLPrimitive {
       try engine.makeConvolution(
@@ -230,11 +277,6 @@ final class FloatEngineBuilder {
         (.bias, try constantMemory(biasValues, dims: biasDescriptor.dims, as: biasDescriptor)))
     }
     add(primitive, arguments, node: node)
-    if gelu {
-      let buffer = try pointer(output)
-      addGelu(
-        from: buffer, to: buffer, count: try graph.shape(of: output).reduce(1, *), node: node)
-    }
   }
 
   /// A fused residual sum accumulates into the output buffer, so the operand must be there
