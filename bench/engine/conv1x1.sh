@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The float engine's AVX-512 1x1 convolution kernel against oneDNN's convolution on the 1x1
+# shapes of FasterNet T0/T1/T2/S at batch 1 (two threads) and in a batch-16 shard (eight
+# images, one thread), weights cold as in a model; see conv1x1.c. Needs clang (the Swift
+# toolchain's: the kernel's loops are unrolled by clang pragmas) and libdnnl-dev. The choice
+# the engine makes for each shape (PointwiseConvolutionKernel.prefers: at least 10 KB of
+# weights per pixel) is printed next to it.
+set -euo pipefail
+cd "$(dirname "$0")"
+binary=$(mktemp)
+trap 'rm -f "$binary"' EXIT
+clang -O3 -std=gnu11 -I../../Sources/CFloatKernels/include conv1x1.c -o "$binary" -ldnnl \
+  -l:libgomp.so.1 -lm
+run() { # INPUTS OUTPUTS SIDE IMAGES THREADS
+  local pixels=$(($4 * $3 * $3))
+  local choice=oneDNN
+  (($1 * $2 * 4 >= 10240 * pixels)) && choice=kernel
+  printf '%-6s ' "$choice"
+  THREADS=$5 OMP_NUM_THREADS=$5 "$binary" "$1" "$2" "$3" "$4"
+}
+# Stage 3 (C channels, 14x14) and stage 4 (2C, 7x7) of T0, T1, T2 and S (C = 160, 256, 384,
+# 512): each block's expansion C -> 2C and projection 2C -> C.
+for c in 160 256 384 512; do
+  run "$c" $((2 * c)) 14 1 2
+  run $((2 * c)) "$c" 14 1 2
+  run $((2 * c)) $((4 * c)) 7 1 2
+  run $((4 * c)) $((2 * c)) 7 1 2
+done
+# The head's 1x1 convolution after global pooling (T2: 768 -> 1280).
+run 768 1280 1 1 2
+# A batch-16 shard: eight images on one thread (stage 4 of T2 and S, the T2 head).
+run 768 1536 7 8 1
+run 1536 768 7 8 1
+run 1024 2048 7 8 1
+run 768 1280 1 8 1
