@@ -79,4 +79,104 @@ struct Int8UnsignedSourceTests {
       #expect(Set(expected).count > 20, "\(label)")
     }
   }
+
+  static let unpadded: [(String, Conv2DGeometry, FusedActivation, Bool, Bool)] = [
+    (
+      "1x1 expansion of a linear bottleneck, ReLU6",
+      Conv2DGeometry(
+        batch: 1, inputHeight: 7, inputWidth: 7, inputChannels: 40, outputChannels: 240,
+        kernelHeight: 1, kernelWidth: 1), .relu6, false, true
+    ),
+    (
+      "1x1, residual sum, no bias",
+      Conv2DGeometry(
+        batch: 2, inputHeight: 5, inputWidth: 6, inputChannels: 72, outputChannels: 48,
+        kernelHeight: 1, kernelWidth: 1), .none, true, false
+    ),
+    (
+      "2x2 stride 2 (FasterNet's downsampling)",
+      Conv2DGeometry(
+        batch: 1, inputHeight: 8, inputWidth: 10, inputChannels: 24, outputChannels: 48,
+        kernelHeight: 2, kernelWidth: 2, strides: (2, 2)), .none, false, true
+    ),
+    (
+      "grouped 1x1, ReLU",
+      Conv2DGeometry(
+        batch: 1, inputHeight: 4, inputWidth: 4, inputChannels: 32, outputChannels: 64,
+        kernelHeight: 1, kernelWidth: 1, groups: 4), .relu, false, true
+    ),
+  ]
+
+  @Test("signed codes shifted to uint8 (+128, bias − 128·Σw) == int8 kernel == ReferenceKernels")
+  func shiftedSignedCodes() throws {
+    var random = QuantRandom(seed: 0x5_1D7)
+    var compared = 0
+    for (label, g, activation, residual, hasBias) in Self.unpadded {
+      let inputCount = g.batch * g.inputHeight * g.inputWidth * g.inputChannels
+      let outputCount = g.batch * g.outputHeight * g.outputWidth * g.outputChannels
+      let (weights, weightScales, randomBias) = randomConvolutionParameters(g, using: &random)
+      let bias = hasBias ? randomBias : nil
+      let output = try QuantParams(
+        type: .int8, scale: activation == .relu6 ? 6 / 127 : (residual ? 1.6 : 1.1))
+      let r = try Requantization(
+        inputScale: 0.05, weightScales: weightScales, output: output, activation: activation,
+        residual: residual ? try QuantParams(type: .int8, scale: 0.37) : nil)
+      // The whole signed range, both extremes included.
+      var input = (0..<inputCount).map { _ in Int8.random(in: -128...127, using: &random) }
+      (input[0], input[1]) = (-128, 127)
+      let old = (0..<outputCount).map { _ in Int8.random(in: -128...127, using: &random) }
+      var expected = [Int8](repeating: 0, count: outputCount)
+      try referenceConv2d(
+        input: input, inputZeroPoint: 0, weights: weights, bias: bias, geometry: g,
+        requantization: r, residual: residual ? old : nil, output: &expected)
+      let engine = try DNNLEngine(threads: 1)
+      let signed = try Int8ConvolutionKernel(
+        engine: engine, geometry: g, inputType: .int8, inputZeroPoint: 0, weights: weights,
+        bias: bias, requantization: r, label: label)
+      let unsigned = try Int8ConvolutionKernel(
+        engine: engine, geometry: g, inputType: .uint8, inputZeroPoint: 0, weights: weights,
+        bias: Int8SignShift.foldedBias(bias, weights: weights, outputChannels: g.outputChannels),
+        requantization: r, label: label)
+      guard unsigned.primitive.implementation.contains("vnni") else {
+        // The engine keeps the signed source without VNNI (16-bit pairs would saturate).
+        continue
+      }
+      let fromSigned = try runKernel(engine, input: input, output: old, bind: signed.bind)
+      let fromShifted = try input.withUnsafeBytes { codes in
+        let shift = Int8SignShift(source: codes.baseAddress!, count: codes.count)
+        shift.run()
+        let shifted = Array(
+          UnsafeBufferPointer(
+            start: shift.buffer.assumingMemoryBound(to: Int8.self), count: codes.count))
+        return try runKernel(engine, input: shifted, output: old, bind: unsigned.bind)
+      }
+      #expect(fromSigned == expected, "\(label): int8 source")
+      #expect(fromShifted == expected, "\(label): shifted uint8 source")
+      #expect(Set(expected).count > 20, "\(label)")
+      compared += 1
+    }
+    // Every case ran where the CPU has VNNI (as /proc/cpuinfo says, independently of oneDNN).
+    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    if cpuinfo.contains(" avx512_vnni") { #expect(compared == Self.unpadded.count) }
+  }
+
+  @Test("the shift flips every byte's sign bit, tail included; the folded bias by hand")
+  func shiftAndBias() {
+    let codes: [Int8] = [-128, -1, 0, 1, 127, 5, -6, 64, -64, 100, -100]  // 11: a word and a tail
+    let shifted = codes.withUnsafeBytes { bytes in
+      let shift = Int8SignShift(source: bytes.baseAddress!, count: bytes.count)
+      shift.run()
+      return Array(
+        UnsafeBufferPointer(
+          start: shift.buffer.assumingMemoryBound(to: UInt8.self), count: bytes.count))
+    }
+    #expect(shifted == codes.map { UInt8(Int($0) + 128) })
+    // Two output channels of three weights: 7 − 128·(1 + 2 − 3) = 7, −2 − 128·(−128 + 127 + 0) = 126.
+    #expect(
+      Int8SignShift.foldedBias([7, -2], weights: [1, 2, -3, -128, 127, 0], outputChannels: 2)
+        == [7, 126])
+    #expect(
+      Int8SignShift.foldedBias(nil, weights: [1, 2, -3, -128, 127, 0], outputChannels: 2)
+        == [0, 128])
+  }
 }

@@ -671,3 +671,59 @@ final class OnnxRuntimeFloatConvolution {
     return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
   }
 }
+
+/// The int8 codes of a convolution's source as uint8 codes 128 higher (`u = s + 128`, the sign
+/// bit flipped), for oneDNN's VNNI kernels: they multiply unsigned by signed bytes, and a
+/// signed source costs them a shift and a compensation of their own, 17–23 % of the time of
+/// the 1×1 convolutions that read EfficientNet's and FasterNet's signed codes (C harness,
+/// bench/README.md, "Session 10"). The accumulator is exact either way: the convolution's
+/// bias takes `−128 · Σ w` per output channel (`foldedBias`), which is exact only without
+/// padding (a padded tap would read 0, not 128).
+final class Int8SignShift {
+  /// Whether the int8 engine uses the shift; `IMAGENET_EVAL_INT8_SIGN_SHIFT=0` keeps oneDNN's
+  /// signed source, for A/B measurements.
+  static let isEnabled = ProcessInfo.processInfo.environment["IMAGENET_EVAL_INT8_SIGN_SHIFT"] != "0"
+
+  private let source: UnsafeRawPointer
+  /// The shifted codes, read by the convolution.
+  let buffer: UnsafeMutableRawPointer
+  private let count: Int
+
+  init(source: UnsafeRawPointer, count: Int) {
+    self.source = source
+    self.count = count
+    // Whole words, so that the pass needs no tail.
+    let words = (count + 7) / 8
+    buffer = UnsafeMutableRawPointer.allocate(byteCount: words * 8, alignment: 64)
+    buffer.initializeMemory(as: UInt64.self, repeating: 0, count: words)
+  }
+
+  deinit { buffer.deallocate() }
+
+  /// `bias[o] − 128 · Σ weights of o` for `outputChannels` output channels whose weight codes
+  /// are consecutive (OHWI).
+  static func foldedBias(_ bias: [Int32]?, weights: [Int8], outputChannels: Int) -> [Int32] {
+    let perChannel = weights.count / outputChannels
+    return (0..<outputChannels).map { o in
+      let sum = weights[(o * perChannel)..<((o + 1) * perChannel)].reduce(Int32(0)) {
+        $0 &+ Int32($1)
+      }
+      return (bias?[o] ?? 0) &- 128 &* sum
+    }
+  }
+
+  func run() {
+    let words = count / 8
+    let threads = KernelTeam.threads(forBytes: count)
+    KernelTeam.forEachRange(words, threads: threads) { range in
+      let from = source.assumingMemoryBound(to: UInt64.self)
+      let to = buffer.assumingMemoryBound(to: UInt64.self)
+      for word in range { to[word] = from[word] ^ 0x8080_8080_8080_8080 }
+    }
+    for byte in (words * 8)..<count {
+      buffer.storeBytes(
+        of: source.load(fromByteOffset: byte, as: UInt8.self) ^ 0x80, toByteOffset: byte,
+        as: UInt8.self)
+    }
+  }
+}

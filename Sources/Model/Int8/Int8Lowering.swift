@@ -314,12 +314,31 @@ final class Int8Lowering {
     let requantization = try kernelRequantization(
       r, store: store, input: inputParams, weights: weightParams, output: outputParams,
       activation: activation)
-    let kernel = try oneDNNKernel {
-      try Int8ConvolutionKernel(
-        engine: engine, geometry: geometry, inputType: kernelInputType(x, inputParams),
-        inputZeroPoint: inputParams.zeroPoint, weights: codes, bias: bias,
-        requantization: requantization, floatOutput: floatOutput || store != nil,
-        label: node.name)
+    func makeKernel(_ shift: Int8SignShift?) throws -> Int8ConvolutionKernel {
+      try oneDNNKernel {
+        try Int8ConvolutionKernel(
+          engine: engine, geometry: geometry,
+          inputType: shift == nil ? kernelInputType(x, inputParams) : .uint8,
+          inputZeroPoint: inputParams.zeroPoint,
+          weights: codes,
+          bias: shift == nil
+            ? bias : Int8SignShift.foldedBias(bias, weights: codes, outputChannels: o),
+          requantization: requantization, floatOutput: floatOutput || store != nil,
+          label: node.name)
+      }
+    }
+    var shift: Int8SignShift?
+    if Int8SignShift.isEnabled, kernelInputType(x, inputParams) == .int8,
+      inputParams.isPerTensor, inputParams.zeroPoint == 0, c.pads.allSatisfy({ $0 == 0 })
+    {
+      shift = Int8SignShift(source: try pointer(x), count: xShape.reduce(1, *))
+    }
+    var kernel = try makeKernel(shift)
+    // Without VNNI oneDNN multiplies through 16-bit pairs, which saturate for unsigned codes
+    // above 127: keep the signed source there.
+    if shift != nil, !["vnni", "amx"].contains(where: kernel.primitive.implementation.contains) {
+      shift = nil
+      kernel = try makeKernel(nil)
     }
     let destination = try kernelDestination(floatOutput: floatOutput, store: store, output: output)
     if let operand = node.sumOperand {
@@ -340,8 +359,14 @@ final class Int8Lowering {
       codes: codes, shape: [o, kh, kw, i], params: weightParams, bias: bias,
       inputScale: inputParams.scale)
     retained.append(kernel)
+    if let shift {
+      retained.append(shift)
+      steps.append(Int8Step(work: .swift({ shift.run() })))
+    }
     steps.append(
-      Int8Step(work: .primitive(try kernel.bind(source: pointer(x), destination: destination))))
+      Int8Step(
+        work: .primitive(
+          try kernel.bind(source: shift?.buffer ?? pointer(x), destination: destination))))
     if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
   }
 
