@@ -43,25 +43,51 @@ struct Int8UnsignedSourceTests {
     ),
   ]
 
+  /// A convolution's random operands and requantisation, and `ReferenceKernels`' output codes
+  /// for them (the input's first two codes are the range's ends).
+  private struct Case {
+    var weights: [Int8]
+    var bias: [Int32]?
+    var r: Requantization
+    var input: [Int8]
+    var old: [Int8]
+    var expected: [Int8]
+
+    init(
+      _ g: Conv2DGeometry, _ activation: FusedActivation, residual: Bool, outputScale: Float,
+      inputs: ClosedRange<Int8>, bias hasBias: Bool = true, using random: inout QuantRandom
+    ) throws {
+      let inputCount = g.batch * g.inputHeight * g.inputWidth * g.inputChannels
+      let outputCount = g.batch * g.outputHeight * g.outputWidth * g.outputChannels
+      let (weights, weightScales, bias) = randomConvolutionParameters(g, using: &random)
+      self.weights = weights
+      self.bias = hasBias ? bias : nil
+      r = try Requantization(
+        inputScale: 0.05, weightScales: weightScales,
+        output: try QuantParams(type: .int8, scale: outputScale), activation: activation,
+        residual: residual ? try QuantParams(type: .int8, scale: 0.37) : nil)
+      input = (0..<inputCount).map { _ in Int8.random(in: inputs, using: &random) }
+      (input[0], input[1]) = (inputs.lowerBound, inputs.upperBound)
+      old = (0..<outputCount).map { _ in Int8.random(in: -128...127, using: &random) }
+      expected = [Int8](repeating: 0, count: outputCount)
+      try referenceConv2d(
+        input: input, inputZeroPoint: 0, weights: weights, bias: self.bias, geometry: g,
+        requantization: r, residual: residual ? old : nil, output: &expected)
+    }
+  }
+
   @Test("uint8 kernel == int8 kernel == ReferenceKernels on codes 0...127")
   func sameCodes() throws {
     var random = QuantRandom(seed: 0x0_5157)
     for (label, g, activation, residual) in Self.geometries {
-      let inputCount = g.batch * g.inputHeight * g.inputWidth * g.inputChannels
-      let outputCount = g.batch * g.outputHeight * g.outputWidth * g.outputChannels
-      let (weights, weightScales, bias) = randomConvolutionParameters(g, using: &random)
       // ReLU6 clamps at 6: a scale of 6/127 keeps the whole code range in play.
-      let output = try QuantParams(
-        type: .int8, scale: activation == .relu6 ? 6 / 127 : (residual ? 0.9 : 0.6))
-      let r = try Requantization(
-        inputScale: 0.05, weightScales: weightScales, output: output, activation: activation,
-        residual: residual ? try QuantParams(type: .int8, scale: 0.37) : nil)
-      let input = (0..<inputCount).map { _ in Int8.random(in: 0...127, using: &random) }
-      let old = (0..<outputCount).map { _ in Int8.random(in: -128...127, using: &random) }
-      var expected = [Int8](repeating: 0, count: outputCount)
-      try referenceConv2d(
-        input: input, inputZeroPoint: 0, weights: weights, bias: bias, geometry: g,
-        requantization: r, residual: residual ? old : nil, output: &expected)
+      let c = try Case(
+        g, activation, residual: residual,
+        outputScale: activation == .relu6 ? 6 / 127 : (residual ? 0.9 : 0.6), inputs: 0...127,
+        using: &random)
+      let (weights, bias, r, input, old, expected) = (
+        c.weights, c.bias, c.r, c.input, c.old, c.expected
+      )
       let engine = try DNNLEngine(threads: 1)
       var results: [[Int8]] = []
       for type in [QuantizedType.int8, .uint8] {
@@ -112,23 +138,14 @@ struct Int8UnsignedSourceTests {
     var random = QuantRandom(seed: 0x5_1D7)
     var compared = 0
     for (label, g, activation, residual, hasBias) in Self.unpadded {
-      let inputCount = g.batch * g.inputHeight * g.inputWidth * g.inputChannels
-      let outputCount = g.batch * g.outputHeight * g.outputWidth * g.outputChannels
-      let (weights, weightScales, randomBias) = randomConvolutionParameters(g, using: &random)
-      let bias = hasBias ? randomBias : nil
-      let output = try QuantParams(
-        type: .int8, scale: activation == .relu6 ? 6 / 127 : (residual ? 1.6 : 1.1))
-      let r = try Requantization(
-        inputScale: 0.05, weightScales: weightScales, output: output, activation: activation,
-        residual: residual ? try QuantParams(type: .int8, scale: 0.37) : nil)
       // The whole signed range, both extremes included.
-      var input = (0..<inputCount).map { _ in Int8.random(in: -128...127, using: &random) }
-      (input[0], input[1]) = (-128, 127)
-      let old = (0..<outputCount).map { _ in Int8.random(in: -128...127, using: &random) }
-      var expected = [Int8](repeating: 0, count: outputCount)
-      try referenceConv2d(
-        input: input, inputZeroPoint: 0, weights: weights, bias: bias, geometry: g,
-        requantization: r, residual: residual ? old : nil, output: &expected)
+      let c = try Case(
+        g, activation, residual: residual,
+        outputScale: activation == .relu6 ? 6 / 127 : (residual ? 1.6 : 1.1),
+        inputs: -128...127, bias: hasBias, using: &random)
+      let (weights, bias, r, input, old, expected) = (
+        c.weights, c.bias, c.r, c.input, c.old, c.expected
+      )
       let engine = try DNNLEngine(threads: 1)
       let signed = try Int8ConvolutionKernel(
         engine: engine, geometry: g, inputType: .int8, inputZeroPoint: 0, weights: weights,

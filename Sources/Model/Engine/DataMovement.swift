@@ -9,6 +9,17 @@ protocol FloatKernel: AnyObject {
   func run() throws
 }
 
+extension UnsafeMutablePointer where Pointee == Float {
+  /// A copy of `values` that the caller owns (and deallocates), for kernels whose constants
+  /// outlive the graph's arrays; nil for nil.
+  static func ownedCopy(of values: [Float]?) -> Self? {
+    guard let values else { return nil }
+    let copy = Self.allocate(capacity: values.count)
+    copy.initialize(from: values, count: values.count)
+    return copy
+  }
+}
+
 /// Per-dimension element strides of a value as the float engine stores it: channels-last for
 /// rank 4, row-major otherwise.
 func engineStrides(_ shape: [Int]) -> [Int] {

@@ -74,13 +74,7 @@ final class PartialConvolutionKernel: FloatKernel {
       capacity: ie_float_conv3x3_packed_count(channels))
     weights.withUnsafeBufferPointer { ie_float_conv3x3_pack($0.baseAddress, channels, packed) }
     packedWeights = packed
-    if let bias {
-      let copy = UnsafeMutablePointer<Float>.allocate(capacity: bias.count)
-      copy.initialize(from: bias, count: bias.count)
-      self.bias = copy
-    } else {
-      self.bias = nil
-    }
+    self.bias = .ownedCopy(of: bias)
     let paddedCount = ie_float_conv3x3_padded_count(
       Int32(geometry.images), Int32(geometry.height), Int32(geometry.width), channels)
     padded = .allocate(capacity: paddedCount)

@@ -96,13 +96,7 @@ final class PointwiseConvolutionKernel: FloatKernel {
       ie_float_conv1x1_pack($0.baseAddress, Int32(inputs), Int32(outputs), packed)
     }
     packedWeights = packed
-    if let bias {
-      let copy = UnsafeMutablePointer<Float>.allocate(capacity: bias.count)
-      copy.initialize(from: bias, count: bias.count)
-      self.bias = copy
-    } else {
-      self.bias = nil
-    }
+    self.bias = .ownedCopy(of: bias)
   }
 
   deinit {
