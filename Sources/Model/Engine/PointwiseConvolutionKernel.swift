@@ -7,10 +7,10 @@ import Foundation
 ///
 /// oneDNN's kernel reads such weights from L3 as it goes and waits on them; this one prefetches
 /// the next weights into L2 while it multiplies the current ones. Measured on this project's
-/// CPU (Xeon, AVX-512, 2 threads, weights cold as in a model; `bench/README.md`, "Session 10"):
-/// 12–22 % less time at 49 pixels, 3.7× at 8 pixels (oneDNN's one-thread 768→1280), but
-/// −3…+4 % at 196 pixels and a loss at thousands. Hence `prefers`: weights of at least 10 KB
-/// per pixel.
+/// CPU (Xeon, AVX-512, weights cold as in a model; `bench/engine/conv1x1.sh`, bench/README.md
+/// "Session 10"), oneDNN took 1.03–1.21× the kernel's time at 49 pixels on two threads,
+/// 1.08–1.10× at 392 pixels and 3.65× at 8 (768→1280) on one, but 0.98–1.05× at 196 pixels
+/// and less at thousands. Hence `prefers`: weights of at least 10 KB per pixel.
 ///
 /// The fused post-ops it takes are those FasterNet and EfficientNet put after such a
 /// convolution: a residual sum, then ReLU / Clip (GELU runs after it as `GeluKernel`). Used

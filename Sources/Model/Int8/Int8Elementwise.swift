@@ -678,11 +678,16 @@ final class OnnxRuntimeFloatConvolution {
 /// the 1×1 convolutions that read EfficientNet's and FasterNet's signed codes (C harness,
 /// bench/README.md, "Session 10"). The accumulator is exact either way: the convolution's
 /// bias takes `−128 · Σ w` per output channel (`foldedBias`), which is exact only without
-/// padding (a padded tap would read 0, not 128).
+/// padding (a padded tap would read 0, not 128), and used only while `128 · 127` times the
+/// weights per output channel fits easily in int32 (`maximumWeightsPerOutput`).
 final class Int8SignShift {
   /// Whether the int8 engine uses the shift; `IMAGENET_EVAL_INT8_SIGN_SHIFT=0` keeps oneDNN's
   /// signed source, for A/B measurements.
   static let isEnabled = ProcessInfo.processInfo.environment["IMAGENET_EVAL_INT8_SIGN_SHIFT"] != "0"
+
+  /// Weights per output channel up to which the shifted accumulator, at most
+  /// `255 · 127` per weight, stays below 2³¹ with a margin of 4 (FasterNet-S's largest is 2048).
+  static let maximumWeightsPerOutput = 16_384
 
   private let source: UnsafeRawPointer
   /// The shifted codes, read by the convolution.
@@ -692,10 +697,8 @@ final class Int8SignShift {
   init(source: UnsafeRawPointer, count: Int) {
     self.source = source
     self.count = count
-    // Whole words, so that the pass needs no tail.
-    let words = (count + 7) / 8
-    buffer = UnsafeMutableRawPointer.allocate(byteCount: words * 8, alignment: 64)
-    buffer.initializeMemory(as: UInt64.self, repeating: 0, count: words)
+    buffer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
   }
 
   deinit { buffer.deallocate() }

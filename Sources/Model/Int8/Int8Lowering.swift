@@ -329,7 +329,8 @@ final class Int8Lowering {
     }
     var shift: Int8SignShift?
     if Int8SignShift.isEnabled, kernelInputType(x, inputParams) == .int8,
-      inputParams.isPerTensor, inputParams.zeroPoint == 0, c.pads.allSatisfy({ $0 == 0 })
+      inputParams.isPerTensor, inputParams.zeroPoint == 0, c.pads.allSatisfy({ $0 == 0 }),
+      codes.count / o <= Int8SignShift.maximumWeightsPerOutput
     {
       shift = Int8SignShift(source: try pointer(x), count: xShape.reduce(1, *))
     }
