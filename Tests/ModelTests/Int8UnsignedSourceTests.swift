@@ -152,7 +152,8 @@ struct Int8UnsignedSourceTests {
         bias: bias, requantization: r, label: label)
       let unsigned = try Int8ConvolutionKernel(
         engine: engine, geometry: g, inputType: .uint8, inputZeroPoint: 0, weights: weights,
-        bias: Int8SignShift.foldedBias(bias, weights: weights, outputChannels: g.outputChannels),
+        bias: biasFolding(
+          sourceZeroPoint: 128, into: bias, weights: weights, outputs: g.outputChannels),
         requantization: r, label: label)
       guard unsigned.primitive.implementation.contains("vnni") else {
         // The engine keeps the signed source without VNNI (16-bit pairs would saturate).
@@ -190,10 +191,11 @@ struct Int8UnsignedSourceTests {
     #expect(shifted == codes.map { UInt8(Int($0) + 128) })
     // Two output channels of three weights: 7 − 128·(1 + 2 − 3) = 7, −2 − 128·(−128 + 127 + 0) = 126.
     #expect(
-      Int8SignShift.foldedBias([7, -2], weights: [1, 2, -3, -128, 127, 0], outputChannels: 2)
+      biasFolding(
+        sourceZeroPoint: 128, into: [7, -2], weights: [1, 2, -3, -128, 127, 0], outputs: 2)
         == [7, 126])
     #expect(
-      Int8SignShift.foldedBias(nil, weights: [1, 2, -3, -128, 127, 0], outputChannels: 2)
+      biasFolding(sourceZeroPoint: 128, into: nil, weights: [1, 2, -3, -128, 127, 0], outputs: 2)
         == [0, 128])
   }
 }

@@ -180,29 +180,17 @@ final class FloatEngineBuilder {
       throw UnsupportedNode(reason: "weights are not a float constant")
     }
     let weightShape = try graph.shape(of: node.inputs[1])
-    let groups = c.group
-    let weightDims =
-      groups == 1
-      ? weightShape
-      : [groups, weightShape[0] / groups] + weightShape.dropFirst()
-    var biasDescriptor: DNNLMemoryDescriptor?
-    var biasValues: [Float] = []
-    if let bias = node.convolutionBias {
-      biasValues = try constantFloats(bias)
-      biasDescriptor = try DNNLMemoryDescriptor(
-        dims: [biasValues.count], dataType: .f32, format: .a)
-    }
+    let bias = try node.convolutionBias.map(constantFloats)
     if let operand = node.sumOperand { try placeSumOperand(operand, into: output) }
     let (chain, gelu) = splittingGelu(c.postOps)
-    let bias = node.convolutionBias == nil ? nil : biasValues
     if let kernel = try pointwiseKernel(
-      node, c, weights: weights, weightShape: weightShape, bias: bias, chain: chain)
+      node, c, xShape: xShape, weights: weights, weightShape: weightShape, bias: bias,
+      chain: chain)
     {
       addKernel(kernel, label: node.name)
     } else {
       try addConvolutionPrimitive(
-        node, c, weights: weights, weightDims: weightDims, biasDescriptor: biasDescriptor,
-        biasValues: biasValues, chain: chain)
+        node, c, weights: weights, weightShape: weightShape, bias: bias, chain: chain)
     }
     if gelu {
       let buffer = try pointer(output)
@@ -214,11 +202,10 @@ final class FloatEngineBuilder {
   /// The AVX-512 kernel for a 1×1 convolution it computes and is expected to run faster than
   /// oneDNN (`PointwiseConvolutionKernel`), or nil.
   private func pointwiseKernel(
-    _ node: Node, _ c: Convolution, weights: [Float], weightShape: [Int], bias: [Float]?,
-    chain: [PostOp]
+    _ node: Node, _ c: Convolution, xShape: [Int], weights: [Float], weightShape: [Int],
+    bias: [Float]?, chain: [PostOp]
   ) throws -> PointwiseConvolutionKernel? {
     let (x, output) = (node.inputs[0], node.outputs[0])
-    let xShape = try graph.shape(of: x)
     guard PointwiseConvolutionKernel.isEnabled, xShape.count == 4,
       PointwiseConvolutionKernel.accepts(c, weightShape: weightShape),
       let epilogue = PointwiseConvolutionKernel.Epilogue(chain),
@@ -237,10 +224,17 @@ final class FloatEngineBuilder {
   }
 
   private func addConvolutionPrimitive(
-    _ node: Node, _ c: Convolution, weights: [Float], weightDims: [Int],
-    biasDescriptor: DNNLMemoryDescriptor?, biasValues: [Float], chain: [PostOp]
+    _ node: Node, _ c: Convolution, weights: [Float], weightShape: [Int], bias: [Float]?,
+    chain: [PostOp]
   ) throws {
     let (x, output) = (node.inputs[0], node.outputs[0])
+    let weightDims =
+      c.group == 1
+      ? weightShape
+      : [c.group, weightShape[0] / c.group] + weightShape.dropFirst()
+    let biasDescriptor = try bias.map {
+      try DNNLMemoryDescriptor(dims: [$0.count], dataType: .f32, format: .a)
+    }
     let spatial = c.kernelShape.count
     let attributes = DNNLAttributes(postOps: try postOps(chain))
     func make(_ algorithm: DNNLConvolutionAlgorithm) throws -> DNNLPrimitive {
@@ -272,9 +266,9 @@ final class FloatEngineBuilder {
       ),
       (.destination, try memory(output)),
     ]
-    if let biasDescriptor {
+    if let bias, let biasDescriptor {
       arguments.append(
-        (.bias, try constantMemory(biasValues, dims: biasDescriptor.dims, as: biasDescriptor)))
+        (.bias, try constantMemory(bias, dims: biasDescriptor.dims, as: biasDescriptor)))
     }
     add(primitive, arguments, node: node)
   }

@@ -677,7 +677,8 @@ final class OnnxRuntimeFloatConvolution {
 /// signed source costs them a shift and a compensation of their own, 17–23 % of the time of
 /// the 1×1 convolutions that read EfficientNet's and FasterNet's signed codes (C harness,
 /// bench/README.md, "Session 10"). The accumulator is exact either way: the convolution's
-/// bias takes `−128 · Σ w` per output channel (`foldedBias`), which is exact only without
+/// bias takes `−128 · Σ w` per output channel (`biasFolding(sourceZeroPoint: 128, …)`: the
+/// shifted codes are codes with zero point 128), which is exact only without
 /// padding (a padded tap would read 0, not 128), and used only while `128 · 127` times the
 /// weights per output channel fits easily in int32 (`maximumWeightsPerOutput`).
 final class Int8SignShift {
@@ -702,18 +703,6 @@ final class Int8SignShift {
   }
 
   deinit { buffer.deallocate() }
-
-  /// `bias[o] − 128 · Σ weights of o` for `outputChannels` output channels whose weight codes
-  /// are consecutive (OHWI).
-  static func foldedBias(_ bias: [Int32]?, weights: [Int8], outputChannels: Int) -> [Int32] {
-    let perChannel = weights.count / outputChannels
-    return (0..<outputChannels).map { o in
-      let sum = weights[(o * perChannel)..<((o + 1) * perChannel)].reduce(Int32(0)) {
-        $0 &+ Int32($1)
-      }
-      return (bias?[o] ?? 0) &- 128 &* sum
-    }
-  }
 
   func run() {
     let words = count / 8

@@ -23,6 +23,21 @@ func dnnlDataType(_ type: QuantizedType) throws -> DNNLDataType {
   }
 }
 
+/// `bias[o] − zeroPoint · Σ weights of o` for `outputs` output channels whose weight codes are
+/// consecutive (OHWI or `[n, k]`): a source zero point folded into the bias, exactly in int32,
+/// Σ (q_x − zp)·w = Σ q_x·w − zp·Σ w.
+func biasFolding(
+  sourceZeroPoint zeroPoint: Int32, into bias: [Int32]?, weights: [Int8], outputs: Int
+) -> [Int32] {
+  let perOutput = weights.count / outputs
+  return (0..<outputs).map { o in
+    let sum = weights[(o * perOutput)..<((o + 1) * perOutput)].reduce(Int32(0)) {
+      $0 &+ Int32($1)
+    }
+    return (bias?[o] ?? 0) &- zeroPoint &* sum
+  }
+}
+
 /// The attributes realising `r` (plus an optional source zero point) on a oneDNN int8
 /// convolution or inner product. With a float32 destination the same attributes give
 /// `m·(acc + bias)` unrounded (build `r` with an output scale of 1 for real units).
@@ -186,15 +201,12 @@ final class Int8InnerProductKernel: Int8WeightedKernel {
       throw QuantizationError.invalidParameter(
         "inner product '\(label)': a fused residual is not supported")
     }
-    // oneDNN 2.x inner products take no source zero point: fold it into the bias exactly,
-    // Σ (q_x - zp_x)·w = Σ q_x·w - zp_x·Σ w, in int32.
+    // oneDNN 2.x inner products take no source zero point: fold it into the bias.
     var bias = bias
     var inputZeroPoint = inputZeroPoint
     if inputZeroPoint != 0 {
-      bias = (0..<n).map { row in
-        let sum = weights[(row * k)..<((row + 1) * k)].reduce(Int32(0)) { $0 &+ Int32($1) }
-        return (bias?[row] ?? 0) &- inputZeroPoint &* sum
-      }
+      bias = biasFolding(
+        sourceZeroPoint: inputZeroPoint, into: bias, weights: weights, outputs: n)
       inputZeroPoint = 0
     }
     // Nor a destination zero point: add it as a linear post-op after the clamp, the same

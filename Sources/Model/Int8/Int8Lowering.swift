@@ -322,7 +322,7 @@ final class Int8Lowering {
           inputZeroPoint: inputParams.zeroPoint,
           weights: codes,
           bias: shift == nil
-            ? bias : Int8SignShift.foldedBias(bias, weights: codes, outputChannels: o),
+            ? bias : biasFolding(sourceZeroPoint: 128, into: bias, weights: codes, outputs: o),
           requantization: requantization, floatOutput: floatOutput || store != nil,
           label: node.name)
       }
