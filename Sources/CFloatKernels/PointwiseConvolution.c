@@ -2,14 +2,18 @@
 
 #include <stddef.h>
 
-// A 1x1 convolution over a few hundred channels-last pixels is a matrix product whose weights
-// (1-8 MB in FasterNet's stages 3 and 4) are larger than the pixels and are read once per
-// image from L3: oneDNN's kernel then waits on them (stage 4 at batch 1 runs at ~70 % of the
-// FMA peak). Here each thread owns a range of 16-channel output blocks and walks them three at
-// a time; while the pixels are multiplied by one group's weights (then in L2), the next group's
-// weights are prefetched into L2, one cache line per input channel step.
+// A 1x1 convolution over channels-last pixels is a matrix product. Two cases make oneDNN's
+// kernel wait, on this project's CPU: weights larger than the pixels (1-8 MB in FasterNet's
+// stages 3 and 4 at batch 1), read from L3 once per image; and, on a team, pixels that the
+// other core wrote (oneDNN splits a convolution's outputs between threads differently from
+// the next one's inputs, so each convolution first pulls the other core's half of its input
+// across). Here a thread takes either a range of 16-channel output blocks over all pixels (for
+// the first case) or a range of pixels over all blocks (for the second: every such convolution
+// then reads the pixels its own thread wrote). Either way it walks its blocks three at a time;
+// while the pixels are multiplied by one group's weights (then in L2), the next group's weights
+// are prefetched into L2, one cache line per input channel step.
 
-enum { lanes = 16, groupBlocks = 3, tileRows = 7 };
+enum { lanes = 16, groupBlocks = 3, tileRows = ie_float_conv1x1_tile_pixels };
 
 size_t ie_float_conv1x1_packed_count(int inputs, int outputs) {
   return (size_t)inputs * (size_t)outputs;
@@ -97,10 +101,15 @@ dispatch(const float *source, int inputs, const float *weights, const float *bia
   }
 }
 
-__attribute__((target("avx512f"))) void
-ie_float_conv1x1_avx512(const float *source, size_t pixels, int inputs, const float *packed,
-                        const float *bias, int outputs, int firstBlock, int endBlock,
-                        float lower, float upper, int accumulate, float *destination) {
+// Pixels are walked in chunks whose source rows stay in L2 while every weight group passes over
+// them, when the thread's weights are small enough to stay in L2 too; otherwise (stage 4's
+// megabytes of weights) in one chunk, so that the weights are read once.
+enum { chunkSourceBytes = 128 * 1024, residentWeightBytes = 1536 * 1024 };
+
+__attribute__((target("avx512f"))) static void
+blocksOverPixels(const float *source, size_t pixels, int inputs, const float *packed,
+                 const float *bias, int outputs, int firstBlock, int endBlock, float lower,
+                 float upper, int accumulate, float *destination) {
   const size_t blockFloats = (size_t)inputs * lanes;
   const size_t tiles = (pixels + tileRows - 1) / tileRows;
   for (int group = firstBlock; group < endBlock; group += groupBlocks) {
@@ -124,6 +133,24 @@ ie_float_conv1x1_avx512(const float *source, size_t pixels, int inputs, const fl
                destination + row * (size_t)outputs + (size_t)group * lanes, outputs, lower,
                upper, accumulate, next + firstLine * 64, (int)lines, rows, blocks);
     }
+  }
+}
+
+__attribute__((target("avx512f"))) void
+ie_float_conv1x1_avx512(const float *source, size_t pixels, int inputs, const float *packed,
+                        const float *bias, int outputs, int firstBlock, int endBlock,
+                        float lower, float upper, int accumulate, float *destination) {
+  const size_t weightBytes = (size_t)(endBlock - firstBlock) * (size_t)inputs * lanes * 4;
+  size_t chunk = pixels;
+  if (weightBytes <= residentWeightBytes) {
+    const size_t rows = chunkSourceBytes / ((size_t)inputs * 4) / tileRows * tileRows;
+    if (rows > 0 && rows < pixels) chunk = rows;
+  }
+  for (size_t first = 0; first < pixels; first += chunk) {
+    const size_t count = pixels - first < chunk ? pixels - first : chunk;
+    blocksOverPixels(source + first * (size_t)inputs, count, inputs, packed, bias, outputs,
+                     firstBlock, endBlock, lower, upper, accumulate,
+                     destination + first * (size_t)outputs);
   }
 }
 

@@ -117,11 +117,13 @@ struct FloatEngineTests {
     expectMatchesReference(result, batch: batch, classes: 100, "fasternet batch \(batch)")
     // All four Split→Conv→Concat blocks take the dense-slice path.
     #expect(result.partialConvolutions == 4)
-    // The AVX-512 1x1 kernel takes the stage-3 pair (16 pixels per image; ReLU, then the
-    // residual sum) and the head (ReLU) of a one-image plan: batch 1, and batch 3's first shard
-    // (1 + 2 images on two threads), whose plan `implementations` lists.
+    // The AVX-512 1x1 kernel takes, on two threads (batch 1), every 1x1 convolution with a
+    // multiple of 16 outputs: 8 of 9 (not stage 1's projection to 40 channels); stage 2 (64
+    // pixels) split by pixels, stage 3 (16) and the head by output blocks. In a one-thread
+    // shard (batch 3's first: 1 + 2 images, whose plan `implementations` lists) the stage-3
+    // pair (ReLU, then the residual sum) and the head, whose weights outweigh their pixels.
     let pointwise = result.implementations.filter { $0.implementation == "c:conv1x1-avx512" }
-    let expected = PointwiseConvolutionKernel.isEnabled ? 3 : 0
+    let expected = PointwiseConvolutionKernel.isEnabled ? (batch == 1 ? 8 : 3) : 0
     #expect(pointwise.count == expected, "\(pointwise)")
     #expect(
       result.pointwiseProvenance == (expected == 0 ? "none" : "\(expected) (c:conv1x1-avx512)"))

@@ -5,9 +5,10 @@ import Testing
 @testable import Model
 
 /// The AVX-512 1×1 convolution of `CFloatKernels` (through `PointwiseConvolutionKernel`, on the
-/// OpenMP team) against the sum written out as loops in double precision: output channels in
-/// one to nine blocks of 16 (groups of three, and the tails of one and two), pixel counts that
-/// leave every tile height, input channel counts from 1 to 768, every epilogue.
+/// OpenMP team, the work split by output blocks and by pixels) against the sum written out as
+/// loops in double precision: output channels in one to nine blocks of 16 (groups of three,
+/// and the tails of one and two), pixel counts that leave every tile height and span several
+/// of the kernel's L2 chunks, input channel counts from 1 to 768, every epilogue.
 @Suite(
   "AVX-512 1x1 convolution vs loops in double precision",
   .enabled(
@@ -41,9 +42,15 @@ struct PointwiseConvolutionKernelTests {
     Case(pixels: 3, inputs: 33, outputs: 16, bias: true, chain: []),
     Case(pixels: 20, inputs: 1, outputs: 64, bias: false, chain: []),
     Case(pixels: 392, inputs: 64, outputs: 144, bias: true, chain: [.activation(.relu)]),
+    // Three chunks of 511 pixels (128 KB of 64-channel rows), the last one short; stage 3 of
+    // FasterNet-T2 at batch 1, which two threads split by pixels.
+    Case(pixels: 1100, inputs: 64, outputs: 96, bias: true, chain: [.sum]),
+    Case(pixels: 196, inputs: 384, outputs: 768, bias: true, chain: [.activation(.relu)]),
   ]
 
-  @Test("within float rounding of the exact sum, the same bits on a second run", arguments: cases)
+  @Test(
+    "within float rounding of the exact sum, the same bits on a second run and either split",
+    arguments: cases)
   func matchesLoops(_ c: Case) throws {
     let seed = UInt64(c.pixels * 7 + c.inputs * 13 + c.outputs)
     let source = randomValues(c.pixels * c.inputs, seed: seed, in: -2...2)
@@ -60,17 +67,23 @@ struct PointwiseConvolutionKernelTests {
       destination.deallocate()
     }
     _ = input.initialize(from: source)
-    let kernel = PointwiseConvolutionKernel(
-      source: input.baseAddress!, destination: destination.baseAddress!, weights: weights,
-      bias: bias, pixels: c.pixels, inputs: c.inputs, outputs: c.outputs, epilogue: epilogue)
-    // The same kernel twice, as the engine runs it batch after batch.
+    // Each split twice, as the engine runs a kernel batch after batch. Every output is the
+    // same sum in the same order whoever computes it: the same bits.
     var runs: [[Float]] = []
-    for _ in 0..<2 {
-      _ = destination.initialize(from: previous)
-      try kernel.run()
-      runs.append(Array(destination))
+    for split in [PointwiseConvolutionKernel.Split.outputBlocks, .pixels] {
+      let kernel = PointwiseConvolutionKernel(
+        source: input.baseAddress!, destination: destination.baseAddress!, weights: weights,
+        bias: bias, pixels: c.pixels, inputs: c.inputs, outputs: c.outputs, epilogue: epilogue,
+        split: split)
+      for _ in 0..<2 {
+        _ = destination.initialize(from: previous)
+        try kernel.run()
+        runs.append(Array(destination))
+      }
     }
-    #expect(runs[0].elementsEqual(runs[1]) { $0.bitPattern == $1.bitPattern })
+    for run in runs.dropFirst() {
+      #expect(run.elementsEqual(runs[0]) { $0.bitPattern == $1.bitPattern })
+    }
 
     var worst = 0.0
     for pixel in 0..<c.pixels {
@@ -97,8 +110,10 @@ struct PointwiseConvolutionKernelTests {
     print("\(c): worst error / rounding bound \(worst)")
   }
 
-  @Test("a NaN input stays NaN through ReLU and Clip, as in oneDNN's post-ops")
-  func nanPropagates() throws {
+  @Test(
+    "a NaN input stays NaN through ReLU and Clip, as in oneDNN's post-ops",
+    arguments: [PointwiseConvolutionKernel.Split.outputBlocks, .pixels])
+  func nanPropagates(split: PointwiseConvolutionKernel.Split) throws {
     for chain: [PostOp] in [[.activation(.relu)], [.sum, .activation(.clip(min: 0, max: 6))]] {
       let (pixels, inputs, outputs) = (9, 24, 48)
       var source = randomValues(pixels * inputs, seed: 5, in: -2...2)
@@ -110,7 +125,7 @@ struct PointwiseConvolutionKernelTests {
           try PointwiseConvolutionKernel(
             source: x.baseAddress!, destination: y.baseAddress!, weights: weights, bias: nil,
             pixels: pixels, inputs: inputs, outputs: outputs,
-            epilogue: try #require(Epilogue(chain))
+            epilogue: try #require(Epilogue(chain)), split: split
           ).run()
         }
       }
@@ -161,10 +176,22 @@ struct PointwiseConvolutionKernelTests {
     #expect(
       !PointwiseConvolutionKernel.accepts(conv(dilations: [2, 2]), weightShape: [32, 10, 1, 1]))
     #expect(!PointwiseConvolutionKernel.accepts(conv(group: 2), weightShape: [32, 5, 1, 1]))
-    // FasterNet-T2 at batch 1: stage 4 (49 pixels) yes, stage 3 (196 pixels) no.
-    #expect(PointwiseConvolutionKernel.prefers(pixels: 49, inputs: 768, outputs: 1536))
-    #expect(!PointwiseConvolutionKernel.prefers(pixels: 196, inputs: 384, outputs: 768))
-    // The head after global pooling, even for 16 images.
-    #expect(PointwiseConvolutionKernel.prefers(pixels: 16, inputs: 768, outputs: 1280))
+    typealias Kernel = PointwiseConvolutionKernel
+    // Two threads: every convolution, split by pixels from four 7-pixel tiles per thread.
+    // FasterNet-T2 at batch 1: stages 1 to 3 (3136 to 196 pixels) by pixels, stage 4 (49
+    // pixels: seven tiles) and the head (one pixel) by output blocks.
+    #expect(Kernel.split(pixels: 3136, inputs: 96, outputs: 192, threads: 2) == .pixels)
+    #expect(Kernel.split(pixels: 196, inputs: 384, outputs: 768, threads: 2) == .pixels)
+    #expect(Kernel.split(pixels: 56, inputs: 8, outputs: 16, threads: 2) == .pixels)
+    #expect(Kernel.split(pixels: 49, inputs: 8, outputs: 16, threads: 2) == .outputBlocks)
+    #expect(Kernel.split(pixels: 49, inputs: 768, outputs: 1536, threads: 2) == .outputBlocks)
+    #expect(Kernel.split(pixels: 1, inputs: 768, outputs: 1280, threads: 2) == .outputBlocks)
+    #expect(Kernel.split(pixels: 98, inputs: 384, outputs: 768, threads: 2) == .pixels)
+    #expect(Kernel.split(pixels: 98, inputs: 384, outputs: 768, threads: 4) == .outputBlocks)
+    // One thread (a batch shard): only with at least 10 KB of weights per pixel. T2's stage 4
+    // of eight images (392 pixels) yes, stage 3 no; the head after global pooling, even for 16.
+    #expect(Kernel.split(pixels: 392, inputs: 768, outputs: 1536, threads: 1) == .outputBlocks)
+    #expect(Kernel.split(pixels: 1568, inputs: 384, outputs: 768, threads: 1) == nil)
+    #expect(Kernel.split(pixels: 16, inputs: 768, outputs: 1280, threads: 1) == .outputBlocks)
   }
 }

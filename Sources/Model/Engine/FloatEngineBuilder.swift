@@ -213,14 +213,14 @@ final class FloatEngineBuilder {
     else { return nil }
     let pixels = xShape[0] * xShape[2] * xShape[3]
     guard
-      PointwiseConvolutionKernel.prefers(
-        pixels: pixels, inputs: weightShape[1], outputs: weightShape[0])
+      let split = PointwiseConvolutionKernel.split(
+        pixels: pixels, inputs: weightShape[1], outputs: weightShape[0], threads: teamThreads)
     else { return nil }
     return PointwiseConvolutionKernel(
       source: try pointer(x).assumingMemoryBound(to: Float.self),
       destination: try pointer(output).assumingMemoryBound(to: Float.self), weights: weights,
       bias: bias, pixels: pixels, inputs: weightShape[1], outputs: weightShape[0],
-      epilogue: epilogue)
+      epilogue: epilogue, split: split)
   }
 
   private func addConvolutionPrimitive(
@@ -970,11 +970,13 @@ final class FloatEngineBuilder {
   /// convolution; `IMAGENET_EVAL_WINOGRAD=0` keeps the direct one, for A/B measurements.
   static let usesWinograd = ProcessInfo.processInfo.environment["IMAGENET_EVAL_WINOGRAD"] != "0"
 
+  /// The threads the plan's kernels will share: 1 for a batch shard.
+  private var teamThreads: Int { engine.threads ?? OpenMPRuntime.defaultThreadCount ?? 1 }
+
   private func findPartialConvolutions() {
     // The kernel saves oneDNN's forks and joins; on one thread (e.g. a batch shard) there are
     // none to save, and oneDNN's convolution is the faster one for 10, 20 and 80 channels
     // (bench/README.md, session 8).
-    let teamThreads = engine.threads ?? OpenMPRuntime.defaultThreadCount ?? 1
     let consumers = graph.consumers()
     let outputs = Set(graph.outputs)
     var lastRead: [ValueID: Int] = [:]

@@ -1,16 +1,21 @@
 import CFloatKernels
 import Foundation
 
-/// A 1×1 convolution whose weights outweigh its pixels — FasterNet's stage-4 convolutions at
-/// batch 1 (49 pixels, 0.8–8 MB of weights), the head's 1×1 convolution after global pooling —
-/// computed by `PointwiseConvolution.c` instead of oneDNN.
+/// A 1×1 convolution computed by `PointwiseConvolution.c` instead of oneDNN: on a team of
+/// threads every one the kernel accepts, on one thread those whose weights outweigh their pixels
+/// (FasterNet's stage-4 convolutions at batch 1, the head's 1×1 convolution after global
+/// pooling).
 ///
-/// oneDNN's kernel reads such weights from L3 as it goes and waits on them; this one prefetches
-/// the next weights into L2 while it multiplies the current ones. Measured on this project's
-/// CPU (Xeon, AVX-512, weights cold as in a model; `bench/engine/conv1x1.sh`, bench/README.md
-/// "Session 10"), oneDNN took 1.03–1.21× the kernel's time at 49 pixels on two threads,
-/// 1.08–1.10× at 392 pixels and 3.65× at 8 (768→1280) on one, but 0.98–1.05× at 196 pixels
-/// and less at thousands. Hence `prefers`: weights of at least 10 KB per pixel.
+/// On this project's CPU (Xeon, AVX-512; bench/README.md "Session 11") a chain of 1×1
+/// convolutions on two threads loses 10–15 % when each thread's inputs were written by the
+/// other core, as happens between oneDNN convolutions (one splits its outputs by channel
+/// blocks, the next needs every channel of a pixel): split by pixels, each thread reads what it
+/// wrote (`Split.pixels`). With a few pixels and megabytes of weights (stage 4 at batch 1), the
+/// weights are what each thread must not read twice: split by output blocks, whose next weights
+/// the kernel prefetches into L2 while it multiplies the current ones (oneDNN took 1.03–1.21×
+/// the kernel's time at 49 pixels, 3.65× at 8, `bench/engine/conv1x1.sh`). On one thread there
+/// is no other core: oneDNN keeps the convolutions with fewer than 10 KB of weights per pixel,
+/// where it is as fast or faster (0.96–1.05× the kernel).
 ///
 /// The fused post-ops it takes are those FasterNet and EfficientNet put after such a
 /// convolution: a residual sum, then ReLU / Clip (GELU runs after it as `GeluKernel`). Used
@@ -61,10 +66,27 @@ final class PointwiseConvolutionKernel: FloatKernel {
       && weightShape[0] % 16 == 0 && weightShape[0] > 0 && weightShape[1] > 0
   }
 
-  /// Whether the kernel is expected to beat oneDNN: at least 10 KB of weights per pixel.
-  static func prefers(pixels: Int, inputs: Int, outputs: Int) -> Bool {
-    inputs * outputs * 4 >= 10 * 1024 * pixels
+  /// How a team shares one convolution.
+  enum Split: Equatable {
+    /// Each thread a range of whole tiles of pixels, every output channel.
+    case pixels
+    /// Each thread a range of 16-channel output blocks, every pixel.
+    case outputBlocks
   }
+
+  /// How the engine computes an accepted convolution over `pixels` pixels on a team of
+  /// `threads`: by the kernel, split as returned, or nil for oneDNN's convolution. Pixels when
+  /// every thread gets at least four tiles, otherwise output blocks; on one thread only with at
+  /// least 10 KB of weights per pixel.
+  static func split(pixels: Int, inputs: Int, outputs: Int, threads: Int) -> Split? {
+    guard threads > 1 else {
+      return inputs * outputs * 4 >= 10 * 1024 * pixels ? .outputBlocks : nil
+    }
+    let tiles = (pixels + tilePixels - 1) / tilePixels
+    return tiles >= 4 * threads ? .pixels : .outputBlocks
+  }
+
+  private static let tilePixels = Int(ie_float_conv1x1_tile_pixels)
 
   private let source: UnsafePointer<Float>
   private let destination: UnsafeMutablePointer<Float>
@@ -74,12 +96,13 @@ final class PointwiseConvolutionKernel: FloatKernel {
   private let inputs: Int
   private let outputs: Int
   private let epilogue: Epilogue
+  private let split: Split
 
   /// `source` and `destination` are channels-last, `pixels` × `inputs` and `pixels` ×
   /// `outputs` floats; `weights` in ONNX order [outputs][inputs]; `bias` has `outputs` values.
   init(
     source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, weights: [Float],
-    bias: [Float]?, pixels: Int, inputs: Int, outputs: Int, epilogue: Epilogue
+    bias: [Float]?, pixels: Int, inputs: Int, outputs: Int, epilogue: Epilogue, split: Split
   ) {
     // Guaranteed for graph constants: the loader checks every tensor's data against its
     // shape, shape inference a Conv's bias shape, and `accepts` the weight shape.
@@ -87,7 +110,8 @@ final class PointwiseConvolutionKernel: FloatKernel {
     precondition(bias == nil || bias?.count == outputs)
     self.source = source
     self.destination = destination
-    (self.pixels, self.inputs, self.outputs, self.epilogue) = (pixels, inputs, outputs, epilogue)
+    (self.pixels, self.inputs, self.outputs) = (pixels, inputs, outputs)
+    (self.epilogue, self.split) = (epilogue, split)
     let count = ie_float_conv1x1_packed_count(Int32(inputs), Int32(outputs))
     let packed = UnsafeMutableRawPointer.allocate(
       byteCount: count * MemoryLayout<Float>.size, alignment: 64
@@ -105,14 +129,27 @@ final class PointwiseConvolutionKernel: FloatKernel {
   }
 
   func run() throws {
-    let blocks = outputs / 16
     // The team size is read at run time: the engine sets its thread count before each run.
-    KernelTeam.forEachRange(blocks, threads: min(KernelTeam.availableThreads, blocks)) {
-      range in
-      ie_float_conv1x1_avx512(
-        source, pixels, Int32(inputs), packedWeights, bias, Int32(outputs),
-        Int32(range.lowerBound), Int32(range.upperBound), epilogue.lower, epilogue.upper,
-        epilogue.accumulate ? 1 : 0, destination)
+    switch split {
+    case .pixels:
+      let tiles = (pixels + Self.tilePixels - 1) / Self.tilePixels
+      KernelTeam.forEachRange(tiles, threads: min(KernelTeam.availableThreads, tiles)) { range in
+        let first = range.lowerBound * Self.tilePixels
+        let end = min(range.upperBound * Self.tilePixels, pixels)
+        compute(pixels: first..<end, blocks: 0..<outputs / 16)
+      }
+    case .outputBlocks:
+      let blocks = outputs / 16
+      KernelTeam.forEachRange(blocks, threads: min(KernelTeam.availableThreads, blocks)) {
+        compute(pixels: 0..<pixels, blocks: $0)
+      }
     }
+  }
+
+  private func compute(pixels: Range<Int>, blocks: Range<Int>) {
+    ie_float_conv1x1_avx512(
+      source + pixels.lowerBound * inputs, pixels.count, Int32(inputs), packedWeights, bias,
+      Int32(outputs), Int32(blocks.lowerBound), Int32(blocks.upperBound), epilogue.lower,
+      epilogue.upper, epilogue.accumulate ? 1 : 0, destination + pixels.lowerBound * outputs)
   }
 }
