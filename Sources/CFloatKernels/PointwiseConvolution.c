@@ -4,10 +4,10 @@
 
 // A 1x1 convolution over channels-last pixels is a matrix product. Two cases make oneDNN's
 // kernel wait, on this project's CPU: weights larger than the pixels (1-8 MB in FasterNet's
-// stages 3 and 4 at batch 1), read from L3 once per image; and, on a team, pixels that the
-// other core wrote (oneDNN splits a convolution's outputs between threads differently from
-// the next one's inputs, so each convolution first pulls the other core's half of its input
-// across). Here a thread takes either a range of 16-channel output blocks over all pixels (for
+// stages 3 and 4 at batch 1), read from L3 once per image; and, on a team, pixels whose
+// channels the other core wrote: a convolution split by output channels leaves every pixel
+// half in each core's L2, and the next one, needing all of a pixel's channels, pulls half its
+// input across (chains of oneDNN's convolutions measure like that). Here a thread takes either a range of 16-channel output blocks over all pixels (for
 // the first case) or a range of pixels over all blocks (for the second: every such convolution
 // then reads the pixels its own thread wrote). Either way it walks its blocks three at a time;
 // while the pixels are multiplied by one group's weights (then in L2), the next group's weights

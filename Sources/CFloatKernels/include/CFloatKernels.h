@@ -54,8 +54,8 @@ void ie_float_conv3x3_rows_avx512(const float *padded, const float *packed, cons
 /// the sum over inputs plus `bias` (may be null), plus the destination's previous value when
 /// `accumulate` is 1 (a fused residual sum), then bounded to [lower, upper] (ReLU: 0, +inf;
 /// none: -inf, +inf); NaN stays NaN. A team may also split the pixels (each thread passing its
-/// rows of `source` and `destination` and every block). Only call it when `ie_float_has_avx512f()` returns 1;
-/// `packed` must be 64-byte aligned.
+/// rows of `source` and `destination` and every block). Only call it when
+/// `ie_float_has_avx512f()` returns 1; `packed` must be 64-byte aligned.
 
 /// Pixels per tile of `ie_float_conv1x1_avx512`: a team splitting pixels splits whole tiles.
 enum { ie_float_conv1x1_tile_pixels = 7 };
