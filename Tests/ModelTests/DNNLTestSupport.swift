@@ -1,8 +1,19 @@
+import CFloatKernels
 import Foundation
 import TestSupport
 import Testing
 
 @testable import Model
+
+extension Trait where Self == ConditionTrait {
+  /// Skips a suite of one of the float engine's AVX-512 kernels, saying why, on a CPU without
+  /// AVX-512 F, where the engine keeps `fallback` instead.
+  static func requiresAVX512F(otherwise fallback: String) -> Self {
+    .enabled(
+      if: ie_float_has_avx512f() != 0,
+      Comment(rawValue: "this CPU has no AVX-512 F; the engine keeps \(fallback)"))
+  }
+}
 
 /// The seeded generator of the model tests (TestSupport's SplitMix64).
 typealias SeededGenerator = SplitMix64

@@ -10,8 +10,7 @@ import Testing
 /// special values, every tail length, and the team split of `GeluKernel`.
 @Suite(
   "AVX-512 GELU vs libm erf",
-  .enabled(
-    if: ie_float_has_avx512f() != 0, "this CPU has no AVX-512 F; the engine keeps oneDNN's GELU"))
+  .requiresAVX512F(otherwise: "oneDNN's GELU"))
 struct GeluKernelTests {
   private func exact(_ x: Float) -> Double {
     let v = Double(x)

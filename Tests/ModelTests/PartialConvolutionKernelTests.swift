@@ -10,9 +10,7 @@ import Testing
 /// tiles, several images, one row and one pixel, in place and out of place, and the restore.
 @Suite(
   "AVX-512 partial 3x3 convolution vs loops in double precision",
-  .enabled(
-    if: ie_float_has_avx512f() != 0,
-    "this CPU has no AVX-512 F; the engine keeps oneDNN's primitives"))
+  .requiresAVX512F(otherwise: "oneDNN's primitives"))
 struct PartialConvolutionKernelTests {
   typealias Geometry = PartialConvolutionKernel.Geometry
 

@@ -11,9 +11,7 @@ import Testing
 /// of the kernel's L2 chunks, input channel counts from 1 to 768, every epilogue.
 @Suite(
   "AVX-512 1x1 convolution vs loops in double precision",
-  .enabled(
-    if: ie_float_has_avx512f() != 0,
-    "this CPU has no AVX-512 F; the engine keeps oneDNN's convolution"))
+  .requiresAVX512F(otherwise: "oneDNN's convolution"))
 struct PointwiseConvolutionKernelTests {
   typealias Epilogue = PointwiseConvolutionKernel.Epilogue
 
