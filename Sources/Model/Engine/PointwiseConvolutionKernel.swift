@@ -8,14 +8,15 @@ import Foundation
 ///
 /// On this project's CPU (Xeon, AVX-512; bench/README.md "Session 11") a chain of 1×1
 /// convolutions on two threads loses 10–15 % when each thread's inputs were written by the
-/// other core, as happens between oneDNN convolutions (one splits its outputs by channel
-/// blocks, the next needs every channel of a pixel): split by pixels, each thread reads what it
-/// wrote (`Split.pixels`). With a few pixels and megabytes of weights (stage 4 at batch 1), the
-/// weights are what each thread must not read twice: split by output blocks, whose next weights
-/// the kernel prefetches into L2 while it multiplies the current ones (oneDNN took 1.03–1.21×
-/// the kernel's time at 49 pixels, 3.65× at 8, `bench/engine/conv1x1.sh`). On one thread there
-/// is no other core: oneDNN keeps the convolutions with fewer than 10 KB of weights per pixel,
-/// where it is as fast or faster (0.96–1.05× the kernel).
+/// other core: split by output channels, every pixel's channels end up half in each core's
+/// L2, and the next convolution needs all of them (chains of oneDNN's convolutions measure
+/// like that). Split by pixels, each thread reads what it wrote (`Split.pixels`). With a few
+/// pixels and megabytes of weights (stage 4 at batch 1), the weights are what each thread must
+/// not read twice: split by output blocks, whose next weights the kernel prefetches into L2
+/// while it multiplies the current ones (oneDNN took 1.03–1.21× the kernel's time at 49
+/// pixels, 3.65× at 8, `bench/engine/conv1x1.sh`). On one thread there is no other core:
+/// oneDNN keeps the convolutions with fewer than 10 KB of weights per pixel, where it is as
+/// fast or faster (0.96–1.05× the kernel).
 ///
 /// The fused post-ops it takes are those FasterNet and EfficientNet put after such a
 /// convolution: a residual sum, then ReLU / Clip (GELU runs after it as `GeluKernel`). Used
@@ -82,11 +83,13 @@ final class PointwiseConvolutionKernel: FloatKernel {
     guard threads > 1 else {
       return inputs * outputs * 4 >= 10 * 1024 * pixels ? .outputBlocks : nil
     }
-    let tiles = (pixels + tilePixels - 1) / tilePixels
-    return tiles >= 4 * threads ? .pixels : .outputBlocks
+    return tiles(pixels) >= 4 * threads ? .pixels : .outputBlocks
   }
 
   private static let tilePixels = Int(ie_float_conv1x1_tile_pixels)
+
+  /// The kernel's tiles over `pixels` pixels, the last one possibly short.
+  private static func tiles(_ pixels: Int) -> Int { (pixels + tilePixels - 1) / tilePixels }
 
   private let source: UnsafePointer<Float>
   private let destination: UnsafeMutablePointer<Float>
@@ -132,7 +135,7 @@ final class PointwiseConvolutionKernel: FloatKernel {
     // The team size is read at run time: the engine sets its thread count before each run.
     switch split {
     case .pixels:
-      let tiles = (pixels + Self.tilePixels - 1) / Self.tilePixels
+      let tiles = Self.tiles(pixels)
       KernelTeam.forEachRange(tiles, threads: min(KernelTeam.availableThreads, tiles)) { range in
         let first = range.lowerBound * Self.tilePixels
         let end = min(range.upperBound * Self.tilePixels, pixels)
