@@ -10,11 +10,17 @@ of a round were measured within seconds of each other), with their range when R 
 R > 1 the float table also gives the ratio of each side's best round: on a shared VM other
 guests slow some rounds of either side, and the best round is the nearest to each side's
 uncontended speed.
+
+When OUT has fma-peak-before.txt / fma-peak-after.txt (run.sh's fma_peak), a third table puts
+both float engines' throughput in GFLOP/s (direct-convolution count, flops.py) against the
+lower of the two peaks, and says what share of it a 1.1× lead over onnxruntime would take.
 """
 import argparse
 import json
 import statistics
 from pathlib import Path
+
+from flops import direct_flops
 
 
 def load(path: Path, engine: str | None = None) -> dict[int, float]:
@@ -77,6 +83,8 @@ def main() -> None:
                 cells += [f"{max(ours[p][b]) / max(ort[b]):.2f}" for p in policies]
             print("| " + " | ".join(cells) + " |")
 
+    roofline(a, policies, series)
+
     int8_models = [m for m in a.models if (a.out / f"{m}-ort-int8-r1.json").exists()]
     if not int8_models:
         return
@@ -94,6 +102,40 @@ def main() -> None:
             cells = [name[m], str(b)] + [median(int8[p][b]) for p in policies] + [median(qdq[b])]
             cells += [ratio_cell(int8[p][b], qdq[b]) for p in policies]
             cells += [ratio_cell(int8[p][b], floats[p][b]) for p in policies]
+            print("| " + " | ".join(cells) + " |")
+
+
+def fma_peak(path: Path) -> float | None:
+    """GFLOP/s from a `fma_peak` output line, None when the file is absent."""
+    if not path.exists():
+        return None
+    fields = dict(f.split("=", 1) for f in path.read_text().split()[1:])
+    return float(fields["gflops"])
+
+
+def roofline(a: argparse.Namespace, policies: list[str], series) -> None:
+    peaks = [fma_peak(a.out / f"fma-peak-{when}.txt") for when in ("before", "after")]
+    if None in peaks:
+        return
+    # The lower peak: a share of it is an upper bound on the share of the cores' capacity used.
+    peak = min(peaks)
+    policy = policies[0]
+    print(f"\nFloat throughput against the FMA peak ({a.threads} threads: {peaks[0]:.0f} GFLOP/s "
+          f"before the rounds, {peaks[1]:.0f} after; shares of {peak:.0f}). GFLOP counted as "
+          f"direct convolution (Winograd does fewer multiplications for the same count).\n")
+    head = ["model", "GFLOP/image", "batch", f"float GFLOP/s ({policy})", "% of peak",
+            "onnxruntime GFLOP/s", "% of peak", "1.1× onnxruntime needs"]
+    print("| " + " | ".join(head) + " |")
+    print("|---|" + "---:|" * (len(head) - 1))
+    for m in a.models:
+        record = json.loads((a.out / f"{m}-{policy}-r1.json").read_text())
+        gflop = direct_flops(record["model_path"]) / 1e9
+        ours, ort = series(m, policy, "float"), series(m, "ort")
+        for b in sorted(ort):
+            mine, theirs = statistics.median(ours[b]) * gflop, statistics.median(ort[b]) * gflop
+            cells = [record["model"], f"{gflop:.2f}", str(b), f"{mine:.0f}", f"{100 * mine / peak:.0f} %",
+                     f"{theirs:.0f}", f"{100 * theirs / peak:.0f} %",
+                     f"{110 * theirs / peak:.0f} %"]
             print("| " + " | ".join(cells) + " |")
 
 
