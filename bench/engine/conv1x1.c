@@ -238,8 +238,14 @@ int main(int argc, char **argv) {
   srand(1);
   CHECK(dnnl_engine_create(&engine, dnnl_cpu, 0));
   CHECK(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags));
-  if (argc == 4 && strcmp(argv[1], "chain") == 0)
+  if (argc == 4 && strcmp(argv[1], "chain") == 0) {
+    // Both C -> 2C and 2C -> C run on the kernel, whose outputs come in blocks of 16.
+    if (atoi(argv[2]) % 16 != 0 || atoi(argv[2]) <= 0) {
+      fprintf(stderr, "chain: C must be a positive multiple of 16\n");
+      return 2;
+    }
     return chain(atoi(argv[2]), atoi(argv[3]), threads, engine, stream);
+  }
   if (argc < 4) {
     fprintf(stderr, "usage: conv1x1 INPUTS OUTPUTS SIDE [IMAGES] | conv1x1 chain C SIDE\n");
     return 2;
