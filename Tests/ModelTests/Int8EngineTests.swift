@@ -153,6 +153,41 @@ struct Int8EngineTests {
     let finite = output.allSatisfy { $0.isFinite }
     #expect(finite)
   }
+
+  @Test("convolutions reading the same signed codes share one sign shift; same logits as unshared")
+  func sharedSignShift() throws {
+    // The same weights twice: in "branches_unshared" the second 1x1 branch reads the stem's
+    // codes through an Identity (another value), so they are shifted a second time.
+    let batch = 2
+    func built(_ kind: String) throws -> Int8Engine {
+      let graph = try int8TestModel(kind)
+      let calibration = try Int8Engine.calibrate(
+        graph: graph, batchSize: batch, imageCount: 4, settings: Int8Settings(method: .max),
+        nextBatch: seededBatches(2, images: batch, seed: 9))
+      return try Int8Engine(graph: graph, batchSize: batch, calibration: calibration, threads: 1)
+    }
+    let shared = try built("branches")
+    let unshared = try built("branches_unshared")
+    // oneDNN multiplies unsigned by signed bytes only with VNNI (or AMX); elsewhere the engine
+    // keeps the signed source and shifts nothing.
+    let flags =
+      (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+      .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
+    if flags.contains("avx512_vnni") || flags.contains("amx_int8") {
+      #expect(shared.versionInfo["sign_shift"] == "1 shift for 2 convolutions")
+      #expect(unshared.versionInfo["sign_shift"] == "2 shifts for 2 convolutions")
+    } else {
+      #expect(shared.versionInfo["sign_shift"] == nil)
+    }
+    let input = randomValues(batch * 3 * 32 * 32, seed: 41, in: -2...2)
+    let logits = try runEngine(shared, input)
+    // Bit for bit: the shared shift feeds the second branch the same bytes its own would.
+    #expect(logits == (try runEngine(unshared, input)))
+    let floatLogits = try runEngine(
+      try FloatEngine(graph: try int8TestModel("branches"), batchSize: batch), input)
+    let cosine = Int8Engine.cosineSimilarity(floatLogits, logits)
+    #expect(cosine > 0.98, "cosine \(cosine)")
+  }
 }
 
 @Suite(

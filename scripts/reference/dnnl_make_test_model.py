@@ -168,10 +168,24 @@ def mobileish(b, width, classes):
     return b.op("Add", [x, b.const(b.rng.normal(0, 0.1, classes))])
 
 
+def branches(b, width, classes, shared):
+    """Three convolutions reading one signed tensor (a stem without activation): two 1x1
+    branches, which the int8 engine feeds sign-shifted codes, and a padded 3x3 one, which it
+    cannot. Unshared, the second 1x1 branch reads the tensor through an Identity: the same
+    codes under another name, so the engine shifts them again."""
+    x = b.conv("input", 3, width, 3, stride=2, pad=1)
+    y = x if shared else b.op("Identity", [x])
+    summed = b.op("Add", [b.conv(x, width, width, 1), b.conv(y, width, width, 1)])
+    x = b.op("Add", [summed, b.op("Relu", [b.conv(x, width, width, 3, pad=1)])])
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [x])], axis=1)
+    return b.gemm(x, width, classes)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("kind",
-                   choices=["fasternet", "fasternet_t0", "pconv", "resnetish", "mobileish"])
+                   choices=["fasternet", "fasternet_t0", "pconv", "resnetish", "mobileish", "branches",
+                            "branches_unshared"])
     p.add_argument("out")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--classes", type=int, default=100)
@@ -188,6 +202,8 @@ def main():
         out = pconv(b, a.classes)
     elif a.kind == "resnetish":
         out = resnetish(b, a.width, a.classes, a.size)
+    elif a.kind.startswith("branches"):
+        out = branches(b, a.width, a.classes, shared=a.kind == "branches")
     else:
         out = mobileish(b, a.width, a.classes)
     graph = helper.make_graph(

@@ -226,6 +226,7 @@ public final class Int8Engine: InferenceEngine {
     info["threads"] = threads.map(String.init) ?? "default"
     info["batch_shards"] = FloatEngine.describeShards(sizes)
     info["int8_kernels"] = Int8Engine.vectorKernels
+    info["sign_shift"] = plans[0].signShifts
     versionInfo = info
   }
 

@@ -25,6 +25,13 @@ final class Int8Lowering {
   private(set) var logitsAreFloat = false
   /// Per quantised Conv/Gemm (node index): the integer weights and bias its kernel runs with.
   private(set) var nodeWeights: [Int: NodeWeights] = [:]
+  /// Per int8 value that convolutions read as sign-shifted uint8 codes (`Int8SignShift`): its
+  /// one shift, run before its first such reader and shared by the later ones — the memory
+  /// plan keeps a value's codes unchanged until its last reader, so one shifted copy serves
+  /// them all (parallel branches reading the same signed codes).
+  private(set) var signShifts: [ValueID: Int8SignShift] = [:]
+  /// Convolutions reading sign-shifted codes (`signShifts.count` shifts serve them).
+  private(set) var signShiftReaders = 0
 
   /// The integer operands of a quantised Conv or Gemm, kept for the QDQ export.
   struct NodeWeights {
@@ -332,7 +339,7 @@ final class Int8Lowering {
       inputParams.isPerTensor, inputParams.zeroPoint == 0, c.pads.allSatisfy({ $0 == 0 }),
       codes.count / o <= Int8SignShift.maximumWeightsPerOutput
     {
-      shift = Int8SignShift(source: try pointer(x), count: xShape.reduce(1, *))
+      shift = try signShifts[x] ?? Int8SignShift(source: pointer(x), count: xShape.reduce(1, *))
     }
     var kernel = try makeKernel(shift)
     // Without VNNI oneDNN multiplies through 16-bit pairs, which saturate for unsigned codes
@@ -360,7 +367,8 @@ final class Int8Lowering {
       codes: codes, shape: [o, kh, kw, i], params: weightParams, bias: bias,
       inputScale: inputParams.scale)
     retained.append(kernel)
-    if let shift {
+    let firstShift = shift.map { signShifts[x] !== $0 } ?? false
+    if let shift, firstShift {
       retained.append(shift)
       steps.append(Int8Step(work: .swift({ shift.run() })))
     }
@@ -369,6 +377,11 @@ final class Int8Lowering {
         work: .primitive(
           try kernel.bind(source: shift?.buffer ?? pointer(x), destination: destination))))
     if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
+    // Registered last: a node that falls back to float drops its steps, the shift's run too.
+    if let shift {
+      signShifts[x] = shift
+      signShiftReaders += 1
+    }
   }
 
   /// The code type a convolution's oneDNN kernel is told it reads. int8 codes with zero

@@ -22,6 +22,9 @@ final class Int8Plan {
   let weightRanges: [Int: (Float, Float)]
   /// Per quantised Conv/Gemm: the integer weights and bias it runs with.
   let nodeWeights: [Int: Int8Lowering.NodeWeights]
+  /// Sign shifts (`Int8SignShift`) and the convolutions reading their codes, e.g. "2 shifts
+  /// for 3 convolutions"; nil when no convolution reads shifted codes.
+  let signShifts: String?
 
   let engine: DNNLEngine
   private let steps: [Int8Step]
@@ -104,6 +107,11 @@ final class Int8Plan {
     nodeIsQuantized = lowering.nodeIsQuantized
     weightRanges = lowering.weightRanges
     nodeWeights = lowering.nodeWeights
+    let (shifts, readers) = (lowering.signShifts.count, lowering.signShiftReaders)
+    signShifts =
+      readers == 0
+      ? nil
+      : "\(shifts) shift\(shifts == 1 ? "" : "s") for \(readers) convolution\(readers == 1 ? "" : "s")"
   }
 
   deinit {
