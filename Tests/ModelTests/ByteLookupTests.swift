@@ -80,3 +80,41 @@ struct ByteLookupTests {
     }
   }
 }
+
+/// `Int8TableKernel` (an imported model's elementwise chain as a code table) against the
+/// table it is given, indexed by `code - minimum`: every input code of each type, output codes
+/// of each type, and a buffer large enough to run on several threads.
+@Suite("Int8 code tables")
+struct Int8TableKernelTests {
+  @Test("output code = entries[code - minimum] for int8 and uint8 inputs and outputs")
+  func everyCode() {
+    var random = SplitMix64(seed: 0x7AB1E)
+    for (inputType, outputType) in [
+      (QuantizedType.int8, QuantizedType.int8), (.int8, .uint8), (.uint8, .int8), (.uint8, .uint8),
+    ] {
+      let entries = (0..<256).map { _ in
+        Int32(truncatingIfNeeded: random.next() % 256) + Int32(outputType.minimum)
+      }
+      let count = (1 << 20) + 37
+      // Every code, then random ones.
+      let input = (0..<count).map {
+        $0 < 256 ? UInt8($0) : UInt8(truncatingIfNeeded: random.next())
+      }
+      var output = [UInt8](repeating: 0, count: count)
+      input.withUnsafeBytes { x in
+        output.withUnsafeMutableBytes { y in
+          Int8TableKernel(
+            entries: entries, inputType: inputType, outputType: outputType,
+            source: x.baseAddress!, destination: y.baseAddress!, count: count
+          ).run()
+        }
+      }
+      let expected = input.map { pattern -> UInt8 in
+        let code = inputType == .int8 ? Int32(Int8(bitPattern: pattern)) : Int32(pattern)
+        let entry = entries[Int(code) - Int(inputType.minimum)]
+        return outputType == .int8 ? UInt8(bitPattern: Int8(entry)) : UInt8(entry)
+      }
+      #expect(output == expected, "\(inputType) -> \(outputType)")
+    }
+  }
+}

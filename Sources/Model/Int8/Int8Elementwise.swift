@@ -113,10 +113,12 @@ struct Int8ElementwiseIsland {
   }
 }
 
-/// Applies a 256-entry code table (see `Int8ElementwiseIsland`) to a buffer of codes.
+/// Applies a 256-entry code table (see `Int8ElementwiseIsland`) to a buffer of codes, with the
+/// engine's byte lookup (`Int8Passes.lookup`: AVX-512 shuffles where the CPU has them, on the
+/// team's threads).
 final class Int8TableKernel {
+  /// Output code bit patterns indexed by input code bit pattern.
   private let table: [UInt8]
-  private let offset: Int
   private let source: UnsafeRawPointer
   private let destination: UnsafeMutableRawPointer
   private let count: Int
@@ -126,24 +128,23 @@ final class Int8TableKernel {
     entries: [Int32], inputType: QuantizedType, outputType: QuantizedType,
     source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
   ) {
-    // Stored as the output codes' bit patterns, so one byte loop serves every type pair.
-    table = entries.map { outputType == .uint8 ? UInt8($0) : UInt8(bitPattern: Int8($0)) }
-    offset = inputType == .int8 ? 128 : 0
+    precondition(entries.count == 256, "a code table has 256 entries, got \(entries.count)")
+    // int8 codes: the bit pattern with its sign bit flipped is `code + 128`, the entry's index.
+    let flip = inputType == .int8 ? 0x80 : 0
+    table = (0..<256).map { pattern in
+      let entry = entries[pattern ^ flip]
+      return outputType == .uint8 ? UInt8(entry) : UInt8(bitPattern: Int8(entry))
+    }
     self.source = source
     self.destination = destination
     self.count = count
   }
 
   func run() {
-    let input = source.assumingMemoryBound(to: UInt8.self)
-    let output = destination.assumingMemoryBound(to: UInt8.self)
     table.withUnsafeBufferPointer { t in
-      if offset == 0 {
-        for i in 0..<count { output[i] = t[Int(input[i])] }
-      } else {
-        // int8 codes: flipping the sign bit maps -128...127 onto 0...255 in order.
-        for i in 0..<count { output[i] = t[Int(input[i] ^ 0x80)] }
-      }
+      Int8Passes.lookup(
+        source.assumingMemoryBound(to: UInt8.self), count: count, table: t.baseAddress!,
+        into: destination.assumingMemoryBound(to: UInt8.self), threads: KernelTeam.availableThreads)
     }
   }
 }
@@ -174,18 +175,28 @@ final class Int8BinaryKernel {
     self.count = count
   }
 
+  /// Runs on the team's threads, each on whole 64-byte blocks of the output.
   func run() {
+    let blocks = (count + 63) / 64
+    KernelTeam.forEachRange(blocks, threads: KernelTeam.threads(forBytes: count)) { range in
+      self.run(range.lowerBound * 64..<min(self.count, range.upperBound * 64))
+    }
+  }
+
+  private func run(_ elements: Range<Int>) {
     switch (a.params.type, b.params.type, output.params.type) {
-    case (.int8, .int8, .int8): run(Int8.self, Int8.self, Int8.self)
-    case (.uint8, .uint8, .uint8): run(UInt8.self, UInt8.self, UInt8.self)
-    case (.int8, .int8, .uint8): run(Int8.self, Int8.self, UInt8.self)
-    case (.uint8, .uint8, .int8): run(UInt8.self, UInt8.self, Int8.self)
+    case (.int8, .int8, .int8): run(Int8.self, Int8.self, Int8.self, elements)
+    case (.uint8, .uint8, .uint8): run(UInt8.self, UInt8.self, UInt8.self, elements)
+    case (.int8, .int8, .uint8): run(Int8.self, Int8.self, UInt8.self, elements)
+    case (.uint8, .uint8, .int8): run(UInt8.self, UInt8.self, Int8.self, elements)
     case (.int8, .uint8, _):
       output.params.type == .int8
-        ? run(Int8.self, UInt8.self, Int8.self) : run(Int8.self, UInt8.self, UInt8.self)
+        ? run(Int8.self, UInt8.self, Int8.self, elements)
+        : run(Int8.self, UInt8.self, UInt8.self, elements)
     default:
       output.params.type == .int8
-        ? run(UInt8.self, Int8.self, Int8.self) : run(UInt8.self, Int8.self, UInt8.self)
+        ? run(UInt8.self, Int8.self, Int8.self, elements)
+        : run(UInt8.self, Int8.self, UInt8.self, elements)
     }
   }
 
@@ -195,7 +206,7 @@ final class Int8BinaryKernel {
   }
 
   private func run<A: FixedWidthInteger, B: FixedWidthInteger, Out: FixedWidthInteger>(
-    _: A.Type, _: B.Type, _: Out.Type
+    _: A.Type, _: B.Type, _: Out.Type, _ elements: Range<Int>
   ) {
     let x = a.pointer.assumingMemoryBound(to: A.self)
     let y = b.pointer.assumingMemoryBound(to: B.self)
@@ -206,7 +217,7 @@ final class Int8BinaryKernel {
     let low = Float(output.params.type.minimum) - Float(zo)
     let high = Float(output.params.type.maximum) - Float(zo)
     if let qlinear {
-      for i in 0..<count {
+      for i in elements {
         z[i] = Out(truncatingIfNeeded: qlinear.code(Int32(x[i]), Int32(y[i])))
       }
       return
@@ -218,19 +229,19 @@ final class Int8BinaryKernel {
     }
     switch op {
     case .add:
-      for i in 0..<count {
+      for i in elements {
         store(Float(Int32(x[i]) - za) * sa + Float(Int32(y[i]) - zb) * sb, i)
       }
     case .sub:
-      for i in 0..<count {
+      for i in elements {
         store(Float(Int32(x[i]) - za) * sa - Float(Int32(y[i]) - zb) * sb, i)
       }
     case .mul:
-      for i in 0..<count {
+      for i in elements {
         store((Float(Int32(x[i]) - za) * sa) * (Float(Int32(y[i]) - zb) * sb), i)
       }
     case .div:
-      for i in 0..<count {
+      for i in elements {
         store((Float(Int32(x[i]) - za) * sa) / (Float(Int32(y[i]) - zb) * sb), i)
       }
     }
@@ -282,12 +293,26 @@ final class Int8ZeroPointStore {
   }
 
   private func store<Code: FixedWidthInteger>(_: Code.Type) {
+    guard refinement == nil else {
+      // The refinement re-evaluates elements one by one, on this thread.
+      refinedCount = store(Code.self, 0..<count)
+      return
+    }
+    let blocks = (count + 63) / 64
+    KernelTeam.forEachRange(blocks, threads: KernelTeam.threads(forBytes: count)) { range in
+      _ = self.store(Code.self, range.lowerBound * 64..<min(self.count, range.upperBound * 64))
+    }
+    refinedCount = 0
+  }
+
+  /// Stores `elements`; returns how many of them the refinement re-evaluated.
+  private func store<Code: FixedWidthInteger>(_: Code.Type, _ elements: Range<Int>) -> Int {
     let out = destination.assumingMemoryBound(to: Code.self)
     let zp = params.zeroPoint
     let low = Float(Int32(Code.min) - zp)
     let high = Float(Int32(Code.max) - zp)
     var refined = 0
-    for i in 0..<count {
+    for i in elements {
       var y = buffer[i]
       if let refinement, abs(y - y.rounded(.down) - 0.5) < Self.tieMargin {
         // onnxruntime's QuantizeLinear divides by the scale.
@@ -297,7 +322,7 @@ final class Int8ZeroPointStore {
       let clamped = y.isNaN ? 0 : min(max(y, low), high)
       out[i] = Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zp)
     }
-    refinedCount = refined
+    return refined
   }
 }
 
@@ -704,16 +729,21 @@ final class Int8SignShift {
 
   deinit { buffer.deallocate() }
 
-  func run() {
+  func run() { Self.flip(source, to: buffer, count: count) }
+
+  /// Writes `count` bytes of `source` with their top bit flipped to `destination` (which may
+  /// be `source`): int8 codes with zero point 0 to uint8 codes with zero point 128, and back.
+  static func flip(_ source: UnsafeRawPointer, to destination: UnsafeMutableRawPointer, count: Int)
+  {
     let words = count / 8
     let threads = KernelTeam.threads(forBytes: count)
     KernelTeam.forEachRange(words, threads: threads) { range in
       let from = source.assumingMemoryBound(to: UInt64.self)
-      let to = buffer.assumingMemoryBound(to: UInt64.self)
+      let to = destination.assumingMemoryBound(to: UInt64.self)
       for word in range { to[word] = from[word] ^ 0x8080_8080_8080_8080 }
     }
     for byte in (words * 8)..<count {
-      buffer.storeBytes(
+      destination.storeBytes(
         of: source.load(fromByteOffset: byte, as: UInt8.self) ^ 0x80, toByteOffset: byte,
         as: UInt8.self)
     }

@@ -316,11 +316,27 @@ final class Int8Lowering {
         geometry: geometry, input: inputParams, weights: codes, weightScales: weightParams.scales,
         bias: bias, biasScales: explicit.biasScales[node.name], source: try pointer(x))
     }
-    let store = try zeroPointStore(
-      node, outputParams, floatOutput: floatOutput, sum: sum, refinement: refinement)
-    let requantization = try kernelRequantization(
-      r, store: store, input: inputParams, weights: weightParams, output: outputParams,
-      activation: activation)
+    // uint8 codes with zero point 128 are int8 codes with zero point 0 and the sign bit
+    // flipped (u = s + 128: the same real values, saturated at the same ends, rounded alike),
+    // so the kernel writes int8 codes and one pass flips them, instead of writing float sums
+    // that a zero-point store rounds one by one (the engine's own QDQ export holds every
+    // activation so).
+    let flipsSign =
+      explicit != nil && !floatOutput && !sum && refinement == nil
+      && outputParams.type == .uint8 && outputParams.zeroPoint == 128 && outputParams.isPerTensor
+    let store =
+      flipsSign
+      ? nil
+      : try zeroPointStore(
+        node, outputParams, floatOutput: floatOutput, sum: sum, refinement: refinement)
+    let requantization =
+      flipsSign
+      ? try Requantization(
+        inputScale: inputParams.scale, weightScales: weightParams.scales,
+        output: QuantParams(type: .int8, scale: outputParams.scale), activation: activation)
+      : try kernelRequantization(
+        r, store: store, input: inputParams, weights: weightParams, output: outputParams,
+        activation: activation)
     func makeKernel(_ shift: Int8SignShift?) throws -> Int8ConvolutionKernel {
       try oneDNNKernel {
         try Int8ConvolutionKernel(
@@ -377,6 +393,11 @@ final class Int8Lowering {
         work: .primitive(
           try kernel.bind(source: shift?.buffer ?? pointer(x), destination: destination))))
     if let store { steps.append(Int8Step(work: .swift({ store.run() }))) }
+    if flipsSign {
+      let count = yShape.reduce(1, *)
+      steps.append(
+        Int8Step(work: .swift({ Int8SignShift.flip(destination, to: destination, count: count) })))
+    }
     // Registered last: a node that falls back to float drops its steps, the shift's run too.
     if let shift {
       signShifts[x] = shift
@@ -585,10 +606,17 @@ final class Int8Lowering {
     guard pa.type == .int8 || pa.type == .uint8 else {
       throw Fallback(reason: "Add of \(pa.type.rawValue) codes")
     }
-    let (x, y, z) = (try pointer(a), try pointer(b), try pointer(output))
     // onnxruntime's QLinearAdd on the exported codes (see `Int8AddTableKernel`).
+    try appendAdd(a, pa, b, pb, output, po, count: count)
+  }
+
+  private func appendAdd(
+    _ a: ValueID, _ pa: QuantParams, _ b: ValueID, _ pb: QuantParams, _ output: ValueID,
+    _ po: QuantParams, count: Int
+  ) throws {
     let kernel = try Int8AddTableKernel(
-      a: (UnsafeRawPointer(x), pa), b: (UnsafeRawPointer(y), pb), output: (z, po), count: count)
+      a: (UnsafeRawPointer(try pointer(a)), pa), b: (UnsafeRawPointer(try pointer(b)), pb),
+      output: (try pointer(output), po), count: count)
     retained.append(kernel)
     steps.append(Int8Step(work: .swift({ kernel.run(threads: KernelTeam.availableThreads) })))
   }
@@ -623,11 +651,17 @@ final class Int8Lowering {
     guard let (a, b, output, count, pa, pb, po) = try sameShapeCodeOperands(node),
       Int8BinaryKernel.supports([pa, pb, po])
     else { throw Fallback(reason: "binary op of broadcast, constant or non-8-bit operands") }
+    let qlinear = explicit?.qlinearNodes.contains(node.name) == true
+    if op == .add, qlinear, [pa, pb, po].allSatisfy({ $0.type == .uint8 }) {
+      // onnxruntime's QLinearAdd on uint8 codes is the arithmetic `Int8AddTableKernel`
+      // vectorises (the engine's own residual Adds, as its QDQ export writes them).
+      try appendAdd(a, pa, b, pb, output, po, count: count)
+      return
+    }
     let kernel = Int8BinaryKernel(
       op, a: (UnsafeRawPointer(try pointer(a)), pa), b: (UnsafeRawPointer(try pointer(b)), pb),
       output: (try pointer(output), po), count: count,
-      qlinear: explicit?.qlinearNodes.contains(node.name) == true
-        ? Int8QLinearArithmetic(op, a: pa, b: pb, output: po) : nil)
+      qlinear: qlinear ? Int8QLinearArithmetic(op, a: pa, b: pb, output: po) : nil)
     retained.append(kernel)
     steps.append(Int8Step(work: .swift({ kernel.run() })))
   }
