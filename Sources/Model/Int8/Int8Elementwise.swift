@@ -1,3 +1,4 @@
+import CInt8Kernels
 import Foundation
 
 // Elementwise integer kernels for models that carry their own quantisation (QDQ/QOperator
@@ -298,9 +299,20 @@ final class Int8ZeroPointStore {
       refinedCount = store(Code.self, 0..<count)
       return
     }
+    let zp = params.zeroPoint
+    let (low, high) = (Float(Int32(Code.min) - zp), Float(Int32(Code.max) - zp))
     let blocks = (count + 63) / 64
     KernelTeam.forEachRange(blocks, threads: KernelTeam.threads(forBytes: count)) { range in
-      _ = self.store(Code.self, range.lowerBound * 64..<min(self.count, range.upperBound * 64))
+      let elements = range.lowerBound * 64..<min(self.count, range.upperBound * 64)
+      if Int8Passes.usesVectorLookup {
+        // The input quantiser with scale 1 (an exact division): the same clamp, NaN to 0,
+        // rounding half to even and zero point as the loop below, sixteen at a time.
+        ie_int8_quantize_avx512(
+          self.buffer, 1, 0, elements.lowerBound, elements.upperBound, 1, zp, low, high,
+          self.destination.assumingMemoryBound(to: UInt8.self))
+      } else {
+        _ = self.store(Code.self, elements)
+      }
     }
     refinedCount = 0
   }
