@@ -15,15 +15,36 @@
 // [low, high] (the code range minus the zero point), NaN to 0, rounded half to even, plus the
 // zero point. The int32 result lies inside the code type's range, so its low byte is the code's
 // bit pattern for int8 and uint8 alike.
-IE_AVX512 static inline __m128i quantize16(__m512 x, __m512 scale, __m512 low, __m512 high,
-                                           __m512i zeroPoint) {
-  const __m512 v = _mm512_div_ps(x, scale);
+IE_AVX512 static inline __m128i codes16(__m512 v, __m512 low, __m512 high, __m512i zeroPoint) {
   __m512 c = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, low, _CMP_LT_OQ), low);
   c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(c, high, _CMP_GT_OQ), high);
   c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_setzero_ps());
   const __m512i rounded =
       _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   return _mm512_cvtepi32_epi8(_mm512_add_epi32(rounded, zeroPoint));
+}
+
+IE_AVX512 static inline __m128i quantize16(__m512 x, __m512 scale, __m512 low, __m512 high,
+                                           __m512i zeroPoint) {
+  return codes16(_mm512_div_ps(x, scale), low, high, zeroPoint);
+}
+
+IE_AVX512 void ie_int8_store_codes_avx512(const float *values, size_t first, size_t last,
+                                          int32_t zeroPoint, float low, float high,
+                                          uint8_t *codes) {
+  const __m512 lows = _mm512_set1_ps(low), highs = _mm512_set1_ps(high);
+  const __m512i zeroPoints = _mm512_set1_epi32(zeroPoint);
+  size_t i = first;
+  for (; i + 16 <= last; i += 16) {
+    _mm_storeu_si128((__m128i *)(codes + i),
+                     codes16(_mm512_loadu_ps(values + i), lows, highs, zeroPoints));
+  }
+  if (i < last) {
+    const __mmask16 tail = (__mmask16)((1U << (last - i)) - 1);
+    _mm_mask_storeu_epi8(codes + i, tail,
+                         codes16(_mm512_maskz_loadu_ps(tail, values + i), lows, highs,
+                                 zeroPoints));
+  }
 }
 
 IE_AVX512 void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeStride,
@@ -94,12 +115,51 @@ IE_AVX512 void ie_int8_quantize_avx512(const float *planes, size_t channels, siz
   }
 }
 
+IE_AVX512 size_t ie_int8_near_ties_avx512(const float *values, size_t count, float margin,
+                                          uint32_t *indices) {
+  const __m512 half = _mm512_set1_ps(0.5f), margins = _mm512_set1_ps(margin);
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  size_t found = 0;
+  for (size_t i = 0; i < count; i += 16) {
+    const __mmask16 valid =
+        count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1U << (count - i)) - 1);
+    const __m512 y = _mm512_maskz_loadu_ps(valid, values + i);
+    // y - floor(y) and its distance from 1/2 are exact in float32, as in the Swift test.
+    const __m512 fraction =
+        _mm512_sub_ps(y, _mm512_roundscale_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    const __m512 distance = _mm512_abs_ps(_mm512_sub_ps(fraction, half));
+    const __mmask16 near = _mm512_mask_cmp_ps_mask(valid, distance, margins, _CMP_LT_OQ);
+    if (near) {
+      _mm512_mask_compressstoreu_epi32(indices + found, near,
+                                       _mm512_add_epi32(lanes, _mm512_set1_epi32((int)i)));
+      found += (size_t)__builtin_popcount(near);
+    }
+  }
+  return found;
+}
+
 #else
+
+size_t ie_int8_near_ties_avx512(const float *values, size_t count, float margin,
+                                uint32_t *indices) {
+  size_t found = 0;
+  for (size_t i = 0; i < count; i++) {
+    const float d = values[i] - __builtin_floorf(values[i]) - 0.5f;
+    if ((d < 0 ? -d : d) < margin) indices[found++] = (uint32_t)i;
+  }
+  return found;
+}
 
 static uint8_t quantizeOne(float x, float scale, int32_t zeroPoint, float low, float high) {
   const float v = x / scale;
   const float c = v != v ? 0 : (v < low ? low : (v > high ? high : v));
   return (uint8_t)((int32_t)__builtin_rintf(c) + zeroPoint);
+}
+
+void ie_int8_store_codes_avx512(const float *values, size_t first, size_t last,
+                                int32_t zeroPoint, float low, float high, uint8_t *codes) {
+  for (size_t i = first; i < last; i++)
+    codes[i] = quantizeOne(values[i], 1, zeroPoint, low, high);
 }
 
 void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeStride,

@@ -31,5 +31,18 @@ void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeS
                              size_t first, size_t last, float scale, int32_t zeroPoint,
                              float low, float high, uint8_t *codes);
 
+/// Codes `first..<last` of already scaled values (a kernel's float output): each is
+/// `clamp(v, low, high)` (NaN to 0) rounded half to even plus `zeroPoint`, its low byte stored
+/// at `codes[i]` — `ie_int8_quantize_avx512` of one plane without the division. Only call it
+/// when `ie_int8_has_avx512bw()` returns 1.
+void ie_int8_store_codes_avx512(const float *values, size_t first, size_t last,
+                                int32_t zeroPoint, float low, float high, uint8_t *codes);
+
+/// Writes to `indices` the index of every one of the `count` values whose distance from the
+/// nearest `k + 1/2` is below `margin` (`|v - floor(v) - 1/2| < margin`, NaN and infinities
+/// never), in order; returns how many. `indices` holds up to `count` entries. Only call it when
+/// `ie_int8_has_avx512bw()` returns 1.
+size_t ie_int8_near_ties_avx512(const float *values, size_t count, float margin,
+                                uint32_t *indices);
 
 #endif

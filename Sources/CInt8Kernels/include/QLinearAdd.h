@@ -15,4 +15,10 @@ int ie_int8_has_avx2_fma(void);
 void ie_int8_qlinear_add_avx2(const uint8_t *a, const uint8_t *b, uint8_t *out, size_t count,
                               float ra, float rb, float k, uint8_t flip);
 
+/// MLAS's SGEMM sum of one output element: `count` products in blocks of `strideK`, each block
+/// accumulated from 0 by fused multiply-adds in order (each rounded once), the blocks added in
+/// order (`acc + sum`). Only call when `ie_int8_has_avx2_fma()` returns 1.
+float ie_float_mlas_blocked_dot_fma(const float *row, const float *x, size_t count,
+                                    size_t strideK);
+
 #endif

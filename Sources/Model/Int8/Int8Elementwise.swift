@@ -267,6 +267,8 @@ final class Int8ZeroPointStore {
   var refinement: OnnxRuntimeFloatConvolution?
   /// Elements re-evaluated by `refinement` in the last run (for tests and measurements).
   private(set) var refinedCount = 0
+  /// The indices of the elements next to a tie (allocated on the first refined run).
+  private var tieIndices: UnsafeMutablePointer<UInt32>?
 
   /// How close to `k + ½` (in output LSBs) an exactly accumulated value must be for the
   /// float32 sum onnxruntime computes to possibly round to the other side. The largest
@@ -284,7 +286,10 @@ final class Int8ZeroPointStore {
     self.params = params
   }
 
-  deinit { buffer.deallocate() }
+  deinit {
+    buffer.deallocate()
+    tieIndices?.deallocate()
+  }
 
   func run() {
     switch params.type {
@@ -294,8 +299,7 @@ final class Int8ZeroPointStore {
   }
 
   private func store<Code: FixedWidthInteger>(_: Code.Type) {
-    guard refinement == nil else {
-      // The refinement re-evaluates elements one by one, on this thread.
+    guard Int8Passes.usesVectorLookup else {
       refinedCount = store(Code.self, 0..<count)
       return
     }
@@ -303,26 +307,38 @@ final class Int8ZeroPointStore {
     let (low, high) = (Float(Int32(Code.min) - zp), Float(Int32(Code.max) - zp))
     let blocks = (count + 63) / 64
     KernelTeam.forEachRange(blocks, threads: KernelTeam.threads(forBytes: count)) { range in
-      let elements = range.lowerBound * 64..<min(self.count, range.upperBound * 64)
-      if Int8Passes.usesVectorLookup {
-        // The input quantiser with scale 1 (an exact division): the same clamp, NaN to 0,
-        // rounding half to even and zero point as the loop below, sixteen at a time.
-        ie_int8_quantize_avx512(
-          self.buffer, 1, 0, elements.lowerBound, elements.upperBound, 1, zp, low, high,
-          self.destination.assumingMemoryBound(to: UInt8.self))
-      } else {
-        _ = self.store(Code.self, elements)
+      // The same clamp, NaN to 0, rounding half to even and zero point as `code(_:)`,
+      // sixteen at a time.
+      ie_int8_store_codes_avx512(
+        self.buffer, range.lowerBound * 64, min(self.count, range.upperBound * 64), zp, low,
+        high, self.destination.assumingMemoryBound(to: UInt8.self))
+    }
+    guard let refinement else {
+      refinedCount = 0
+      return
+    }
+    // Then the few elements next to a rounding tie again, from onnxruntime's float sum.
+    if tieIndices == nil { tieIndices = .allocate(capacity: max(count, 1)) }
+    let ties = tieIndices!
+    let found = ie_int8_near_ties_avx512(buffer, count, Self.tieMargin, ties)
+    let out = destination.assumingMemoryBound(to: Code.self)
+    // Each re-evaluation is a dot product over the convolution's reduction: worth threads
+    // from a few dozen on.
+    let team = found >= 32 ? refinement.threads : 1
+    KernelTeam.forEachRange(team, threads: team) { members in
+      for member in members {
+        for t in (found * member / team)..<(found * (member + 1) / team) {
+          let i = Int(ties[t])
+          out[i] = self.code(refinement.value(at: i, thread: member) / self.params.scale)
+        }
       }
     }
-    refinedCount = 0
+    refinedCount = found
   }
 
-  /// Stores `elements`; returns how many of them the refinement re-evaluated.
+  /// Stores `elements` one by one; returns how many of them the refinement re-evaluated.
   private func store<Code: FixedWidthInteger>(_: Code.Type, _ elements: Range<Int>) -> Int {
     let out = destination.assumingMemoryBound(to: Code.self)
-    let zp = params.zeroPoint
-    let low = Float(Int32(Code.min) - zp)
-    let high = Float(Int32(Code.max) - zp)
     var refined = 0
     for i in elements {
       var y = buffer[i]
@@ -331,10 +347,18 @@ final class Int8ZeroPointStore {
         y = refinement.value(at: i) / params.scale
         refined += 1
       }
-      let clamped = y.isNaN ? 0 : min(max(y, low), high)
-      out[i] = Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zp)
+      out[i] = code(y)
     }
     return refined
+  }
+
+  /// `saturate(round_half_even(y) + zp)` as a code of type `Code`, NaN to the zero point.
+  @inline(__always)
+  private func code<Code: FixedWidthInteger>(_ y: Float) -> Code {
+    let zp = params.zeroPoint
+    let (low, high) = (Float(Int32(Code.min) - zp), Float(Int32(Code.max) - zp))
+    let clamped = y.isNaN ? 0 : min(max(y, low), high)
+    return Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zp)
   }
 }
 
@@ -556,8 +580,13 @@ final class OnnxRuntimeFloatConvolution {
   /// (row, column, channel) offsets for windows that reach into the padding.
   private let kernelOffsets: [Int]
   private let kernelTaps: [(Int, Int, Int)]
-  /// One im2col column (the re-evaluated element's dequantised inputs).
-  private let column: UnsafeMutablePointer<Float>
+  /// One im2col column per thread (the re-evaluated element's dequantised inputs).
+  private let columns: UnsafeMutablePointer<Float>
+  /// How many threads may call `value(at:thread:)` at once (`thread` below this).
+  let threads: Int
+  /// MLAS's blocked sums by FMA instructions (the Swift of this module is built for baseline
+  /// x86-64, where `addingProduct` is a libm call).
+  private static let sumsInC = ie_int8_has_avx2_fma() != 0
 
   /// Nil when the convolution is not one this emulation covers (grouped, or weights and bias
   /// that are not the model's codes).
@@ -632,14 +661,16 @@ final class OnnxRuntimeFloatConvolution {
     }
     kernelTaps = taps
     kernelOffsets = taps.map { ($0.0 * g.inputWidth + $0.1) * i + $0.2 }
-    column = UnsafeMutablePointer<Float>.allocate(capacity: max(k, 1))
-    column.initialize(repeating: 0, count: max(k, 1))
+    threads = KernelTeam.availableThreads
+    columns = UnsafeMutablePointer<Float>.allocate(capacity: max(k, 1) * threads)
+    columns.initialize(repeating: 0, count: max(k, 1) * threads)
   }
 
-  deinit { column.deallocate() }
+  deinit { columns.deallocate() }
 
-  /// onnxruntime's float32 Conv output (before QuantizeLinear) at `index` of the NHWC output.
-  func value(at index: Int) -> Float {
+  /// onnxruntime's float32 Conv output (before QuantizeLinear) at `index` of the NHWC output,
+  /// computed with the column buffer of `thread` (threads may evaluate elements concurrently).
+  func value(at index: Int, thread: Int = 0) -> Float {
     let g = geometry
     let channels = g.outputChannels
     let pixels = outputSize.height * outputSize.width
@@ -653,7 +684,7 @@ final class OnnxRuntimeFloatConvolution {
       top >= 0 && left >= 0 && top + (g.kernelHeight - 1) * g.dilations.height < height
       && left + (g.kernelWidth - 1) * g.dilations.width < width
     let imageBase = image * height * width
-    let xs = column
+    let xs = columns + thread * max(reduction, 1)
     // The element's im2col column: dequantised NHWC codes (an NCHW tensor with one pixel or
     // one channel has the same offsets), 0 in the padding.
     dequantized.withUnsafeBufferPointer { table in
@@ -676,6 +707,9 @@ final class OnnxRuntimeFloatConvolution {
       let row = w.baseAddress! + oc * reduction
       // One output pixel: one matrix-vector call over all of K; otherwise K blocks.
       if pixels == 1 { return matrixVector(row, xs, channel: oc) + bias[oc] }
+      if Self.sumsInC {
+        return ie_float_mlas_blocked_dot_fma(row, xs, reduction, strideK) + bias[oc]
+      }
       var sum: Float = 0
       var start = 0
       while start < reduction {
