@@ -89,6 +89,50 @@ struct Int8VectorKernelTests {
     #expect(checked == Self.quantizeParams.count * 4 * 201 * 2)
   }
 
+  @Test("zero-point store codes and near-tie scan equal their scalar definitions, 0…200 values")
+  func storeCodesAndTies() {
+    var random = SplitMix64(seed: 0x5_70BE)
+    let margin = Int8ZeroPointStore.tieMargin
+    for (type, zeroPoint) in [(QuantizedType.int8, Int32(0)), (.uint8, 128), (.uint8, 3)] {
+      let low = Float(type.minimum) - Float(zeroPoint)
+      let high = Float(type.maximum) - Float(zeroPoint)
+      for count in 0...200 {
+        // Awkward floats in code units, and values a little off exact ties on both sides.
+        var values = awkwardFloats(count, scale: 1, random: &random)
+        for i in stride(from: 0, to: count, by: 7) {
+          let offset = Float(Int(random.next() % 9) - 4) * margin / 2
+          values[i] = Float(Int(random.next() % 601) - 300) + 0.5 + offset
+        }
+        let expected = values.map { v -> UInt8 in
+          let clamped = v.isNaN ? 0 : min(max(v, low), high)
+          return UInt8(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zeroPoint)
+        }
+        let first = count / 4
+        var actual = [UInt8](repeating: 0xA5, count: count + 64)
+        values.withUnsafeBufferPointer { x in
+          actual.withUnsafeMutableBufferPointer { y in
+            ie_int8_store_codes_avx512(
+              x.baseAddress, first, count, zeroPoint, low, high, y.baseAddress)
+          }
+        }
+        #expect(Array(actual[..<first]).allSatisfy { $0 == 0xA5 }, "\(type) \(count)")
+        #expect(Array(actual[first..<count]) == Array(expected[first...]), "\(type) \(count)")
+        #expect(actual[count...].allSatisfy { $0 == 0xA5 }, "\(type) \(count)")
+
+        let ties = values.indices.filter {
+          abs(values[$0] - values[$0].rounded(.down) - 0.5) < margin
+        }
+        var found = [UInt32](repeating: 0, count: max(count, 1))
+        let n = values.withUnsafeBufferPointer { x in
+          found.withUnsafeMutableBufferPointer {
+            ie_int8_near_ties_avx512(x.baseAddress, count, margin, $0.baseAddress)
+          }
+        }
+        #expect(found[..<n].map(Int.init) == ties, "\(count) values")
+      }
+    }
+  }
+
   @Test("quantize covers every code and saturates at both ends")
   func quantizeRange() throws {
     // Every code of both types from a ramp, so the comparison above is not vacuous.

@@ -7,7 +7,8 @@
 # int8: our engine calibrates on the first CALIB_COUNT images of CALIB (the model's preset);
 # onnxruntime runs the QDQ model that quantize_static makes from the same float model and the
 # same preprocessed tensors (bench/engine/ort_quantize.py: s8 per-channel weights, s8
-# activations).
+# activations), and our int8 engine runs that QDQ file too (imported: onnxruntime's scales,
+# codes and arithmetic), so both engines are also compared on one quantized model.
 #
 # Environment: THREADS (default 2), SECONDS_PER_POINT (default 5), MODELS (default
 # "t0 t1 t2 s lite0"), BATCHES (default "1,16"; BATCHES=1 for a quick latency A/B), INT8
@@ -83,12 +84,14 @@ for m in $models; do
   fi
   # libgomp's default wait policy spins; with decode threads or other processes on the same
   # cores that spinning costs far more than it saves, so both policies are measured.
+  first_policy_env=()
   for policy in $policies; do
     case $policy in
       default) policy_env=(env -u OMP_WAIT_POLICY) ;;
       passive) policy_env=(env OMP_WAIT_POLICY=passive) ;;
       *) echo "unknown policy $policy (default, passive)" >&2; exit 1 ;;
     esac
+    [ ${#first_policy_env[@]} -gt 0 ] || first_policy_env=("${policy_env[@]}")
     "${policy_env[@]}" "$bin" bench --model "$path" --name "$label" --batch "$batches" \
       --engines "$engines" "${int8_options[@]}" \
       --threads "$threads" --seconds "$seconds" --json "$out/$m-$policy-r$round.json" >&2
@@ -98,6 +101,11 @@ for m in $models; do
   if [ "$int8" = 1 ]; then
     "$python" bench/engine/ort_bench.py "$out/$m-qdq.onnx" --threads "$threads" \
       --batches "$batches" --seconds "$seconds" --json "$out/$m-ort-int8-r$round.json" >&2
+    # Our int8 engine on that same file (imported: its scales and codes, onnxruntime's
+    # arithmetic), with the first policy.
+    "${first_policy_env[@]}" "$bin" bench --model "$out/$m-qdq.onnx" --name "$label (QDQ)" \
+      --batch "$batches" --threads "$threads" --seconds "$seconds" \
+      --json "$out/$m-imported-r$round.json" >&2
   fi
 done
 done

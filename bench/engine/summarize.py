@@ -4,7 +4,8 @@
 Usage: summarize.py OUT --threads N --rounds R --policies "default passive" --models t0 t1 …
 
 Reads, per model m, round r and policy p: OUT/m-p-rR.json (`imagenet-eval bench --json`),
-OUT/m-ort-rR.json and, when int8 was measured, OUT/m-ort-int8-rR.json (ort_bench.py). Every
+OUT/m-ort-rR.json and, when int8 was measured, OUT/m-ort-int8-rR.json (ort_bench.py) and
+OUT/m-imported-rR.json (our int8 engine running that same QDQ file). Every
 figure is a median over the rounds; a ratio is the median of the per-round ratios (both sides
 of a round were measured within seconds of each other), with their range when R > 1. With
 R > 1 the float table also gives the ratio of each side's best round: on a shared VM other
@@ -88,20 +89,28 @@ def main() -> None:
     int8_models = [m for m in a.models if (a.out / f"{m}-ort-int8-r1.json").exists()]
     if not int8_models:
         return
-    print(f"\nint8 vs onnxruntime's int8 QDQ model and vs our float engine, same rounds.\n")
+    imported = all((a.out / f"{m}-imported-r1.json").exists() for m in int8_models)
+    print(f"\nint8 vs onnxruntime's int8 QDQ model and vs our float engine, same rounds"
+          + (f"; last columns: our int8 engine running that QDQ file ({policies[0]} policy)."
+             if imported else ".") + "\n")
     head = ["model", "batch"] + [f"int8 img/s ({p})" for p in policies]
     head += ["onnxruntime int8 img/s"] + [f"int8 / ORT int8 ({p})" for p in policies]
     head += [f"int8 / our float ({p})" for p in policies]
+    if imported:
+        head += ["ours on the QDQ file img/s", "ours / ORT on the QDQ file"]
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * (len(head) - 1))
     for m in int8_models:
         int8 = {p: series(m, p, "int8") for p in policies}
         floats = {p: series(m, p, "float") for p in policies}
         qdq = series(m, "ort-int8")
+        file = series(m, "imported") if imported else {}
         for b in sorted(qdq):
             cells = [name[m], str(b)] + [median(int8[p][b]) for p in policies] + [median(qdq[b])]
             cells += [ratio_cell(int8[p][b], qdq[b]) for p in policies]
             cells += [ratio_cell(int8[p][b], floats[p][b]) for p in policies]
+            if imported:
+                cells += [median(file[b]), ratio_cell(file[b], qdq[b])]
             print("| " + " | ".join(cells) + " |")
 
 
