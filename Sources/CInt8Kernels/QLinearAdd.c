@@ -47,24 +47,22 @@ __attribute__((target("avx2,fma"))) void ie_int8_qlinear_add_avx2(const uint8_t 
   }
 }
 
-__attribute__((target("avx2,fma"))) float ie_float_mlas_blocked_dot_fma(const float *row,
-                                                                       const float *x,
-                                                                       size_t count,
-                                                                       size_t strideK) {
-  float sum = 0;
-  for (size_t start = 0; start < count; start += strideK) {
-    const size_t end = start + strideK < count ? start + strideK : count;
-    float acc = 0;
-    for (size_t k = start; k < end; k++) acc = __builtin_fmaf(row[k], x[k], acc);
-    sum = start == 0 ? acc : acc + sum;
-  }
-  return sum;
-}
-
 #else
 
 int ie_int8_has_avx2_fma(void) { return 0; }
 
+void ie_int8_qlinear_add_avx2(const uint8_t *a, const uint8_t *b, uint8_t *out, size_t count,
+                              float ra, float rb, float k, uint8_t flip) {
+  (void)a, (void)b, (void)out, (void)count, (void)ra, (void)rb, (void)k, (void)flip;
+}
+
+#endif
+
+// One definition for every target: on x86-64 the FMA instructions (callers check
+// `ie_int8_has_avx2_fma()`), elsewhere the C library's fmaf, rounded once all the same.
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma")))
+#endif
 float ie_float_mlas_blocked_dot_fma(const float *row, const float *x, size_t count,
                                     size_t strideK) {
   float sum = 0;
@@ -76,10 +74,3 @@ float ie_float_mlas_blocked_dot_fma(const float *row, const float *x, size_t cou
   }
   return sum;
 }
-
-void ie_int8_qlinear_add_avx2(const uint8_t *a, const uint8_t *b, uint8_t *out, size_t count,
-                              float ra, float rb, float k, uint8_t flip) {
-  (void)a, (void)b, (void)out, (void)count, (void)ra, (void)rb, (void)k, (void)flip;
-}
-
-#endif

@@ -67,6 +67,8 @@ for m in $models; do
       label="FasterNet-$(echo "$m" | tr a-z A-Z)"; preset=torchvision ;;
   esac
   echo "== round $round/$rounds: $label ($path)" >&2
+  # The peak right before this model's points: the shares in summarize.py's third table use it.
+  "$fma_peak" "$threads" 0.5 > "$out/$m-fma-peak-r$round.txt"
   engines=float
   int8_options=()
   if [ "$int8" = 1 ]; then

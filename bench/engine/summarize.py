@@ -12,9 +12,11 @@ R > 1 the float table also gives the ratio of each side's best round: on a share
 guests slow some rounds of either side, and the best round is the nearest to each side's
 uncontended speed.
 
-When OUT has fma-peak-before.txt / fma-peak-after.txt (run.sh's fma_peak), a third table puts
-both float engines' throughput in GFLOP/s (direct-convolution count, flops.py) against the
-lower of the two peaks, and says what share of it a 1.1× lead over onnxruntime would take.
+When OUT has fma-peak-before.txt / fma-peak-after.txt and m-fma-peak-rR.txt (run.sh's
+fma_peak, the last measured right before model m's round R), a third table puts both float
+engines' throughput in GFLOP/s (direct-convolution count, flops.py) against the peak measured
+before the same round (median over rounds of the per-round shares), and says what share of it a
+1.1× lead over onnxruntime would take.
 """
 import argparse
 import json
@@ -124,14 +126,17 @@ def fma_peak(path: Path) -> float | None:
 
 def roofline(a: argparse.Namespace, policies: list[str], series) -> None:
     peaks = [fma_peak(a.out / f"fma-peak-{when}.txt") for when in ("before", "after")]
-    if None in peaks:
+    rounds = range(1, a.rounds + 1)
+    round_peaks = {m: [fma_peak(a.out / f"{m}-fma-peak-r{r}.txt") for r in rounds]
+                   for m in a.models}
+    if None in peaks or any(None in p for p in round_peaks.values()):
         return
-    # The lower peak: a share of it is an upper bound on the share of the cores' capacity used.
-    peak = min(peaks)
+    every = [p for ps in round_peaks.values() for p in ps]
     policy = policies[0]
-    print(f"\nFloat throughput against the FMA peak ({a.threads} threads: {peaks[0]:.0f} GFLOP/s "
-          f"before the rounds, {peaks[1]:.0f} after; shares of {peak:.0f}). GFLOP counted as "
-          f"direct convolution (Winograd does fewer multiplications for the same count).\n")
+    print(f"\nFloat throughput against the FMA peak ({a.threads} threads; {peaks[0]:.0f} GFLOP/s "
+          f"before the rounds, {peaks[1]:.0f} after, {min(every):.0f}–{max(every):.0f} right "
+          f"before each model's rounds, which each share uses). GFLOP counted as direct "
+          f"convolution (Winograd does fewer multiplications for the same count).\n")
     head = ["model", "GFLOP/image", "batch", f"float GFLOP/s ({policy})", "% of peak",
             "onnxruntime GFLOP/s", "% of peak", "1.1× onnxruntime needs"]
     print("| " + " | ".join(head) + " |")
@@ -141,10 +146,13 @@ def roofline(a: argparse.Namespace, policies: list[str], series) -> None:
         gflop = direct_flops(record["model_path"]) / 1e9
         ours, ort = series(m, policy, "float"), series(m, "ort")
         for b in sorted(ort):
+            def share(rates: list[float]) -> float:
+                return 100 * statistics.median(
+                    rate * gflop / peak for rate, peak in zip(rates, round_peaks[m]))
             mine, theirs = statistics.median(ours[b]) * gflop, statistics.median(ort[b]) * gflop
-            cells = [record["model"], f"{gflop:.2f}", str(b), f"{mine:.0f}", f"{100 * mine / peak:.0f} %",
-                     f"{theirs:.0f}", f"{100 * theirs / peak:.0f} %",
-                     f"{110 * theirs / peak:.0f} %"]
+            cells = [record["model"], f"{gflop:.2f}", str(b), f"{mine:.0f}",
+                     f"{share(ours[b]):.0f} %", f"{theirs:.0f}", f"{share(ort[b]):.0f} %",
+                     f"{1.1 * share(ort[b]):.0f} %"]
             print("| " + " | ".join(cells) + " |")
 
 
