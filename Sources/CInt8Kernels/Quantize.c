@@ -115,6 +115,33 @@ IE_AVX512 void ie_int8_quantize_avx512(const float *planes, size_t channels, siz
   }
 }
 
+// Sixteen codes of one operand as float32 real values: `(q - zeroPoint) · scale`.
+IE_AVX512 static inline __m512 dequantize16(const uint8_t *codes, __mmask16 lanes, int isSigned,
+                                            __m512i zeroPoint, __m512 scale) {
+  const __m128i bytes = _mm_maskz_loadu_epi8(lanes, codes);
+  const __m512i wide = isSigned ? _mm512_cvtepi8_epi32(bytes) : _mm512_cvtepu8_epi32(bytes);
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(wide, zeroPoint)), scale);
+}
+
+IE_AVX512 void ie_int8_add_float_avx512(const uint8_t *a, int aSigned, int32_t aZeroPoint,
+                                        float aScale, const uint8_t *b, int bSigned,
+                                        int32_t bZeroPoint, float bScale, float outputScale,
+                                        int32_t outputZeroPoint, float low, float high,
+                                        uint8_t *out, size_t first, size_t last) {
+  const __m512i za = _mm512_set1_epi32(aZeroPoint), zb = _mm512_set1_epi32(bZeroPoint);
+  const __m512 sa = _mm512_set1_ps(aScale), sb = _mm512_set1_ps(bScale);
+  const __m512 so = _mm512_set1_ps(outputScale);
+  const __m512 lows = _mm512_set1_ps(low), highs = _mm512_set1_ps(high);
+  const __m512i zo = _mm512_set1_epi32(outputZeroPoint);
+  for (size_t i = first; i < last; i += 16) {
+    const __mmask16 lanes =
+        last - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1U << (last - i)) - 1);
+    const __m512 sum = _mm512_add_ps(dequantize16(a + i, lanes, aSigned, za, sa),
+                                     dequantize16(b + i, lanes, bSigned, zb, sb));
+    _mm_mask_storeu_epi8(out + i, lanes, codes16(_mm512_div_ps(sum, so), lows, highs, zo));
+  }
+}
+
 IE_AVX512 size_t ie_int8_near_ties_avx512(const float *values, size_t count, float margin,
                                           uint32_t *indices) {
   const __m512 half = _mm512_set1_ps(0.5f), margins = _mm512_set1_ps(margin);
@@ -154,6 +181,17 @@ static uint8_t quantizeOne(float x, float scale, int32_t zeroPoint, float low, f
   const float v = x / scale;
   const float c = v != v ? 0 : (v < low ? low : (v > high ? high : v));
   return (uint8_t)((int32_t)__builtin_rintf(c) + zeroPoint);
+}
+
+void ie_int8_add_float_avx512(const uint8_t *a, int aSigned, int32_t aZeroPoint, float aScale,
+                              const uint8_t *b, int bSigned, int32_t bZeroPoint, float bScale,
+                              float outputScale, int32_t outputZeroPoint, float low, float high,
+                              uint8_t *out, size_t first, size_t last) {
+  for (size_t i = first; i < last; i++) {
+    const int32_t qa = aSigned ? (int8_t)a[i] : a[i], qb = bSigned ? (int8_t)b[i] : b[i];
+    const float sum = (float)(qa - aZeroPoint) * aScale + (float)(qb - bZeroPoint) * bScale;
+    out[i] = quantizeOne(sum, outputScale, outputZeroPoint, low, high);
+  }
 }
 
 void ie_int8_store_codes_avx512(const float *values, size_t first, size_t last,

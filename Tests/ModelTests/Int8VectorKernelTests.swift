@@ -133,6 +133,54 @@ struct Int8VectorKernelTests {
     }
   }
 
+  @Test("float-defined Add of codes equals its scalar definition: types, zero points, tails")
+  func addFloat() throws {
+    var random = SplitMix64(seed: 0xADD_F10A7)
+    let cases: [(QuantParams, QuantParams, QuantParams)] = [
+      (
+        try QuantParams(type: .int8, scale: 0.021), try QuantParams(type: .int8, scale: 0.017),
+        try QuantParams(type: .int8, scale: 0.03)
+      ),
+      (
+        try QuantParams(type: .uint8, scale: 0.05, zeroPoint: 131),
+        try QuantParams(type: .int8, scale: 0.011, zeroPoint: -3),
+        try QuantParams(type: .uint8, scale: 0.02, zeroPoint: 7)
+      ),
+      // An output scale small enough that sums saturate at both ends.
+      (
+        try QuantParams(type: .int8, scale: 0.5, zeroPoint: 4),
+        try QuantParams(type: .uint8, scale: 0.25, zeroPoint: 250),
+        try QuantParams(type: .int8, scale: 0.01, zeroPoint: -1)
+      ),
+    ]
+    for (pa, pb, po) in cases {
+      for count in Array(0...70) + [1000] {
+        let x = (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let y = (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        func value(_ byte: UInt8, _ p: QuantParams) -> Int32 {
+          p.type == .int8 ? Int32(Int8(bitPattern: byte)) : Int32(byte)
+        }
+        let (low, high) = (
+          Float(po.type.minimum) - Float(po.zeroPoint), Float(po.type.maximum) - Float(po.zeroPoint)
+        )
+        let expected = (0..<count).map { i -> UInt8 in
+          let sum =
+            Float(value(x[i], pa) - pa.zeroPoint) * pa.scale + Float(value(y[i], pb) - pb.zeroPoint)
+            * pb.scale
+          let v = sum / po.scale
+          let clamped = v.isNaN ? 0 : min(max(v, low), high)
+          return UInt8(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + po.zeroPoint)
+        }
+        var out = [UInt8](repeating: 0xA5, count: count + 16)
+        ie_int8_add_float_avx512(
+          x, pa.type == .int8 ? 1 : 0, pa.zeroPoint, pa.scale, y, pb.type == .int8 ? 1 : 0,
+          pb.zeroPoint, pb.scale, po.scale, po.zeroPoint, low, high, &out, 0, count)
+        #expect(Array(out[..<count]) == expected, "\(pa) + \(pb) -> \(po), \(count) codes")
+        #expect(out[count...].allSatisfy { $0 == 0xA5 })
+      }
+    }
+  }
+
   @Test("quantize covers every code and saturates at both ends")
   func quantizeRange() throws {
     // Every code of both types from a ramp, so the comparison above is not vacuous.

@@ -38,6 +38,16 @@ void ie_int8_quantize_avx512(const float *planes, size_t channels, size_t planeS
 void ie_int8_store_codes_avx512(const float *values, size_t first, size_t last,
                                 int32_t zeroPoint, float low, float high, uint8_t *codes);
 
+/// Codes `first..<last` of an Add of two code tensors as a model defines it in float32:
+/// `((a - za)·sa + (b - zb)·sb) / so`, each operation rounded to float32 on its own, then
+/// clamped to [low, high] (NaN to 0), rounded half to even, plus `outputZeroPoint`, the low
+/// byte stored. `aSigned`/`bSigned`: the operand's bytes are int8 codes (else uint8). Only call
+/// it when `ie_int8_has_avx512bw()` returns 1.
+void ie_int8_add_float_avx512(const uint8_t *a, int aSigned, int32_t aZeroPoint, float aScale,
+                              const uint8_t *b, int bSigned, int32_t bZeroPoint, float bScale,
+                              float outputScale, int32_t outputZeroPoint, float low, float high,
+                              uint8_t *out, size_t first, size_t last);
+
 /// Writes to `indices` the index of every one of the `count` values whose distance from the
 /// nearest `k + 1/2` is below `margin` (`|v - floor(v) - 1/2| < margin`, NaN and infinities
 /// never), in order; returns how many. `indices` holds up to `count` entries. Only call it when
