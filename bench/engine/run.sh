@@ -18,9 +18,10 @@
 # ROUNDS (default 1: how many times every point is measured on each side, interleaved; the
 # tables give medians over rounds and the spread of the per-round ratios), POLICIES (default
 # "default passive": libgomp wait policies our engines are measured with),
-# IMAGENET_EVAL_PYTHON (default .venv/bin/python), CC (default cc: builds fma_peak.c), OUT (a
-# directory that keeps the raw JSON for bench/engine/summarize.py; default a temporary one). IMAGENET_EVAL_BATCH_SHARDS=0 runs our
-# engines' batches unsharded (one plan, every primitive split across the threads).
+# IMAGENET_EVAL_PYTHON (default .venv/bin/python), CC (default clang, the Swift toolchain's;
+# builds fma_peak.c), OUT (a directory that keeps the raw JSON for bench/engine/summarize.py;
+# default a temporary one). IMAGENET_EVAL_BATCH_SHARDS=0 runs our engines' batches unsharded
+# (one plan, every primitive split across the threads).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${IMAGENET_EVAL_PYTHON:-.venv/bin/python}
@@ -52,7 +53,7 @@ bin=.build/release/imagenet-eval
 # The cores' FMA peak before and after the rounds: a VM's clock moves by 10 % or more between
 # (and within) sessions, and summarize.py states every engine's GFLOP/s against it.
 fma_peak="$out/fma_peak"
-"${CC:-cc}" -O3 -std=gnu11 bench/engine/fma_peak.c -o "$fma_peak" -lpthread
+"${CC:-clang}" -O3 -std=gnu11 bench/engine/fma_peak.c -o "$fma_peak" -lpthread
 "$fma_peak" "$threads" > "$out/fma-peak-before.txt"
 
 cache=.build/fasternet-cache
