@@ -7,9 +7,10 @@
 // stages 3 and 4 at batch 1), read from L3 once per image; and, on a team, pixels whose
 // channels the other core wrote: a convolution split by output channels leaves every pixel
 // half in each core's L2, and the next one, needing all of a pixel's channels, pulls half its
-// input across (chains of oneDNN's convolutions measure like that). Here a thread takes either a range of 16-channel output blocks over all pixels (for
-// the first case) or a range of pixels over all blocks (for the second: every such convolution
-// then reads the pixels its own thread wrote). Either way it walks its blocks three at a time;
+// input across (chains of oneDNN's convolutions measure like that). Here a thread takes
+// either a range of 16-channel output blocks over all pixels (for the first case) or a range
+// of pixels over all blocks (for the second: every such convolution then reads the pixels its
+// own thread wrote). Either way it walks its blocks three at a time;
 // while the pixels are multiplied by one group's weights (then in L2), the next group's weights
 // are prefetched into L2, one cache line per input channel step.
 

@@ -315,15 +315,15 @@ final class Int8ZeroPointStore {
       refinedCount = store(Code.self, 0..<count)
       return
     }
-    let zp = params.zeroPoint
-    let (low, high) = (Float(Int32(Code.min) - zp), Float(Int32(Code.max) - zp))
+    let bounds = self.bounds(Code.self)
     let blocks = (count + 63) / 64
     KernelTeam.forEachRange(blocks, threads: KernelTeam.threads(forBytes: count)) { range in
-      // The same clamp, NaN to 0, rounding half to even and zero point as `code(_:)`,
+      // The same clamp, NaN to 0, rounding half to even and zero point as `code(_:_:)`,
       // sixteen at a time.
       ie_int8_store_codes_avx512(
-        self.buffer, range.lowerBound * 64, min(self.count, range.upperBound * 64), zp, low,
-        high, self.destination.assumingMemoryBound(to: UInt8.self))
+        self.buffer, range.lowerBound * 64, min(self.count, range.upperBound * 64),
+        self.params.zeroPoint, bounds.low, bounds.high,
+        self.destination.assumingMemoryBound(to: UInt8.self))
     }
     guard let refinement else {
       refinedCount = 0
@@ -341,7 +341,7 @@ final class Int8ZeroPointStore {
       for member in members {
         for t in (found * member / team)..<(found * (member + 1) / team) {
           let i = Int(ties[t])
-          out[i] = self.code(refinement.value(at: i, thread: member) / self.params.scale)
+          out[i] = self.code(refinement.value(at: i, thread: member) / self.params.scale, bounds)
         }
       }
     }
@@ -351,6 +351,7 @@ final class Int8ZeroPointStore {
   /// Stores `elements` one by one; returns how many of them the refinement re-evaluated.
   private func store<Code: FixedWidthInteger>(_: Code.Type, _ elements: Range<Int>) -> Int {
     let out = destination.assumingMemoryBound(to: Code.self)
+    let bounds = self.bounds(Code.self)
     var refined = 0
     for i in elements {
       var y = buffer[i]
@@ -359,18 +360,24 @@ final class Int8ZeroPointStore {
         y = refinement.value(at: i) / params.scale
         refined += 1
       }
-      out[i] = code(y)
+      out[i] = code(y, bounds)
     }
     return refined
   }
 
-  /// `saturate(round_half_even(y) + zp)` as a code of type `Code`, NaN to the zero point.
+  /// The range of `Code` less the zero point: where `code(_:_:)` saturates.
+  private func bounds<Code: FixedWidthInteger>(_: Code.Type) -> (low: Float, high: Float) {
+    (Float(Int32(Code.min) - params.zeroPoint), Float(Int32(Code.max) - params.zeroPoint))
+  }
+
+  /// `saturate(round_half_even(y) + zp)` as a code of type `Code` (`bounds` its `bounds`),
+  /// NaN to the zero point.
   @inline(__always)
-  private func code<Code: FixedWidthInteger>(_ y: Float) -> Code {
-    let zp = params.zeroPoint
-    let (low, high) = (Float(Int32(Code.min) - zp), Float(Int32(Code.max) - zp))
-    let clamped = y.isNaN ? 0 : min(max(y, low), high)
-    return Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + zp)
+  private func code<Code: FixedWidthInteger>(_ y: Float, _ bounds: (low: Float, high: Float))
+    -> Code
+  {
+    let clamped = y.isNaN ? 0 : min(max(y, bounds.low), bounds.high)
+    return Code(truncatingIfNeeded: Int32(clamped.rounded(.toNearestOrEven)) + params.zeroPoint)
   }
 }
 

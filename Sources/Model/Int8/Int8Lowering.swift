@@ -329,14 +329,9 @@ final class Int8Lowering {
       ? nil
       : try zeroPointStore(
         node, outputParams, floatOutput: floatOutput, sum: sum, refinement: refinement)
-    let requantization =
-      flipsSign
-      ? try Requantization(
-        inputScale: inputParams.scale, weightScales: weightParams.scales,
-        output: QuantParams(type: .int8, scale: outputParams.scale), activation: activation)
-      : try kernelRequantization(
-        r, store: store, input: inputParams, weights: weightParams, output: outputParams,
-        activation: activation)
+    let requantization = try kernelRequantization(
+      r, codesWithoutZeroPoint: flipsSign ? .int8 : store.map { _ in outputParams.type },
+      input: inputParams, weights: weightParams, output: outputParams, activation: activation)
     func makeKernel(_ shift: Int8SignShift?) throws -> Int8ConvolutionKernel {
       try oneDNNKernel {
         try Int8ConvolutionKernel(
@@ -529,8 +524,8 @@ final class Int8Lowering {
       activation: activation)
     let store = try zeroPointStore(node, outputParams, floatOutput: floatOutput, sum: false)
     let requantization = try kernelRequantization(
-      r, store: store, input: inputParams, weights: weightParams, output: outputParams,
-      activation: activation)
+      r, codesWithoutZeroPoint: store.map { _ in outputParams.type }, input: inputParams,
+      weights: weightParams, output: outputParams, activation: activation)
     let kernel = try oneDNNKernel {
       try Int8InnerProductKernel(
         engine: engine, m: aShape[0], n: n, k: k, inputType: inputParams.type,
@@ -569,16 +564,18 @@ final class Int8Lowering {
     return try pointer(output)
   }
 
-  /// The kernel's requantisation: `r`, or, when a zero-point store finishes the output
-  /// (imported models: round, then add the zero point), the same scales without the zero point.
+  /// The kernel's requantisation: `r`, or, when a pass after the kernel finishes the output's
+  /// zero point, the same scales for codes of `codeType` with zero point 0 — a zero-point store
+  /// (imported models: round, then add the zero point) takes the output's type, the sign flip
+  /// of uint8 codes with zero point 128 takes int8.
   private func kernelRequantization(
-    _ r: Requantization, store: Int8ZeroPointStore?, input: QuantParams, weights: QuantParams,
-    output: QuantParams, activation: FusedActivation
+    _ r: Requantization, codesWithoutZeroPoint codeType: QuantizedType?, input: QuantParams,
+    weights: QuantParams, output: QuantParams, activation: FusedActivation
   ) throws -> Requantization {
-    guard store != nil else { return r }
+    guard let codeType else { return r }
     return try Requantization(
       inputScale: input.scale, weightScales: weights.scales,
-      output: QuantParams(type: output.type, scale: output.scale), activation: activation)
+      output: QuantParams(type: codeType, scale: output.scale), activation: activation)
   }
 
   // MARK: Other integer kernels
